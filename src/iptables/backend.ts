@@ -1,0 +1,29 @@
+import type { Table } from '../plan/types.js';
+
+export type BackendMode = 'nft' | 'legacy';
+
+/**
+ * What the sync engine needs from iptables. The real implementation runs
+ * iptables-restore/iptables-save; the fake keeps tables in memory with the
+ * same semantics (atomic per table, line-numbered errors).
+ */
+export interface IptablesBackend {
+  readonly mode: BackendMode;
+  /** Applies a restore payload with --noflush; all-or-nothing per table. */
+  restore(payload: string): Promise<void>;
+  /** The iptables-save text of one table. */
+  save(table: Table): Promise<string>;
+}
+
+/** A restore the kernel (or fake) refused; nothing of the failing table was applied. */
+export class RestoreError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+    /** 1-based line of the payload the backend blamed, when it said. */
+    readonly line: number | undefined,
+  ) {
+    super(message);
+    this.name = 'RestoreError';
+  }
+}

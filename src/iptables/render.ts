@@ -1,0 +1,50 @@
+import { TABLES, type TableOps, type UnitChange } from '../plan/types.js';
+
+/**
+ * One iptables-restore --noflush payload for a batch of units. Per table:
+ * declarations first (create or flush), then deletions of single rules, then
+ * appends, then jumps inserted at position 1, then chain deletions, so that
+ * every reference is valid at the point the kernel checks it.
+ */
+export function renderPayload(units: readonly UnitChange[]): string {
+  const out: string[] = [];
+  for (const table of TABLES) {
+    const parts = units.map((u) => u.ops[table]);
+    if (parts.every(isEmptyOps)) continue;
+    out.push(`*${table}`);
+    for (const p of parts) for (const chain of p.declare) out.push(`:${chain} - [0:0]`);
+    for (const p of parts) for (const r of p.deleteRules) out.push(`-D ${r.chain} ${r.spec}`);
+    for (const p of parts) for (const r of p.appendRules) out.push(`-A ${r.chain} ${r.spec}`);
+    for (const p of parts) for (const r of p.insertFirst) out.push(`-I ${r.chain} 1 ${r.spec}`);
+    for (const p of parts) for (const chain of p.deleteChains) out.push(`-X ${chain}`);
+    out.push('COMMIT');
+  }
+  return out.length === 0 ? '' : `${out.join('\n')}\n`;
+}
+
+function isEmptyOps(ops: TableOps): boolean {
+  return ops.declare.length + ops.deleteRules.length + ops.appendRules.length + ops.insertFirst.length + ops.deleteChains.length === 0;
+}
+
+/**
+ * Splits units, in order, into batches declaring at most `maxChains` chains
+ * each (a unit larger than that goes alone). iptables-nft-restore's cost grows
+ * super-linearly with the chains of one payload, so a cold start of thousands
+ * of services is cheaper as several bounded restores.
+ */
+export function batchUnits(units: readonly UnitChange[], maxChains: number): UnitChange[][] {
+  const batches: UnitChange[][] = [];
+  let current: UnitChange[] = [];
+  let chains = 0;
+  for (const u of units) {
+    if (current.length > 0 && chains + u.chainCount > maxChains) {
+      batches.push(current);
+      current = [];
+      chains = 0;
+    }
+    current.push(u);
+    chains += u.chainCount;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

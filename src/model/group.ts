@@ -1,0 +1,141 @@
+import { ClusterResolver } from './clusters.js';
+import type { ModelStore } from './store.js';
+import {
+  KARMADA_DISPATCH_CONTROLLER, KARMADA_IMPORT_CONTROLLER, PROXY_NAME, serviceRef, sliceRef,
+  type Problem, type Protocol, type ServiceRecord, type SliceRecord,
+} from './records.js';
+
+/** One endpoint of one service port, attributed to its cluster. */
+export interface ClusterEndpoint {
+  readonly ip: string;
+  readonly port: number;
+  readonly cluster: string;
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+}
+
+export interface FrontendPort {
+  /** Port name, or the port number when unnamed: used in chain names and comments. */
+  readonly label: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly endpoints: readonly ClusterEndpoint[];
+}
+
+/** A Service whose ClusterIP carries the group's traffic. */
+export interface Frontend {
+  readonly namespace: string;
+  readonly name: string;
+  readonly clusterIP: string;
+  readonly affinitySeconds: number | null;
+  readonly ports: readonly FrontendPort[];
+}
+
+export type GroupSource = 'service-import' | 'multi-cluster-service' | 'service-proxy-name';
+
+/** A logical multi-cluster service: `derived-<name>` and `<name>`, or one MCS Service. */
+export interface ServiceGroup {
+  readonly key: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly source: GroupSource;
+  /** The ClusterIPs the agent programs. */
+  readonly frontends: readonly Frontend[];
+  /** ServiceImport path: the local Service `<name>` and its own endpoints, when it exists. */
+  readonly local: Frontend | null;
+}
+
+export interface GroupBuild {
+  readonly group: ServiceGroup | null;
+  readonly problems: readonly Problem[];
+}
+
+export interface GroupContext {
+  readonly servicePrefix: string;
+  readonly clusters: ClusterResolver;
+}
+
+const NONE: GroupBuild = { group: null, problems: [] };
+
+function isKarmadaSlice(slice: SliceRecord): boolean {
+  return slice.managedBy === KARMADA_IMPORT_CONTROLLER || slice.managedBy === KARMADA_DISPATCH_CONTROLLER;
+}
+
+/** Builds the group with key `ns/name` from the store; pure given the store. */
+export function buildGroup(key: string, store: ModelStore, ctx: GroupContext): GroupBuild {
+  const slash = key.indexOf('/');
+  const namespace = key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  const derivedName = ctx.servicePrefix + name;
+  const derived = name === '' ? undefined : store.service(namespace, derivedName);
+  const plain = store.service(namespace, name);
+  const problems: Problem[] = [];
+
+  if (!derived && !plain) {
+    for (const slice of store.slicesOf(namespace, derivedName)) {
+      problems.push({ object: sliceRef(namespace, slice.name), message: `references Service ${namespace}/${derivedName}, which does not exist; ignored until it appears` });
+    }
+    return { group: null, problems };
+  }
+
+  let source: GroupSource;
+  let primary: ServiceRecord;
+  let local: ServiceRecord | undefined;
+  if (derived) {
+    source = 'service-import';
+    primary = derived;
+    local = plain;
+  } else if (plain!.proxyName === PROXY_NAME) {
+    source = 'service-proxy-name';
+    primary = plain!;
+  } else if ([...store.slicesOf(namespace, name)].some((s) => s.managedBy === KARMADA_DISPATCH_CONTROLLER)) {
+    source = 'multi-cluster-service';
+    primary = plain!;
+  } else {
+    return NONE; // an ordinary Service: kube-proxy's
+  }
+
+  if (primary.headless) return NONE;
+  const frontend = toFrontend(primary, store, ctx, problems);
+  if (!frontend) return { group: null, problems };
+  const localFrontend = local && !local.headless ? toFrontend(local, store, ctx, problems) : null;
+  return {
+    group: { key, namespace, name, source, frontends: [frontend], local: localFrontend },
+    problems,
+  };
+}
+
+function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, problems: Problem[]): Frontend | null {
+  if (svc.clusterIP === null) return null; // reported when the Service was converted
+  const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.addressType === 'IPv4');
+  const origins = slices.map((slice) => {
+    const origin = ctx.clusters.originOf(slice);
+    if (origin.unknownPrefix && isKarmadaSlice(slice)) {
+      problems.push({
+        object: sliceRef(slice.namespace, slice.name),
+        message: `name matches no configured cluster; its endpoints count as cluster "${origin.cluster}"`,
+      });
+    }
+    return origin.cluster;
+  });
+  const ports = svc.ports.map((sp): FrontendPort => {
+    const label = sp.name || String(sp.port);
+    const endpoints: ClusterEndpoint[] = [];
+    slices.forEach((slice, i) => {
+      const match = slice.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
+      if (!match) {
+        if (slice.ports.length > 0) {
+          problems.push({
+            object: serviceRef(svc.namespace, svc.name),
+            message: `port ${label}/${sp.protocol}: EndpointSlice ${slice.name} has no such port; it contributes no endpoints to it`,
+          });
+        }
+        return;
+      }
+      for (const ep of slice.endpoints) endpoints.push({ ...ep, port: match.port, cluster: origins[i]! });
+    });
+    return { label, port: sp.port, protocol: sp.protocol, endpoints };
+  });
+  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, affinitySeconds: svc.affinitySeconds, ports };
+}

@@ -1,0 +1,175 @@
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { parseIPv4 } from './ipv4.js';
+
+// API objects are reduced on arrival to the few fields the data plane needs,
+// validated once. This keeps memory small at 10k services and keeps every
+// later step free of defensive checks.
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+const PROTOCOLS: readonly string[] = ['TCP', 'UDP', 'SCTP'];
+
+export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
+export const LABEL_MANAGED_BY = 'endpointslice.kubernetes.io/managed-by';
+export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
+export const ANNOTATION_PROVISION_CLUSTER = 'endpointslice.karmada.io/provision-cluster';
+export const KARMADA_IMPORT_CONTROLLER = 'endpointslice-controller.karmada.io';
+export const KARMADA_DISPATCH_CONTROLLER = 'endpointslice-dispatch-controller.karmada.io';
+export const PROXY_NAME = 'clusterset-proxy';
+
+/** A problem with one object: the object is skipped (or partly), never the agent. */
+export interface Problem {
+  /** e.g. "EndpointSlice default/imported-brazil-abc". */
+  readonly object: string;
+  readonly message: string;
+}
+
+export interface ServicePortRecord {
+  /** The port's name, '' when unnamed (matched against slice port names). */
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+export interface ServiceRecord {
+  readonly namespace: string;
+  readonly name: string;
+  /** IPv4 ClusterIP; null for a Service that has none (skipped with a problem). */
+  readonly clusterIP: string | null;
+  readonly headless: boolean;
+  readonly ports: readonly ServicePortRecord[];
+  /** ClientIP affinity timeout in seconds, null without affinity. */
+  readonly affinitySeconds: number | null;
+  readonly proxyName: string | null;
+}
+
+export interface EndpointRecord {
+  readonly ip: string;
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+}
+
+export interface SlicePortRecord {
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+export interface SliceRecord {
+  readonly namespace: string;
+  readonly name: string;
+  readonly serviceName: string;
+  readonly managedBy: string;
+  readonly provisionCluster: string | null;
+  /** Slices of another family carry no endpoints here; kept to know the Service has them. */
+  readonly addressType: string;
+  readonly ports: readonly SlicePortRecord[];
+  readonly endpoints: readonly EndpointRecord[];
+}
+
+export interface Converted<T> {
+  readonly record: T | null;
+  readonly problems: readonly Problem[];
+}
+
+const DEFAULT_AFFINITY_SECONDS = 10_800;
+
+function validPort(port: unknown): port is number {
+  return typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+function protocolOf(value: unknown): Protocol | null {
+  const protocol = value ?? 'TCP';
+  return PROTOCOLS.includes(protocol as string) ? (protocol as Protocol) : null;
+}
+
+export function serviceRef(namespace: string, name: string): string {
+  return `Service ${namespace}/${name}`;
+}
+
+export function sliceRef(namespace: string, name: string): string {
+  return `EndpointSlice ${namespace}/${name}`;
+}
+
+export function convertService(svc: V1Service): Converted<ServiceRecord> {
+  const namespace = svc.metadata?.namespace ?? '';
+  const name = svc.metadata?.name ?? '';
+  const object = serviceRef(namespace, name);
+  const problems: Problem[] = [];
+  const spec = svc.spec ?? {};
+  const rawIP = spec.clusterIP ?? '';
+  const headless = rawIP === 'None';
+  let clusterIP: string | null = null;
+  if (!headless) {
+    const candidates = [rawIP, ...(spec.clusterIPs ?? [])].filter((ip) => ip !== '');
+    clusterIP = candidates.find((ip) => parseIPv4(ip) !== null) ?? null;
+    if (clusterIP === null) {
+      problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.join(', ')})` });
+    }
+  }
+  const ports: ServicePortRecord[] = [];
+  for (const p of spec.ports ?? []) {
+    const label = p.name ? `port ${p.name}` : `port ${String(p.port)}`;
+    const protocol = protocolOf(p.protocol);
+    if (!validPort(p.port)) problems.push({ object, message: `${label}: port ${String(p.port)} is out of range 1-65535; port skipped` });
+    else if (protocol === null) problems.push({ object, message: `${label}: unsupported protocol ${String(p.protocol)}; port skipped` });
+    else ports.push({ name: p.name ?? '', port: p.port, protocol });
+  }
+  const affinity = spec.sessionAffinity === 'ClientIP'
+    ? spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_SECONDS
+    : null;
+  return {
+    record: {
+      namespace, name, clusterIP, headless, ports, affinitySeconds: affinity,
+      proxyName: svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME] ?? null,
+    },
+    problems,
+  };
+}
+
+/** Returns null record for slices that belong to no Service (not ours to judge). */
+export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
+  const namespace = slice.metadata?.namespace ?? '';
+  const name = slice.metadata?.name ?? '';
+  const serviceName = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
+  if (!serviceName) return { record: null, problems: [] };
+  const object = sliceRef(namespace, name);
+  const problems: Problem[] = [];
+  const ipv4 = slice.addressType === 'IPv4';
+  if (!ipv4) problems.push({ object, message: `addressType ${String(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  const ports: SlicePortRecord[] = [];
+  if (ipv4 && (slice.ports ?? []).length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
+  for (const p of ipv4 ? slice.ports ?? [] : []) {
+    const label = p.name ? `port ${p.name}` : 'unnamed port';
+    const protocol = protocolOf(p.protocol);
+    if (!validPort(p.port)) problems.push({ object, message: `${label}: port ${String(p.port)} is out of range 1-65535; port skipped` });
+    else if (protocol === null) problems.push({ object, message: `${label}: unsupported protocol ${String(p.protocol)}; port skipped` });
+    else ports.push({ name: p.name ?? '', port: p.port, protocol });
+  }
+  const endpoints: EndpointRecord[] = [];
+  for (const ep of ipv4 ? slice.endpoints ?? [] : []) {
+    const ip = ep.addresses?.[0];
+    if (ip === undefined || parseIPv4(ip) === null) {
+      problems.push({ object, message: `endpoint address ${JSON.stringify(ip ?? null)} is not a valid IPv4 address; endpoint skipped` });
+      continue;
+    }
+    // EndpointConditions: nil ready means ready; nil serving follows ready.
+    const ready = ep.conditions?.ready ?? true;
+    endpoints.push({
+      ip,
+      ready,
+      serving: ep.conditions?.serving ?? ready,
+      terminating: ep.conditions?.terminating ?? false,
+    });
+  }
+  return {
+    record: {
+      namespace, name, serviceName,
+      managedBy: slice.metadata?.labels?.[LABEL_MANAGED_BY] ?? '',
+      provisionCluster: slice.metadata?.annotations?.[ANNOTATION_PROVISION_CLUSTER] ?? null,
+      addressType: slice.addressType ?? '',
+      ports, endpoints,
+    },
+    problems,
+  };
+}

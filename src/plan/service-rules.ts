@@ -1,0 +1,80 @@
+import type { Frontend, FrontendPort } from '../model/group.js';
+import { MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
+import { affinityListName, portComment, serviceChainName } from './names.js';
+import type { WeightedEndpoint } from './selection.js';
+import type { OwnedChain, SetRule } from './types.js';
+
+export interface RuleContext {
+  /** Pod CIDR of this cluster; '' disables masquerading of outside traffic. */
+  readonly clusterCIDR: string;
+  readonly localCluster: string;
+}
+
+/** What one service port contributes: its chain and its dispatch/reject rules. */
+export interface ServicePortRules {
+  readonly chain: OwnedChain;
+  readonly setRules: SetRule[];
+}
+
+const P31 = 0x80000000;
+
+/**
+ * The probability as the kernel stores it (a 31-bit fraction) and
+ * iptables-save prints it (11 decimals), so the plan reads back unchanged.
+ */
+export function probability(p: number): string {
+  return (Math.round(p * P31) / P31).toFixed(11);
+}
+
+function comment(text: string): string {
+  // xt_comment holds 255 bytes; names are DNS labels, so nothing needs escaping.
+  return `-m comment --comment "${text.slice(0, 255)}"`;
+}
+
+export function servicePortRules(fe: Frontend, port: FrontendPort, selected: readonly WeightedEndpoint[], ctx: RuleContext): ServicePortRules {
+  const base = portComment(fe.namespace, fe.name, port.label);
+  const chainName = serviceChainName(fe.namespace, fe.name, port.label, port.protocol);
+  const proto = port.protocol.toLowerCase();
+  const match = `-d ${fe.clusterIP}/32 -p ${proto}`;
+  const dport = `-m ${proto} --dport ${port.port}`;
+  const setRules: SetRule[] = [
+    { table: 'nat', chain: SERVICES_CHAIN, spec: `${match} ${comment(`${base} cluster IP`)} ${dport} -j ${chainName}` },
+  ];
+
+  if (selected.length === 0) {
+    // ACCEPT ends nat processing, so no later DNAT (kube-proxy's) rewrites the
+    // ClusterIP and the filter rule below rejects the connection at once.
+    setRules.push({
+      table: 'filter', chain: SERVICES_CHAIN,
+      spec: `${match} ${comment(`${base} has no endpoints`)} ${dport} -j REJECT --reject-with icmp-port-unreachable`,
+    });
+    return { chain: { table: 'nat', name: chainName, rules: [`${comment(`${base} has no endpoints`)} -j ACCEPT`] }, setRules };
+  }
+
+  const rules: string[] = [];
+  if (ctx.clusterCIDR !== '') {
+    rules.push(`! -s ${ctx.clusterCIDR} ${comment(`${base} masquerade traffic from outside the cluster`)} -j ${MARK_MASQ_CHAIN}`);
+  }
+  // Hairpin: only pods of this cluster can be both client and endpoint.
+  const localIPs = new Set(selected.filter((ep) => ep.cluster === ctx.localCluster).map((ep) => ep.ip));
+  for (const ip of localIPs) rules.push(`-s ${ip}/32 ${comment(`${base} hairpin`)} -j ${MARK_MASQ_CHAIN}`);
+
+  const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${ep.ip}:${ep.port}`;
+  const epComment = (ep: WeightedEndpoint) => comment(`${base} -> ${ep.cluster} ${ep.ip}:${ep.port}`);
+  const affinity = fe.affinitySeconds !== null ? `--mask 255.255.255.255 --rsource` : '';
+  if (fe.affinitySeconds !== null) {
+    for (const ep of selected) {
+      const list = affinityListName(chainName, `${ep.ip}:${ep.port}`);
+      rules.push(`-p ${proto} ${epComment(ep)} -m recent --rcheck --seconds ${fe.affinitySeconds} --reap --name ${list} ${affinity} ${target(ep)}`);
+    }
+  }
+  let remaining = selected.reduce((sum, ep) => sum + ep.weight, 0);
+  selected.forEach((ep, i) => {
+    const last = i === selected.length - 1;
+    const pick = last ? '' : ` -m statistic --mode random --probability ${probability(ep.weight / remaining)}`;
+    const remember = fe.affinitySeconds !== null ? ` -m recent --set --name ${affinityListName(chainName, `${ep.ip}:${ep.port}`)} ${affinity}` : '';
+    rules.push(`-p ${proto} ${epComment(ep)}${pick}${remember} ${target(ep)}`);
+    remaining -= ep.weight;
+  });
+  return { chain: { table: 'nat', name: chainName, rules }, setRules };
+}

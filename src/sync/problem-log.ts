@@ -1,0 +1,40 @@
+import type { Logger } from '../log.js';
+import type { Problem } from '../model/records.js';
+
+/**
+ * Reports each problem once: objects are converted and groups rebuilt on
+ * every change, and a log line per rebuild would drown the one that matters.
+ * A scope is an object (problems found converting it) or a group (problems
+ * found assembling it); a problem that disappears and comes back is
+ * reported again.
+ */
+export class ProblemLog {
+  private readonly known = new Map<string, Set<string>>();
+
+  constructor(private readonly log: Logger) {}
+
+  report(scope: string, problems: readonly Problem[]): void {
+    const before = this.known.get(scope);
+    const now = new Set<string>();
+    for (const p of problems) {
+      const id = `${p.object}: ${p.message}`;
+      now.add(id);
+      if (!before?.has(id)) this.log.warn({ object: p.object }, `${p.object} ${p.message}`);
+    }
+    if (now.size > 0) this.known.set(scope, now);
+    else this.known.delete(scope);
+  }
+
+  reportGroup(key: string, problems: readonly Problem[]): void {
+    this.report(`group ${key}`, problems);
+  }
+
+  clear(scope: string): void {
+    this.known.delete(scope);
+  }
+
+  /** Problems currently standing, for explain and tests. */
+  current(): string[] {
+    return [...this.known.values()].flatMap((s) => [...s]);
+  }
+}

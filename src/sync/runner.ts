@@ -1,0 +1,126 @@
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface RunnerOptions {
+  /** Least time between the starts of two syncs (ms). */
+  readonly minInterval: number;
+  /** A full sync at least this often (ms). */
+  readonly period: number;
+  /** First retry delay after a failure (ms); doubles per failure up to maxBackoff. */
+  readonly initialBackoff: number;
+  readonly maxBackoff: number;
+  readonly run: (full: boolean) => Promise<void>;
+  readonly onError: (err: unknown, failures: number, retryInMs: number) => void;
+  readonly clock?: Clock;
+}
+
+/**
+ * Rate-limited sync loop. Requests only set flags, so any number of changes
+ * arriving while a sync is running or waiting collapse into the next one. A
+ * request made when the last sync started more than minInterval ago runs at
+ * once (on the next tick, to gather a synchronous burst); otherwise it waits
+ * for the interval to pass. A failed sync is retried as a full sync with
+ * exponential backoff.
+ */
+export class SyncRunner {
+  private readonly clock: Clock;
+  private pendingPartial = false;
+  private pendingFull = false;
+  private running: Promise<void> | null = null;
+  private timer: unknown = null;
+  private timerAt = Infinity;
+  private periodTimer: unknown = null;
+  private lastStart = -Infinity;
+  private notBefore = -Infinity;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(private readonly opts: RunnerOptions) {
+    this.clock = opts.clock ?? realClock;
+  }
+
+  /** Starts with a full sync. */
+  start(): void {
+    this.requestFull();
+  }
+
+  request(): void {
+    this.pendingPartial = true;
+    this.schedule();
+  }
+
+  requestFull(): void {
+    this.pendingFull = true;
+    this.schedule();
+  }
+
+  /** Stops scheduling and waits for a sync in flight to finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.cancelTimer();
+    if (this.periodTimer !== null) this.clock.clearTimeout(this.periodTimer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull)) return;
+    const now = this.clock.now();
+    const at = Math.max(now, this.lastStart + this.opts.minInterval, this.notBefore);
+    if (at >= this.timerAt) return;
+    this.cancelTimer();
+    this.timerAt = at;
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      void this.runOnce();
+    }, at - now);
+  }
+
+  private cancelTimer(): void {
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+
+  private async runOnce(): Promise<void> {
+    if (this.stopped) return;
+    const full = this.pendingFull;
+    this.pendingFull = false;
+    this.pendingPartial = false;
+    this.lastStart = this.clock.now();
+    this.running = this.opts.run(full).then(
+      () => {
+        this.failures = 0;
+        this.notBefore = -Infinity;
+        if (full) this.armPeriod();
+      },
+      (err: unknown) => {
+        this.failures++;
+        const delay = Math.min(this.opts.maxBackoff, this.opts.initialBackoff * 2 ** (this.failures - 1));
+        this.notBefore = this.clock.now() + delay;
+        this.pendingFull = true;
+        this.opts.onError(err, this.failures, delay);
+      },
+    );
+    await this.running;
+    this.running = null;
+    this.schedule();
+  }
+
+  private armPeriod(): void {
+    if (this.periodTimer !== null) this.clock.clearTimeout(this.periodTimer);
+    this.periodTimer = this.clock.setTimeout(() => {
+      this.periodTimer = null;
+      this.requestFull();
+    }, this.opts.period);
+  }
+}

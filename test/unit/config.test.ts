@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse as parseYaml } from 'yaml';
+import { parseConfigText } from '../../src/config/load.js';
+import { ConfigError, DEFAULT_CONFIG, FIELDS, configReferenceTable } from '../../src/config/schema.js';
+import { parseDuration } from '../../src/config/duration.js';
+
+test('durations parse in Go syntax and reject anything else', () => {
+  assert.equal(parseDuration('100ms'), 100);
+  assert.equal(parseDuration('1m30s'), 90_000);
+  assert.equal(parseDuration('1.5s'), 1500);
+  for (const bad of ['', '100', 'ms', '1 s', '-1s', '1d']) assert.equal(parseDuration(bad), null, bad);
+});
+
+test('an empty file yields the documented defaults', () => {
+  assert.deepEqual(parseConfigText('', 'x.yaml'), DEFAULT_CONFIG);
+});
+
+test('a full file is read with durations in milliseconds', () => {
+  const c = parseConfigText([
+    'clusterName: brazil',
+    'clusters: [{name: brazil}, {name: chile01}]',
+    'minSyncInterval: 250ms',
+    'syncPeriod: 2m',
+    'masqueradeBit: 13',
+    'clusterCIDR: 10.244.0.0/16',
+    'iptablesBackend: legacy',
+  ].join('\n'), 'x.yaml');
+  assert.equal(c.clusterName, 'brazil');
+  assert.deepEqual(c.clusters.map((x) => x.name), ['brazil', 'chile01']);
+  assert.equal(c.minSyncInterval, 250);
+  assert.equal(c.syncPeriod, 120_000);
+  assert.equal(c.masqueradeBit, 13);
+  assert.equal(c.iptablesBackend, 'legacy');
+});
+
+test('invalid values fail with a message naming the key and the value', () => {
+  const cases: [string, RegExp][] = [
+    ['minSyncInterval: fast', /config key "minSyncInterval": .*duration.*"fast"/],
+    ['masqueradeBit: 40', /config key "masqueradeBit": .*0 to 31.*40/],
+    ['iptablesBackend: ebpf', /config key "iptablesBackend": .*auto, nft, legacy.*"ebpf"/],
+    ['clusterCIDR: 10.0.0.1/8', /config key "clusterCIDR".*"10.0.0.1\/8"/],
+    ['clusters: [{name: Brazil}]', /config key "clusters\[0\].name".*"Brazil"/],
+    ['clusters: [{name: a}, {name: a}]', /config key "clusters\[1\].name": is listed twice/],
+    ['clusters: [{name: a, cidr: x}]', /config key "clusters\[0\].cidr": is not a known key/],
+    ['minSyncIntervall: 1s', /config key "minSyncIntervall": is not a known key/],
+    ['- a list', /config key "\(root\)"/],
+    ['a: [', /not valid YAML at line/],
+  ];
+  for (const [text, expected] of cases) {
+    assert.throws(() => parseConfigText(text, 'x.yaml'), (err: unknown) => err instanceof ConfigError && expected.test(err.message), text);
+  }
+});
+
+test('the reference table lists every key with a default that parses back to the default in code', () => {
+  const table = configReferenceTable();
+  for (const field of Object.values(FIELDS)) {
+    assert.match(table, new RegExp(`\\| \`${field.key}\` \\|`));
+    const shown = parseYaml(`v: ${field.shownDefault}`).v;
+    assert.deepEqual(field.parse(shown, field.key), field.default, field.key);
+  }
+});

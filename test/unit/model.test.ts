@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClusterResolver, UNKNOWN_CLUSTER } from '../../src/model/clusters.js';
+import { buildGroup, type GroupContext } from '../../src/model/group.js';
+import { convertService, convertSlice, type SliceRecord } from '../../src/model/records.js';
+import { ModelStore } from '../../src/model/store.js';
+import { dispatchedSlice, endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+
+const ctx: GroupContext = { servicePrefix: 'derived-', clusters: new ClusterResolver('brazil', ['brazil', 'chile', 'chile-01']) };
+
+function storeWith(...objects: ReturnType<typeof service | typeof slice>[]): ModelStore {
+  const store = new ModelStore('derived-');
+  for (const o of objects) {
+    if (o.kind === 'Service') store.upsertService(convertService(o as ReturnType<typeof service>).record!);
+    else store.upsertSlice(convertSlice(o as ReturnType<typeof slice>).record!);
+  }
+  return store;
+}
+
+const sliceRecord = (name: string, managedBy: string, annotation?: string): SliceRecord => ({
+  namespace: 'default', name, serviceName: 'x', managedBy, provisionCluster: annotation ?? null, addressType: 'IPv4', ports: [], endpoints: [],
+});
+
+test('imported slice names resolve to the longest configured cluster name', () => {
+  const r = new ClusterResolver('brazil', ['chile', 'chile-01']);
+  assert.equal(r.originOf(sliceRecord('imported-chile-01-abc', 'endpointslice-controller.karmada.io')).cluster, 'chile-01');
+  assert.equal(r.originOf(sliceRecord('imported-chile-abc', 'endpointslice-controller.karmada.io')).cluster, 'chile');
+  const unknown = r.originOf(sliceRecord('imported-peru-abc', 'endpointslice-controller.karmada.io'));
+  assert.deepEqual(unknown, { cluster: UNKNOWN_CLUSTER, unknownPrefix: true });
+});
+
+test('the provision-cluster annotation wins over the slice name; ordinary slices are local', () => {
+  const r = new ClusterResolver('brazil', ['chile']);
+  assert.equal(r.originOf(sliceRecord('chile-abc', 'endpointslice-dispatch-controller.karmada.io', 'peru')).cluster, 'peru');
+  assert.equal(r.originOf(sliceRecord('chile-abc', 'endpointslice-dispatch-controller.karmada.io')).cluster, 'chile');
+  assert.equal(r.originOf(sliceRecord('x-abc', 'endpointslice-controller.k8s.io')).cluster, 'brazil');
+});
+
+test('a derived Service and the local Service of the same name form one group', () => {
+  const store = storeWith(
+    service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]),
+    service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]),
+    importedSlice('default', 'chile-01', 'serve-abc', 'derived-serve', [endpoint('10.2.0.10')]),
+    slice('default', 'serve-xyz', 'serve', [endpoint('10.1.0.10')]),
+  );
+  const { group, problems } = buildGroup('default/serve', store, ctx);
+  assert.deepEqual(problems, []);
+  assert.equal(group!.source, 'service-import');
+  assert.deepEqual(group!.frontends.map((f) => f.name), ['derived-serve']);
+  assert.deepEqual(group!.frontends[0]!.ports[0]!.endpoints.map((e) => [e.cluster, e.ip, e.port]), [['chile-01', '10.2.0.10', 8080]]);
+  assert.deepEqual(group!.local!.ports[0]!.endpoints.map((e) => [e.cluster, e.ip]), [['brazil', '10.1.0.10']]);
+});
+
+test('a Service with dispatched slices is a MultiClusterService group; a plain Service is left to kube-proxy', () => {
+  const mcs = storeWith(
+    service('default', 'web', '10.96.0.60', [{ name: 'http', port: 80 }]),
+    slice('default', 'web-local', 'web', [endpoint('10.1.0.20')]),
+    dispatchedSlice('default', 'chile', 'web-abc', 'web', [endpoint('10.2.0.20')], [{ name: 'http', port: 8080 }]),
+  );
+  const g = buildGroup('default/web', mcs, ctx).group!;
+  assert.equal(g.source, 'multi-cluster-service');
+  assert.deepEqual(g.frontends[0]!.ports[0]!.endpoints.map((e) => e.cluster).sort(), ['brazil', 'chile']);
+
+  const plain = storeWith(service('default', 'web', '10.96.0.60', [{ name: 'http', port: 80 }]), slice('default', 'web-local', 'web', [endpoint('10.1.0.20')]));
+  assert.equal(buildGroup('default/web', plain, ctx).group, null);
+
+  const handedOver = storeWith(service('default', 'web', '10.96.0.60', [{ name: 'http', port: 80 }], { labels: { 'service.kubernetes.io/service-proxy-name': 'clusterset-proxy' } }));
+  assert.equal(buildGroup('default/web', handedOver, ctx).group!.source, 'service-proxy-name');
+});
+
+test('headless derived Services are skipped without a problem', () => {
+  const store = storeWith(service('default', 'derived-h', 'None', [{ name: 'http', port: 80 }]));
+  assert.deepEqual(buildGroup('default/h', store, ctx), { group: null, problems: [] });
+});
+
+test('bad objects are reported by name and contribute nothing, while good parts still count', () => {
+  const noIP = convertService(service('default', 'derived-a', '', [{ port: 80 }]));
+  assert.equal(noIP.record!.clusterIP, null);
+  assert.deepEqual(noIP.problems.map((p) => p.object + ' ' + p.message), ['Service default/derived-a has no ClusterIP']);
+
+  const badPort = convertService(service('default', 'derived-a', '10.96.0.1', [{ name: 'big', port: 70000 }, { name: 'ok', port: 80 }]));
+  assert.deepEqual(badPort.record!.ports.map((p) => p.name), ['ok']);
+  assert.match(badPort.problems[0]!.message, /port big: port 70000 is out of range/);
+
+  const s = convertSlice(importedSlice('default', 'chile', 'x', 'derived-a', [endpoint('10.2.0.300'), endpoint('10.2.0.3')], [{ name: 'http', port: 0 }]));
+  assert.deepEqual(s.record!.endpoints.map((e) => e.ip), ['10.2.0.3']);
+  assert.deepEqual(s.problems.map((p) => p.message), [
+    'port http: port 0 is out of range 1-65535; port skipped',
+    'endpoint address "10.2.0.300" is not a valid IPv4 address; endpoint skipped',
+  ]);
+
+  const noPorts = convertSlice(importedSlice('default', 'chile', 'x', 'derived-a', [endpoint('10.2.0.3')], null));
+  assert.match(noPorts.problems[0]!.message, /has no ports/);
+
+  const v6 = convertSlice(slice('default', 'v6', 'derived-a', [endpoint('fd00::1')], { addressType: 'IPv6' }));
+  assert.deepEqual(v6.record!.endpoints, []);
+  assert.match(v6.problems[0]!.message, /addressType IPv6 is not served/);
+
+  assert.equal(convertSlice({ metadata: { name: 'orphan', namespace: 'default' }, addressType: 'IPv4', endpoints: [] }).record, null);
+});
+
+test('a slice without the service port, an unknown cluster prefix and a missing Service are each reported by name', () => {
+  const store = storeWith(
+    service('default', 'derived-a', '10.96.0.1', [{ name: 'http', port: 80 }]),
+    importedSlice('default', 'chile', 's1', 'derived-a', [endpoint('10.2.0.1')], [{ name: 'grpc', port: 9000 }]),
+    importedSlice('default', 'peru', 's2', 'derived-a', [endpoint('10.3.0.1')]),
+    importedSlice('default', 'chile', 's3', 'derived-missing', [endpoint('10.2.0.9')]),
+  );
+  const a = buildGroup('default/a', store, ctx);
+  assert.deepEqual(a.group!.frontends[0]!.ports[0]!.endpoints.map((e) => [e.cluster, e.ip]), [['unknown', '10.3.0.1']]);
+  const text = a.problems.map((p) => `${p.object} ${p.message}`);
+  assert.ok(text.includes('Service default/derived-a port http/TCP: EndpointSlice imported-chile-s1 has no such port; it contributes no endpoints to it'), text.join('\n'));
+  assert.ok(text.some((t) => t.startsWith('EndpointSlice default/imported-peru-s2 name matches no configured cluster')), text.join('\n'));
+  const missing = buildGroup('default/missing', store, ctx);
+  assert.equal(missing.group, null);
+  assert.match(`${missing.problems[0]!.object} ${missing.problems[0]!.message}`, /EndpointSlice default\/imported-chile-s3 references Service default\/derived-missing, which does not exist/);
+});
+
+test('store mutations name the groups they affect, including a slice moving between Services', () => {
+  const store = new ModelStore('derived-');
+  const s1 = convertSlice(slice('ns', 's', 'derived-a', [endpoint('10.0.0.1')])).record!;
+  assert.deepEqual(store.upsertSlice(s1), ['ns/a']);
+  const moved = convertSlice(slice('ns', 's', 'b', [endpoint('10.0.0.1')])).record!;
+  assert.deepEqual(store.upsertSlice(moved).sort(), ['ns/a', 'ns/b']);
+  assert.deepEqual([...store.slicesOf('ns', 'derived-a')], []);
+  assert.deepEqual(store.deleteSlice('ns', 's'), ['ns/b']);
+  assert.deepEqual(store.deleteSlice('ns', 's'), []);
+});

@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SyncRunner, type Clock } from '../../src/sync/runner.js';
+
+/** A manual clock: timers fire only when the test advances time. */
+class FakeClock implements Clock {
+  private t = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private nextId = 1;
+  now(): number { return this.t; }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void { this.timers.delete(handle as number); }
+  /** Advances time, firing due timers in order and letting their promises settle. */
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      const due = [...this.timers.entries()].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.timers.delete(due[0]);
+      this.t = due[1].at;
+      due[1].fn();
+      await settle();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+}
+
+function makeRunner(clock: FakeClock, outcome: (n: number) => boolean = () => true) {
+  const runs: { at: number; full: boolean }[] = [];
+  const errors: number[] = [];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async (full) => {
+      runs.push({ at: clock.now(), full });
+      if (!outcome(runs.length)) throw new Error('restore failed');
+    },
+    onError: (_e, _n, retryIn) => errors.push(retryIn),
+  });
+  return { runner, runs, errors };
+}
+
+test('a burst of requests after the first one collapses into one sync per interval', async () => {
+  const clock = new FakeClock();
+  const { runner, runs } = makeRunner(clock);
+  runner.start();
+  await clock.advance(0);
+  assert.deepEqual(runs, [{ at: 0, full: true }]);
+  for (let i = 0; i < 50; i++) {
+    runner.request();
+    await clock.advance(1);
+  }
+  await clock.advance(200);
+  // t=0: the full sync; the fifty requests of t=0..49 all wait for t=100.
+  assert.deepEqual(runs.map((r) => r.at), [0, 100]);
+  assert.equal(runs[1]!.full, false);
+});
+
+test('a request long after the last sync runs at once', async () => {
+  const clock = new FakeClock();
+  const { runner, runs } = makeRunner(clock);
+  runner.start();
+  await clock.advance(5000);
+  runner.request();
+  await clock.advance(0);
+  assert.deepEqual(runs.map((r) => r.at), [0, 5000]);
+});
+
+test('a failed sync is retried as a full sync with exponential backoff, then resets', async () => {
+  const clock = new FakeClock();
+  const { runner, runs, errors } = makeRunner(clock, (n) => n === 1 || n >= 5);
+  runner.start();
+  await clock.advance(0);
+  runner.request();
+  await clock.advance(20_000);
+  assert.deepEqual(errors, [1000, 2000, 4000]);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [100, false], [1100, true], [3100, true], [7100, true]]);
+  runner.request();
+  await clock.advance(1000);
+  assert.equal(runs.length, 6);
+});
+
+test('a full sync repeats every period', async () => {
+  const clock = new FakeClock();
+  const { runner, runs } = makeRunner(clock);
+  runner.start();
+  await clock.advance(180_000);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [60_000, true], [120_000, true], [180_000, true]]);
+  await runner.stop();
+  await clock.advance(120_000);
+  assert.equal(runs.length, 4);
+});

@@ -1,4 +1,5 @@
 import { CHAIN_PREFIX, SET_CHAINS } from '../plan/layout.js';
+import { jumpTarget } from './save-format.js';
 import {
   chainKey, SKELETON_KEY, TABLES,
   type ChainRef, type Fragment, type Jump, type OwnedChain, type Plan, type SetRule, type Table,
@@ -14,23 +15,6 @@ export interface ObservedState {
   readonly strayJumps: readonly Jump[];
   readonly ownedChains: number;
   readonly ownedRules: number;
-}
-
-/** The chain a rule jumps to, reading past quoted comments. */
-export function jumpTarget(spec: string): string | null {
-  let target: string | null = null;
-  let quoted = false;
-  let i = 0;
-  while (i < spec.length) {
-    const ch = spec[i]!;
-    if (ch === '"') quoted = !quoted;
-    if (!quoted && (i === 0 || spec[i - 1] === ' ') && spec.startsWith('-j ', i)) {
-      const end = spec.indexOf(' ', i + 3);
-      target = spec.slice(i + 3, end === -1 ? undefined : end);
-    }
-    i++;
-  }
-  return target;
 }
 
 const BUILTIN = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);

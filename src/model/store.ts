@@ -32,9 +32,14 @@ export class ModelStore {
     return this.services.size;
   }
 
+  /** Every group with a Service or a slice (slices may arrive before their Service). */
   allGroupKeys(): Set<string> {
     const keys = new Set<string>();
     for (const svc of this.services.values()) keys.add(this.groupKeyOf(svc.namespace, svc.name));
+    for (const owner of this.slicesByService.keys()) {
+      const slash = owner.indexOf('/');
+      keys.add(this.groupKeyOf(owner.slice(0, slash), owner.slice(slash + 1)));
+    }
     return keys;
   }
 

@@ -17,9 +17,9 @@ export class ProblemLog {
     const before = this.known.get(scope);
     const now = new Set<string>();
     for (const p of problems) {
-      const id = `${p.object}: ${p.message}`;
-      now.add(id);
-      if (!before?.has(id)) this.log.warn({ object: p.object }, `${p.object} ${p.message}`);
+      const line = `${p.object} ${p.message}`;
+      now.add(line);
+      if (!before?.has(line)) this.log.warn({ object: p.object }, line);
     }
     if (now.size > 0) this.known.set(scope, now);
     else this.known.delete(scope);

@@ -60,3 +60,11 @@ test('the reference table lists every key with a default that parses back to the
     assert.deepEqual(field.parse(shown, field.key), field.default, field.key);
   }
 });
+
+test('README carries the generated configuration reference, unchanged', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
+  const section = /<!-- config-reference:start -->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme);
+  assert.ok(section, 'README has the config-reference markers');
+  assert.equal(section[1], configReferenceTable());
+});

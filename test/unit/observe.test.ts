@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jumpTarget, observe, type TableDump } from '../../src/iptables/observe.js';
+import { observe, type TableDump } from '../../src/iptables/observe.js';
 import { diffPlans } from '../../src/plan/diff.js';
 import { JUMPS, SET_CHAINS, skeletonFragment } from '../../src/plan/layout.js';
 import type { Fragment, Plan, Table } from '../../src/plan/types.js';
@@ -35,12 +35,6 @@ function kernelMatching(extraNat: Record<string, string[]> = {}): Map<Table, Tab
     FORWARD: [JUMPS[3]!.spec], OUTPUT: [JUMPS[4]!.spec], 'MCS-SERVICES': [],
   });
 }
-
-test('jumpTarget reads the -j target past quoted comments', () => {
-  assert.equal(jumpTarget('-m comment --comment "a -j B" -j MCS-SERVICES'), 'MCS-SERVICES');
-  assert.equal(jumpTarget('-m comment --comment "x"'), null);
-  assert.equal(jumpTarget('-j DNAT --to-destination 1.2.3.4:80'), 'DNAT');
-});
 
 test('a kernel that matches the plan needs no change (adoption after restart)', () => {
   const seen = observe(kernelMatching(), desired);

@@ -1,0 +1,179 @@
+// The real backend: one iptables-{nft,legacy}-restore process per restore,
+// payload on stdin. Debian 12 (and a Debian-slim image with the iptables
+// package) ships both variants under these names, whereas plain
+// "iptables-restore" is whichever update-alternatives points to.
+
+import { execa } from 'execa';
+import type { Logger } from '../log.js';
+import type { Table } from '../plan/types.js';
+import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
+import { jumpTarget, parseSave } from './save-format.js';
+
+export type BackendChoice = BackendMode | 'auto';
+
+export interface ExecBackendOptions {
+  readonly mode: BackendChoice;
+  /** Passed as -w to every restore: how long to wait for the xtables lock. */
+  readonly lockWaitSeconds?: number;
+  /** Run every command as `ip netns exec <netns> ...` (tests, benchmarks); the agent leaves it unset. */
+  readonly netns?: string;
+  readonly log: Logger;
+}
+
+/** What one backend's full dump says about who uses it. */
+export interface DumpEvidence {
+  /** KUBE-* chains in nat, mangle and filter. */
+  readonly kubeChains: number;
+  /** Rules in those tables that sit in or jump to a KUBE-* chain. */
+  readonly kubeRules: number;
+  /** Rules in any table. */
+  readonly rules: number;
+}
+
+export interface BackendDecision {
+  readonly mode: BackendMode;
+  /** One sentence for the log. */
+  readonly reason: string;
+  /** Both backends hold kube-proxy chains: the node mixes backends. */
+  readonly mixed: boolean;
+  readonly evidence: Readonly<Record<BackendMode, DumpEvidence>>;
+}
+
+const KUBE_TABLES: ReadonlySet<string> = new Set(['nat', 'mangle', 'filter']);
+
+export function summarizeDump(dump: string): DumpEvidence {
+  let kubeChains = 0;
+  let kubeRules = 0;
+  let rules = 0;
+  for (const [table, { chains }] of parseSave(dump)) {
+    const kubeTable = KUBE_TABLES.has(table);
+    for (const [name, chain] of chains) {
+      rules += chain.rules.length;
+      if (!kubeTable) continue;
+      if (name.startsWith('KUBE-')) {
+        kubeChains++;
+        kubeRules += chain.rules.length;
+        continue;
+      }
+      for (const spec of chain.rules) {
+        if (spec.includes('KUBE-') && jumpTarget(spec)?.startsWith('KUBE-')) kubeRules++;
+      }
+    }
+  }
+  return { kubeChains, kubeRules, rules };
+}
+
+/**
+ * Picks the backend kube-proxy uses, so our DNAT rules sit next to its rules
+ * and are seen in the same hook order. Ties go to nft, Debian 12's default.
+ */
+export function decideBackend(dumps: Readonly<Record<BackendMode, string>>): BackendDecision {
+  const evidence = { nft: summarizeDump(dumps.nft), legacy: summarizeDump(dumps.legacy) };
+  const { nft, legacy } = evidence;
+  const decide = (mode: BackendMode, reason: string, mixed = false): BackendDecision => ({ mode, reason, mixed, evidence });
+
+  if (nft.kubeChains > 0 && legacy.kubeChains > 0) {
+    const mode = legacy.kubeRules > nft.kubeRules ? 'legacy' : 'nft';
+    return decide(
+      mode,
+      `kube-proxy chains in both iptables-nft (${nft.kubeRules} KUBE- rules) and iptables-legacy (${legacy.kubeRules}): using iptables-${mode}, which has more`,
+      true,
+    );
+  }
+  for (const mode of ['nft', 'legacy'] as const) {
+    const e = evidence[mode];
+    if (e.kubeChains > 0) return decide(mode, `kube-proxy chains found in iptables-${mode} only (${e.kubeChains} KUBE- chains, ${e.kubeRules} rules)`);
+  }
+  if (nft.rules > 0 || legacy.rules > 0) {
+    const mode = legacy.rules > nft.rules ? 'legacy' : 'nft';
+    return decide(mode, `no kube-proxy chains; iptables-${mode} holds the most rules (nft ${nft.rules}, legacy ${legacy.rules})`);
+  }
+  return decide('nft', 'no rules in either backend: nft, the Debian 12 default');
+}
+
+/** Dumps both backends (every table that exists, creating none) and decides. */
+export async function detectBackend(options: { readonly netns?: string; readonly log: Logger }): Promise<BackendDecision> {
+  const dumps = { nft: '', legacy: '' };
+  const failures: string[] = [];
+  for (const mode of ['nft', 'legacy'] as const) {
+    // Without -t, iptables-save prints only tables that exist; "-t mangle"
+    // would instantiate the legacy table it asks about.
+    const result = await run(options.netns, `iptables-${mode}-save`, []);
+    if (result.failed) {
+      failures.push(`${mode}: ${describeFailure(result)}`);
+      options.log.warn({ backend: mode, stderr: result.stderr }, 'iptables backend detection could not dump this backend; counting it as empty');
+    } else {
+      dumps[mode] = result.stdout;
+    }
+  }
+  if (failures.length === 2) throw new Error(`iptables backend detection failed: ${failures.join('; ')}`);
+  return decideBackend(dumps);
+}
+
+export class ExecIptablesBackend implements IptablesBackend {
+  private readonly lockWait: string;
+
+  constructor(
+    readonly mode: BackendMode,
+    private readonly options: Omit<ExecBackendOptions, 'mode'>,
+    /** How `auto` chose the mode; undefined when the mode was given. */
+    readonly detection?: BackendDecision,
+  ) {
+    this.lockWait = String(options.lockWaitSeconds ?? 5);
+  }
+
+  async restore(payload: string): Promise<void> {
+    const tool = `iptables-${this.mode}-restore`;
+    const started = performance.now();
+    const result = await run(this.options.netns, tool, ['-w', this.lockWait, '--noflush'], payload);
+    const durationMs = Math.round(performance.now() - started);
+    if (result.failed) {
+      const line = blamedLine(result.stderr);
+      this.options.log.debug({ tool, bytes: payload.length, durationMs, line }, 'iptables restore refused');
+      throw new RestoreError(`${tool} failed${line === undefined ? '' : ` at line ${line}`}: ${describeFailure(result)}`, result.stderr, line);
+    }
+    this.options.log.debug({ tool, bytes: payload.length, durationMs }, 'iptables restore applied');
+  }
+
+  async save(table: Table): Promise<string> {
+    const tool = `iptables-${this.mode}-save`;
+    const result = await run(this.options.netns, tool, ['-t', table]);
+    if (result.failed) throw new Error(`${tool} -t ${table} failed: ${describeFailure(result)}`);
+    return result.stdout;
+  }
+}
+
+export async function createIptablesBackend(options: ExecBackendOptions): Promise<ExecIptablesBackend> {
+  if (options.mode !== 'auto') return new ExecIptablesBackend(options.mode, options);
+  const decision = await detectBackend(options);
+  const fields = { backend: decision.mode, reason: decision.reason, evidence: decision.evidence };
+  if (decision.mixed) options.log.warn(fields, 'node mixes iptables backends: kube-proxy chains exist in both nft and legacy');
+  else options.log.info(fields, 'iptables backend detected');
+  return new ExecIptablesBackend(decision.mode, options, decision);
+}
+
+/**
+ * The payload line the tool blames. Forms seen from iptables 1.8.9:
+ * "line N failed", "Error occurred at line: N", "COMMIT expected at line N",
+ * "line N: CHAIN_DEL failed ..." (nft, one per refused command; the first wins).
+ */
+export function blamedLine(stderr: string): number | undefined {
+  const match = /\bline:? (\d+)/.exec(stderr);
+  return match ? Number(match[1]) : undefined;
+}
+
+function run(netns: string | undefined, tool: string, args: readonly string[], input?: string) {
+  const [file, argv] = netns === undefined ? [tool, args] : ['ip', ['netns', 'exec', netns, tool, ...args]];
+  return execa(file, argv, {
+    reject: false,
+    stripFinalNewline: false,
+    // Dumps of large kube-proxy nodes reach tens of MB.
+    maxBuffer: 512 * 1024 * 1024,
+    ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+  });
+}
+
+function describeFailure(result: { stderr: string; shortMessage?: string }): string {
+  const stderr = result.stderr.trim();
+  return stderr === '' ? result.shortMessage ?? 'failed' : stderr;
+}

@@ -1,0 +1,255 @@
+import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../log.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { KubeApiError, listAll } from './client.js';
+
+/**
+ * Receives the informer's view of a collection. Objects arrive exactly as the
+ * API server sent them (see listAll): nothing is validated here.
+ */
+export interface Handlers<T> {
+  onUpsert(obj: T): void;
+  /** Called with the last state seen, also for objects that vanished while disconnected. */
+  onDelete(obj: T): void;
+}
+
+/** A collection to watch. */
+export interface ResourceSpec {
+  /** Name for logs, as kubectl spells it: 'services', 'endpointslices.discovery.k8s.io'. */
+  resource: string;
+  /** Collection path; the cluster-wide one watches all namespaces, e.g. '/api/v1/services'. */
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+export interface InformerOptions {
+  backoff?: BackoffOptions;
+  /** A restart that then ran this long without failing resets the backoff. */
+  healthyResetMs?: number;
+  /**
+   * Each watch asks the server to end it after between this and twice this many
+   * seconds; client-node then resumes from the last resourceVersion. This bounds
+   * how long a silently dead connection (vanished NAT entry, stuck proxy) can
+   * leave the agent blind, and the spread keeps agents from reconnecting together.
+   */
+  watchTimeoutSeconds?: number;
+  listPageSize?: number;
+  listTimeoutMs?: number;
+}
+
+/*
+ * What client-node 1.4.0's ListWatch (dist/cache.js, dist/watch.js) does, which
+ * this wrapper is built around:
+ * - start(): lists (through our listFn) when it has no resourceVersion, fires
+ *   'delete' for cached objects missing from the list and 'add'/'update' for the
+ *   rest, then watches from the list's resourceVersion.
+ * - Watch events: ADDED/MODIFIED/DELETED update the cache and fire callbacks;
+ *   every event, BOOKMARK included, advances the resourceVersion. An ERROR event
+ *   with code 410 clears the resourceVersion; other ERROR events are ignored.
+ * - Stream ends cleanly (server timeout, graceful close): re-watches from the
+ *   last resourceVersion, or relists first if a 410 cleared it. Watch answered
+ *   with HTTP 410: relists too.
+ * - Any other failure (list error, connection refused or reset, non-200 watch
+ *   status, stream aborted mid-chunk) fires 'error' and the informer stops for
+ *   good. So do stop()'s own aborts. Restarting with start() keeps the cache
+ *   and the resourceVersion, so it resumes the watch, or relists via 410.
+ * - It never asks for bookmarks nor sets timeoutSeconds: ManagedWatch adds both.
+ * - Exceptions thrown by callbacks during a watch are swallowed along with JSON
+ *   parse errors, so handlers are guarded here and failures logged.
+ * - stop() while a list or watch request is in flight does not prevent the
+ *   watch from starting afterwards: ManagedWatch refuses to open streams once
+ *   closed and aborts those that connect late.
+ */
+
+type WatchArgs = Parameters<Watch['watch']>;
+
+/** client-node's Watch plus bookmarks, a server-side timeout, and a hard close. */
+class ManagedWatch extends Watch {
+  private readonly open = new Set<AbortController>();
+  private closed = false;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly timeoutSeconds: () => number,
+    private readonly onWatchStart: () => void,
+  ) {
+    super(kc);
+  }
+
+  override async watch(path: WatchArgs[0], queryParams: WatchArgs[1], callback: WatchArgs[2], done: WatchArgs[3]): Promise<AbortController> {
+    if (this.closed) return new AbortController();
+    this.onWatchStart();
+    let controller: AbortController | undefined;
+    let finished = false;
+    const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.timeoutSeconds() };
+    controller = await super.watch(path, params, callback, (err: unknown) => {
+      finished = true;
+      if (controller) this.open.delete(controller);
+      done(err);
+    });
+    if (this.closed) controller.abort();
+    else if (!finished) this.open.add(controller);
+    return controller;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const controller of this.open) controller.abort();
+    this.open.clear();
+  }
+}
+
+/**
+ * A client-node informer that survives API server loss: restarted with backoff
+ * after any failure, reporting upserts and deletes, including deletes of objects
+ * that went away while it was disconnected.
+ */
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly listWatch: ListWatch<T>;
+  private readonly watch: ManagedWatch;
+  private readonly backoff: Backoff;
+  private readonly healthyResetMs: number;
+  private readonly listAbort = new AbortController();
+  private readonly syncedPromise: Promise<void>;
+  private resolveSynced!: () => void;
+  private rejectSynced!: (err: Error) => void;
+  private state: 'idle' | 'running' | 'stopped' = 'idle';
+  private isSynced = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private failures = 0;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly spec: ResourceSpec,
+    private readonly handlers: Handlers<T>,
+    private readonly log: Logger,
+    opts: InformerOptions = {},
+  ) {
+    this.backoff = new Backoff(opts.backoff);
+    this.healthyResetMs = opts.healthyResetMs ?? 60_000;
+    const watchTimeout = opts.watchTimeoutSeconds ?? 300;
+    this.syncedPromise = new Promise<void>((resolve, reject) => {
+      this.resolveSynced = resolve;
+      this.rejectSynced = reject;
+    });
+    // Nobody may be waiting when stop() rejects it; callers that are still see the rejection.
+    this.syncedPromise.catch(() => undefined);
+
+    this.watch = new ManagedWatch(
+      kc,
+      () => Math.floor(watchTimeout * (1 + Math.random())),
+      // ListWatch opens its first watch right after handing every listed object to the callbacks.
+      () => this.markSynced(),
+    );
+    const listFn = () =>
+      listAll<T>(kc, spec.path, {
+        labelSelector: spec.labelSelector,
+        fieldSelector: spec.fieldSelector,
+        pageSize: opts.listPageSize,
+        timeoutMs: opts.listTimeoutMs,
+        signal: this.listAbort.signal,
+      });
+    this.listWatch = new ListWatch<T>(spec.path, this.watch, listFn, false, spec.labelSelector, spec.fieldSelector);
+    this.listWatch.on('add', (obj) => this.deliver('upsert', obj));
+    this.listWatch.on('update', (obj) => this.deliver('upsert', obj));
+    this.listWatch.on('delete', (obj) => this.deliver('delete', obj));
+    this.listWatch.on('error', (err: unknown) => this.onFailure(err));
+    this.listWatch.on('connect', () => this.log.debug({ resource: spec.resource, resourceVersion: this.resourceVersion }, 'watch connecting'));
+  }
+
+  /** True once the first complete list has been delivered. */
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  /** The last resourceVersion seen (list, event or bookmark); '' before the first list. */
+  get resourceVersion(): string {
+    return this.listWatch.latestResourceVersion();
+  }
+
+  /** Resolves once synced; rejects if stopped before that. */
+  whenSynced(): Promise<void> {
+    return this.syncedPromise;
+  }
+
+  start(): void {
+    if (this.state !== 'idle') return;
+    this.state = 'running';
+    void this.run();
+  }
+
+  /** Stops for good: closes the watch, aborts any list, cancels a pending restart. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.listAbort.abort();
+    this.watch.close();
+    await this.listWatch.stop();
+    if (!this.isSynced) this.rejectSynced(new Error(`informer for ${this.spec.resource} stopped before its first list completed`));
+  }
+
+  private async run(): Promise<void> {
+    if (this.state !== 'running') return;
+    const failuresBefore = this.failures;
+    this.startedAt = Date.now();
+    try {
+      // Resolves once the watch is connected or the attempt failed (reported through 'error').
+      await this.listWatch.start();
+    } catch (err) {
+      // Only reached for a kubeconfig without a current cluster.
+      this.onFailure(err);
+    }
+    if (this.state === 'running' && this.failures === failuresBefore && this.backoff.attempts > 0) {
+      this.log.info({ resource: this.spec.resource, failures: this.backoff.attempts, resourceVersion: this.resourceVersion }, 'watch recovered');
+    }
+  }
+
+  private onFailure(err: unknown): void {
+    // Errors after stop() come from our own aborts; one restart pending is enough.
+    if (this.state !== 'running' || this.retryTimer) return;
+    this.failures++;
+    if (Date.now() - this.startedAt >= this.healthyResetMs) this.backoff.reset();
+    const delay = this.backoff.next();
+    this.log.warn(
+      { resource: this.spec.resource, error: describeError(err), attempt: this.backoff.attempts, retryInMs: delay },
+      'watch failed, restarting',
+    );
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.run();
+    }, delay);
+  }
+
+  private markSynced(): void {
+    if (this.isSynced) return;
+    this.isSynced = true;
+    this.log.debug({ resource: this.spec.resource, resourceVersion: this.resourceVersion }, 'informer synced');
+    this.resolveSynced();
+  }
+
+  private deliver(kind: 'upsert' | 'delete', obj: T): void {
+    if (this.state === 'stopped') return;
+    try {
+      if (kind === 'upsert') this.handlers.onUpsert(obj);
+      else this.handlers.onDelete(obj);
+    } catch (err) {
+      this.log.error(
+        { resource: this.spec.resource, namespace: obj.metadata?.namespace, name: obj.metadata?.name, error: describeError(err) },
+        `${kind} handler threw`,
+      );
+    }
+  }
+}
+
+/** One line for a log: the message, prefixed by the HTTP status where there is one. */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (!(err instanceof KubeApiError) && 'statusCode' in err && typeof err.statusCode === 'number') {
+    return `HTTP ${err.statusCode}: ${err.message}`;
+  }
+  return err.message;
+}

@@ -1,0 +1,437 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { test, type TestContext } from 'node:test';
+import type { KubernetesObject, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { ResilientInformer, SERVICES, startClusterWatches, type InformerOptions, type ResourceSpec } from '../../src/kube/watch.js';
+import { kubeConfigFor, TestApiServer, waitFor } from '../support/api-server.js';
+
+// The real client-node informer, wrapped by ResilientInformer, against TestApiServer over HTTP.
+
+const SERVICE = { apiVersion: 'v1', kind: 'Service' };
+const FAST: InformerOptions = { backoff: { initialMs: 20, maxMs: 100 } };
+
+function service(namespace: string, name: string, port = 80, labels?: Record<string, string>): V1Service {
+  return { ...SERVICE, metadata: { namespace, name, labels }, spec: { ports: [{ port }] } };
+}
+
+interface Delivery {
+  op: 'upsert' | 'delete';
+  key: string;
+  rv: string;
+  obj: KubernetesObject;
+}
+
+/** Handlers that record every call in order. */
+class Recorder<T extends KubernetesObject> {
+  readonly calls: Delivery[] = [];
+  onUpsert = (obj: T) => this.record('upsert', obj);
+  onDelete = (obj: T) => this.record('delete', obj);
+  private record(op: Delivery['op'], obj: T): void {
+    this.calls.push({ op, key: `${obj.metadata?.namespace}/${obj.metadata?.name}`, rv: obj.metadata?.resourceVersion ?? '', obj });
+  }
+  ops(from = 0): string[] {
+    return this.calls.slice(from).map((c) => `${c.op} ${c.key}`);
+  }
+}
+
+/** A logger whose JSON lines are kept for assertions. */
+function capturingLogger(): { log: Logger; lines: () => Record<string, unknown>[] } {
+  const sink = new PassThrough();
+  const chunks: string[] = [];
+  sink.on('data', (chunk: Buffer) => chunks.push(chunk.toString('utf8')));
+  return {
+    log: createLogger('debug', sink),
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+async function startServer(t: TestContext): Promise<TestApiServer> {
+  const server = new TestApiServer({ bookmarkIntervalMs: 0 });
+  await server.start();
+  t.after(() => server.stop());
+  return server;
+}
+
+function startInformer<T extends KubernetesObject>(
+  t: TestContext,
+  server: TestApiServer,
+  opts: InformerOptions = FAST,
+  log: Logger = silentLogger(),
+  spec: ResourceSpec = SERVICES,
+): { informer: ResilientInformer<T>; rec: Recorder<T> } {
+  const rec = new Recorder<T>();
+  const informer = new ResilientInformer<T>(kubeConfigFor(server.url), spec, rec, log, opts);
+  t.after(() => informer.stop());
+  informer.start();
+  return { informer, rec };
+}
+
+/** whenSynced resolves once the list is delivered, just before the watch request is sent. */
+async function syncedAndWatching<T extends KubernetesObject>(informer: ResilientInformer<T>, server: TestApiServer): Promise<void> {
+  await informer.whenSynced();
+  await waitFor(() => server.openWatches === 1, 'the watch to be open');
+}
+
+const watchRequests = (server: TestApiServer) => server.requests.filter((r) => r.verb === 'watch' && r.resource === 'services');
+
+test('the initial list is delivered before whenSynced resolves, then adds, updates and deletes arrive in order with increasing resourceVersions', async (t) => {
+  const server = await startServer(t);
+  server.create(service('b', 'one'));
+  server.create(service('a', 'one'));
+  const { informer, rec } = startInformer<V1Service>(t, server);
+  assert.equal(informer.synced, false);
+  await syncedAndWatching(informer, server);
+  assert.equal(informer.synced, true);
+  assert.deepEqual(rec.ops().sort(), ['upsert a/one', 'upsert b/one']);
+  assert.equal(informer.resourceVersion, server.resourceVersion);
+
+  const added = server.create(service('a', 'two'));
+  const updated = server.apply(service('b', 'one', 8080));
+  const deleted = server.delete(SERVICE, 'a', 'one');
+  await waitFor(() => rec.calls.length === 5, 'three watch events');
+  assert.deepEqual(rec.ops(2), ['upsert a/two', 'upsert b/one', 'delete a/one']);
+  assert.deepEqual(
+    rec.calls.slice(2).map((c) => c.rv),
+    [added, updated, deleted].map((o) => o.metadata?.resourceVersion),
+  );
+  const rvs = rec.calls.slice(2).map((c) => Number(c.rv));
+  assert.ok(rvs[0] < rvs[1] && rvs[1] < rvs[2]);
+  assert.equal((rec.calls[3].obj as V1Service).spec?.ports?.[0].port, 8080);
+  assert.equal(server.countRequests({ verb: 'list', resource: 'services' }), 1);
+});
+
+test('the list is fetched page by page (limit/continue) and every object is delivered', async (t) => {
+  const server = await startServer(t);
+  for (let i = 0; i < 5; i++) server.create(service('default', `s${i}`));
+  const { informer, rec } = startInformer<V1Service>(t, server, { ...FAST, listPageSize: 2 });
+  await syncedAndWatching(informer, server);
+  assert.deepEqual(rec.ops(), ['upsert default/s0', 'upsert default/s1', 'upsert default/s2', 'upsert default/s3', 'upsert default/s4']);
+  const lists = server.requests.filter((r) => r.verb === 'list');
+  assert.deepEqual(
+    lists.map((r) => [r.query.limit, r.query.continue !== undefined]),
+    [
+      ['2', false],
+      ['2', true],
+      ['2', true],
+    ],
+  );
+});
+
+test('objects with odd content reach the handlers as sent, unvalidated, from both the list and the watch', async (t) => {
+  const server = await startServer(t);
+  const odd = { ...SERVICE, metadata: { namespace: 'default', name: 'odd' }, spec: { ports: 'not-a-list', clusterIP: 42 }, surprise: { x: [1] } };
+  server.create(odd);
+  const { informer, rec } = startInformer<V1Service>(t, server);
+  await syncedAndWatching(informer, server);
+  server.create({ ...odd, metadata: { namespace: 'default', name: 'odd2' } });
+  await waitFor(() => rec.calls.length === 2, 'the watched odd object');
+  for (const call of rec.calls) {
+    const obj = call.obj as unknown as Record<string, unknown>;
+    assert.deepEqual(obj.spec, { ports: 'not-a-list', clusterIP: 42 });
+    assert.deepEqual(obj.surprise, { x: [1] });
+    assert.equal(typeof (obj.metadata as Record<string, unknown>).creationTimestamp, 'string');
+  }
+});
+
+test('startClusterWatches delivers Services and EndpointSlices of every namespace and syncs both', async (t) => {
+  const server = await startServer(t);
+  server.create(service('ns1', 'web'));
+  server.create({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: 'ns2', name: 'web-abc', labels: { 'kubernetes.io/service-name': 'web' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: ['10.0.0.1'] }],
+  } satisfies V1EndpointSlice);
+  const services = new Recorder<V1Service>();
+  const slices = new Recorder<V1EndpointSlice>();
+  const watches = startClusterWatches(kubeConfigFor(server.url), { services, endpointSlices: slices }, silentLogger(), FAST);
+  t.after(() => watches.stop());
+  await watches.whenSynced();
+  assert.deepEqual(services.ops(), ['upsert ns1/web']);
+  assert.deepEqual(slices.ops(), ['upsert ns2/web-abc']);
+  server.delete({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, 'ns2', 'web-abc');
+  server.create(service('ns3', 'api'));
+  await waitFor(() => slices.calls.length === 2 && services.calls.length === 2, 'events of both resources');
+  assert.deepEqual(slices.ops(1), ['delete ns2/web-abc']);
+  assert.deepEqual(services.ops(1), ['upsert ns3/api']);
+  assert.deepEqual(
+    [...new Set(server.requests.filter((r) => r.verb === 'watch').map((r) => r.path))].sort(),
+    ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices'],
+  );
+  await watches.stop();
+  await waitFor(() => server.openWatches === 0, 'watches closed by stop()');
+});
+
+test('bookmarks advance the resourceVersion without handler calls, so a re-watch after compaction resumes without relisting', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'a'));
+  const { informer, rec } = startInformer<V1Service>(t, server);
+  await syncedAndWatching(informer, server);
+  assert.equal(watchRequests(server)[0].query.allowWatchBookmarks, 'true');
+  // Writes to another resource move the global resourceVersion past the informer's.
+  server.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'default', name: 'c1' } });
+  server.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'default', name: 'c2' } });
+  assert.notEqual(informer.resourceVersion, server.resourceVersion);
+  server.sendBookmarks();
+  await waitFor(() => informer.resourceVersion === server.resourceVersion, 'the bookmark resourceVersion');
+  assert.equal(rec.calls.length, 1, 'a bookmark calls no handler');
+
+  const bookmarked = informer.resourceVersion;
+  server.compact();
+  server.closeWatches('end');
+  await waitFor(() => watchRequests(server).length === 2 && server.openWatches === 1, 'the re-watch');
+  assert.equal(watchRequests(server)[1].query.resourceVersion, bookmarked);
+  assert.equal(server.countRequests({ verb: 'list', resource: 'services' }), 1, 'no relist');
+  server.create(service('default', 'b'));
+  await waitFor(() => rec.calls.length === 2, 'the next event');
+  assert.deepEqual(rec.ops(1), ['upsert default/b']);
+});
+
+test('on 410 after a clean stream end, client-node relists by itself: objects deleted meanwhile are reported deleted, added ones upserted', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'stays'));
+  server.create(service('default', 'goes'));
+  server.create(service('default', 'changes'));
+  const captured = capturingLogger();
+  const { informer, rec } = startInformer<V1Service>(t, server, FAST, captured.log);
+  await syncedAndWatching(informer, server);
+  // Synchronously, so the informer re-watches only after all of it: it misses these events.
+  server.closeWatches('end');
+  const lastSeen = server.get(SERVICE, 'default', 'goes');
+  server.delete(SERVICE, 'default', 'goes');
+  server.create(service('ns2', 'new'));
+  server.apply(service('default', 'changes', 9090));
+  server.compact();
+
+  await waitFor(() => server.countRequests({ verb: 'list', resource: 'services' }) === 2 && server.openWatches === 1, 'relist and watch');
+  await waitFor(() => rec.calls.length === 6, 'relist deliveries');
+  assert.deepEqual(rec.ops(3).sort(), ['delete default/goes', 'upsert default/changes', 'upsert ns2/new']);
+  const deletion = rec.calls.find((c) => c.op === 'delete');
+  assert.equal(deletion?.rv, lastSeen?.metadata?.resourceVersion, 'the delete carries the last state seen');
+  const watches = watchRequests(server);
+  assert.equal(watches.length, 3, 'initial watch, the expired one, the one after the relist');
+  assert.equal(watches[1].query.resourceVersion, watches[0].query.resourceVersion);
+  assert.equal(watches[2].query.resourceVersion, server.resourceVersion);
+  assert.deepEqual(
+    captured.lines().filter((l) => l.level === 'warn'),
+    [],
+    'client-node handled it: no failure, no restart',
+  );
+  assert.equal(informer.synced, true);
+});
+
+test('after an abrupt disconnect and compaction, the informer restarts, gets 410, relists and reports the missed delete, add and update', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'stays'));
+  server.create(service('default', 'goes'));
+  server.create(service('default', 'changes'));
+  const { informer, rec } = startInformer<V1Service>(t, server);
+  await syncedAndWatching(informer, server);
+  server.closeWatches('abort');
+  server.delete(SERVICE, 'default', 'goes');
+  server.create(service('default', 'new'));
+  server.apply(service('default', 'changes', 9090));
+  server.compact();
+
+  await waitFor(() => rec.calls.length === 6, 'relist deliveries');
+  assert.deepEqual(rec.ops(3).sort(), ['delete default/goes', 'upsert default/changes', 'upsert default/new']);
+  assert.equal(server.countRequests({ verb: 'list', resource: 'services' }), 2);
+  await waitFor(() => server.openWatches === 1, 'watching again');
+  server.delete(SERVICE, 'default', 'stays');
+  await waitFor(() => rec.calls.length === 7, 'a live event after recovery');
+  assert.deepEqual(rec.ops(6), ['delete default/stays']);
+});
+
+for (const mode of ['unavailable', 'reset'] as const) {
+  test(`API server lost (${mode === 'unavailable' ? '503 answers' : 'connection resets'}): the informer retries with backoff, recovers after resume and replays every missed event in order`, async (t) => {
+    const server = await startServer(t);
+    server.create(service('default', 'a'));
+    server.create(service('default', 'b'));
+    const captured = capturingLogger();
+    const { informer, rec } = startInformer<V1Service>(t, server, FAST, captured.log);
+    await syncedAndWatching(informer, server);
+
+    server.pause(mode);
+    server.closeWatches('abort');
+    server.create(service('default', 'c'));
+    server.apply(service('default', 'a', 81));
+    server.delete(SERVICE, 'default', 'b');
+    server.apply(service('default', 'a', 82));
+    const failedWatches = () => watchRequests(server).filter((r) => r.status !== 200).length;
+    await waitFor(() => failedWatches() >= 3, 'three failed retries');
+    assert.equal(rec.calls.length, 2, 'nothing delivered while the server is down');
+
+    server.resume();
+    await waitFor(() => rec.calls.length === 6, 'the missed events');
+    assert.deepEqual(rec.ops(2), ['upsert default/c', 'upsert default/a', 'delete default/b', 'upsert default/a']);
+    assert.equal((rec.calls[5].obj as V1Service).spec?.ports?.[0].port, 82);
+    assert.equal(server.countRequests({ verb: 'list', resource: 'services' }), 1, 'resumed from the last resourceVersion, no relist');
+
+    const warnings = captured.lines().filter((l) => l.level === 'warn');
+    assert.ok(warnings.length >= 3);
+    assert.equal(warnings.length, failedWatches() + 1, 'one line per failure: the cut stream and each failed retry');
+    for (const w of warnings) {
+      assert.equal(w.resource, 'services');
+      assert.equal(typeof w.error, 'string');
+      assert.ok(String(w.error).length > 0);
+    }
+    if (mode === 'unavailable') assert.match(String(warnings[1].error), /503/);
+    const delays = warnings.map((w) => Number(w.retryInMs));
+    assert.ok(delays.every((d) => d >= 10 && d <= 100), `delays within the backoff bounds: ${delays.join(',')}`);
+    assert.deepEqual(
+      warnings.map((w) => w.attempt),
+      warnings.map((_, i) => i + 1),
+    );
+    await waitFor(() => captured.lines().some((l) => l.msg === 'watch recovered'), 'the recovery log line');
+    assert.ok(!captured.lines().some((l) => JSON.stringify(l).includes('test-token')), 'the token is never logged');
+  });
+}
+
+test('the backoff resets once a restarted informer has stayed healthy for healthyResetMs', async (t) => {
+  const server = await startServer(t);
+  const captured = capturingLogger();
+  const { informer } = startInformer<V1Service>(t, server, { ...FAST, healthyResetMs: 300 }, captured.log);
+  await syncedAndWatching(informer, server);
+  const attempts = () => captured.lines().filter((l) => l.level === 'warn').map((l) => l.attempt);
+  const fail = async (count: number) => {
+    server.closeWatches('abort');
+    await waitFor(() => attempts().length === count && server.openWatches === 1, `failure ${count} and recovery`);
+  };
+  await fail(1);
+  await fail(2);
+  assert.deepEqual(attempts(), [1, 2], 'quick successive failures escalate');
+  const healthySince = Date.now();
+  await waitFor(() => Date.now() - healthySince > 350, 'a healthy period');
+  await fail(3);
+  assert.deepEqual(attempts(), [1, 2, 1]);
+});
+
+test('the watch asks for timeoutSeconds; when the server ends it, the informer re-watches from its last resourceVersion without relisting', async (t) => {
+  const server = await startServer(t);
+  const captured = capturingLogger();
+  const { informer, rec } = startInformer<V1Service>(t, server, { ...FAST, watchTimeoutSeconds: 1 }, captured.log);
+  await syncedAndWatching(informer, server);
+  const created = server.create(service('default', 'a'));
+  await waitFor(() => rec.calls.length === 1, 'the event');
+  assert.equal(watchRequests(server)[0].query.timeoutSeconds, '1');
+  await waitFor(() => watchRequests(server).length === 2, 'the re-watch after the server-side timeout', { timeoutMs: 4000 });
+  assert.equal(watchRequests(server)[1].query.resourceVersion, created.metadata?.resourceVersion);
+  assert.equal(server.countRequests({ verb: 'list', resource: 'services' }), 1);
+  assert.deepEqual(
+    captured.lines().filter((l) => l.level === 'warn'),
+    [],
+  );
+});
+
+test('label and field selectors of the spec apply to both the list and the watch', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'in', 80, { proxy: 'yes' }));
+  server.create(service('default', 'out', 80, { proxy: 'no' }));
+  server.create(service('other', 'in', 80, { proxy: 'yes' }));
+  const spec: ResourceSpec = { ...SERVICES, labelSelector: 'proxy=yes', fieldSelector: 'metadata.namespace=default' };
+  const { informer, rec } = startInformer<V1Service>(t, server, FAST, silentLogger(), spec);
+  await syncedAndWatching(informer, server);
+  assert.deepEqual(rec.ops(), ['upsert default/in']);
+  server.apply(service('default', 'out', 80, { proxy: 'yes' }));
+  server.apply(service('default', 'in', 80, { proxy: 'no' }));
+  server.create(service('other', 'late', 80, { proxy: 'yes' }));
+  await waitFor(() => rec.calls.length === 3, 'selection changes');
+  assert.deepEqual(rec.ops(1), ['upsert default/out', 'delete default/in']);
+  for (const r of server.requests.filter((q) => q.verb === 'list' || q.verb === 'watch')) {
+    assert.equal(r.query.labelSelector, 'proxy=yes');
+    assert.equal(r.query.fieldSelector, 'metadata.namespace=default');
+  }
+});
+
+test('a throwing handler is logged and does not stop later deliveries', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'boom'));
+  const captured = capturingLogger();
+  const seen: string[] = [];
+  const informer = new ResilientInformer<V1Service>(
+    kubeConfigFor(server.url),
+    SERVICES,
+    {
+      onUpsert: (s) => {
+        seen.push(`upsert ${s.metadata?.name}`);
+        if (s.metadata?.name === 'boom') throw new Error('model rejected it');
+      },
+      onDelete: (s) => seen.push(`delete ${s.metadata?.name}`),
+    },
+    captured.log,
+    FAST,
+  );
+  t.after(() => informer.stop());
+  informer.start();
+  await syncedAndWatching(informer, server);
+  server.create(service('default', 'boom2'));
+  server.apply(service('default', 'boom', 1));
+  server.delete(SERVICE, 'default', 'boom2');
+  await waitFor(() => seen.length === 4, 'later deliveries');
+  assert.deepEqual(seen, ['upsert boom', 'upsert boom2', 'upsert boom', 'delete boom2']);
+  const errors = captured.lines().filter((l) => l.level === 'error');
+  assert.equal(errors.length, 2);
+  assert.deepEqual(
+    errors.map((e) => [e.resource, e.namespace, e.name, e.error, e.msg]),
+    [
+      ['services', 'default', 'boom', 'model rejected it', 'upsert handler threw'],
+      ['services', 'default', 'boom', 'model rejected it', 'upsert handler threw'],
+    ],
+  );
+});
+
+test('stop() while retrying cancels the pending restart: no request reaches the server afterwards', async (t) => {
+  const server = await startServer(t);
+  const { informer } = startInformer<V1Service>(t, server);
+  await syncedAndWatching(informer, server);
+  server.pause();
+  server.closeWatches('abort');
+  await waitFor(() => watchRequests(server).some((r) => r.status === 503), 'a failed retry');
+  await informer.stop();
+  const count = server.requests.length;
+  server.resume();
+  // Longer than the largest backoff delay (100 ms): a pending restart would have fired.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(server.requests.length, count);
+  assert.equal(server.openWatches, 0);
+});
+
+test('whenSynced rejects when the informer is stopped before its first list completes', async (t) => {
+  const server = await startServer(t);
+  server.pause();
+  const { informer } = startInformer<V1Service>(t, server);
+  await waitFor(() => server.countRequests({ verb: 'list', status: 503 }) >= 1, 'a failed list');
+  assert.equal(informer.synced, false);
+  await informer.stop();
+  await assert.rejects(informer.whenSynced(), /stopped before its first list completed/);
+});
+
+test('stop() from a handler during the initial list: client-node would still open the watch, ManagedWatch refuses it', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'a'));
+  let informer: ResilientInformer<V1Service> | undefined;
+  const stopped: Promise<void>[] = [];
+  informer = new ResilientInformer<V1Service>(
+    kubeConfigFor(server.url),
+    SERVICES,
+    { onUpsert: () => stopped.push(informer?.stop() ?? Promise.resolve()), onDelete: () => undefined },
+    silentLogger(),
+    FAST,
+  );
+  t.after(() => informer?.stop());
+  informer.start();
+  await waitFor(() => stopped.length === 1, 'the handler call');
+  await Promise.all(stopped);
+  await assert.rejects(informer.whenSynced(), /stopped before its first list completed/);
+  // A watch request would follow the list within a few milliseconds.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(server.countRequests({ verb: 'watch' }), 0);
+  assert.equal(server.countRequests({ verb: 'list' }), 1);
+});

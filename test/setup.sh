@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian 12 machine with Node 20 ready for the demo and the
+# tests: the kernel tools they drive, then the npm packages. Idempotent and
+# quiet when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "clusterset-proxy: the demo and the data-plane tests need root (network namespaces, iptables)" >&2
+  exit 1
+fi
+
+missing=()
+for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+if [ ! -d node_modules/@kubernetes/client-node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-fund --no-audit --loglevel=error
+fi

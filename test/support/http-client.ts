@@ -1,0 +1,53 @@
+// An HTTP client for data-plane tests, run inside a namespace by netns.ts:
+//   node http-client.js <url> <count> <timeoutMs> <concurrency>
+// Each request uses a new TCP connection, so every one goes through conntrack
+// and NAT afresh. Prints one JSON HttpSummary line.
+import { request } from 'node:http';
+import type { HttpSummary } from './netns.js';
+
+const [url, countText, timeoutText, concurrencyText] = process.argv.slice(2);
+
+function once(target: string, timeoutMs: number): Promise<{ body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const done = (outcome: { body: string } | { error: string }): void => {
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    const req = request(target, { agent: false, headers: { connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => done(res.statusCode === 200 ? { body: Buffer.concat(chunks).toString() } : { error: `HTTP_${res.statusCode}` }));
+      res.on('error', (err: NodeJS.ErrnoException) => done({ error: err.code ?? err.message }));
+    });
+    // A deadline for the whole exchange: req.setTimeout only starts counting
+    // once the socket connects, so a dropped SYN would never time out.
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => done({ error: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+async function main(target: string, count: number, timeoutMs: number, concurrency: number): Promise<void> {
+  const summary: HttpSummary = { ok: 0, failed: 0, bodies: {}, errors: {} };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      const outcome = await once(target, timeoutMs);
+      if ('body' in outcome) {
+        summary.ok++;
+        summary.bodies[outcome.body] = (summary.bodies[outcome.body] ?? 0) + 1;
+      } else {
+        summary.failed++;
+        summary.errors[outcome.error] = (summary.errors[outcome.error] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, worker));
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+// `node --test dist/test/` also runs every file under test/, without arguments.
+if (url !== undefined && countText !== undefined && timeoutText !== undefined && concurrencyText !== undefined) {
+  await main(url, Number(countText), Number(timeoutText), Number(concurrencyText));
+}

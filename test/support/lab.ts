@@ -1,0 +1,189 @@
+// A node and the pods of several clusters in network namespaces, an API server
+// the agent reaches from inside the node namespace, and the real agent binary.
+// Shared by the data-plane tests, the benchmarks and the demo.
+//
+//   root ns (this process)           node ns                      pod namespaces
+//   TestApiServer on a unix socket ← unix-relay 127.0.0.1:6443
+//                                    bin/clusterset-proxy
+//                                    clients (OUTPUT path)  ─veth→ 10.2.0.10 (chile01) ...
+//
+// Pods are addressed Calico-style: a /32 on the pod side, a link-local next
+// hop on the node side, so any number of pods of one subnet can hang off one
+// node without a bridge. Nothing is linked to the root namespace.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { stringify as toYaml } from 'yaml';
+import type { BackendMode } from '../../src/iptables/backend.js';
+import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
+import { cleanupStale, httpRequests, netnsExec, startHttpServer, Topology, type HttpServer, type HttpSummary } from './netns.js';
+
+export const NEXT_HOP = '169.254.1.1';
+const RELAY_PORT = 6443;
+
+export interface PodSpec {
+  /** Answers every request with this body, e.g. "chile01/serve-a". */
+  readonly body: string;
+  readonly ip: string;
+  readonly port?: number;
+}
+
+export interface AgentProcess {
+  readonly logFile: string;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  logs(): Promise<string>;
+}
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const AGENT_BIN = join(ROOT, 'bin', 'clusterset-proxy');
+
+export class Lab {
+  readonly api = new TestApiServer({ bookmarkIntervalMs: 1000 });
+  readonly topology = new Topology();
+  nodeNs = '';
+  private dir = '';
+  private relay: ChildProcess | null = null;
+  private readonly servers = new Map<string, HttpServer>();
+  private readonly podNs = new Map<string, string>();
+  private readonly agents = new Set<AgentProcess>();
+  private pods = 0;
+
+  constructor(readonly backend: BackendMode) {}
+
+  /** Creates the node namespace, starts the API server and the relay that reaches it. */
+  async start(): Promise<this> {
+    await cleanupStale();
+    this.dir = await mkdtemp(join(tmpdir(), 'clusterset-proxy-lab-'));
+    const socketPath = join(this.dir, 'api.sock');
+    await this.api.start({ socketPath });
+    this.nodeNs = await this.topology.namespace('node');
+    await this.topology.enableForwarding(this.nodeNs);
+    this.relay = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'dist/test/support/unix-relay.js'), socketPath, String(RELAY_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      this.relay!.once('exit', (code) => reject(new Error(`unix-relay exited with ${code}`)));
+      this.relay!.stdout!.once('data', () => resolve());
+    });
+    await writeFile(this.kubeconfig, kubeconfigYaml(`http://127.0.0.1:${RELAY_PORT}`));
+    return this;
+  }
+
+  get kubeconfig(): string {
+    return join(this.dir, 'kubeconfig');
+  }
+
+  /** A pod namespace wired to the node, with an HTTP server answering `body`. */
+  async addPod(pod: PodSpec): Promise<string> {
+    const n = this.pods++;
+    const ns = await this.topology.namespace(`p${n}`);
+    await execa('ip', ['-n', this.nodeNs, 'link', 'add', `vp${n}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await execa('ip', ['-n', this.nodeNs, 'addr', 'add', `${NEXT_HOP}/32`, 'dev', `vp${n}`]);
+    await execa('ip', ['-n', this.nodeNs, 'link', 'set', `vp${n}`, 'up']);
+    await execa('ip', ['-n', this.nodeNs, 'route', 'add', `${pod.ip}/32`, 'dev', `vp${n}`]);
+    await execa('ip', ['-n', ns, 'addr', 'add', `${pod.ip}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await execa('ip', ['-n', ns, 'route', 'add', `${NEXT_HOP}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', ns, 'route', 'add', 'default', 'via', NEXT_HOP, 'dev', 'eth0']);
+    this.servers.set(pod.ip, await startHttpServer(ns, '0.0.0.0', pod.port ?? 8080, pod.body));
+    this.podNs.set(pod.ip, ns);
+    return ns;
+  }
+
+  /** The namespace of the pod with this IP, e.g. to run a client there (PREROUTING path). */
+  podNamespace(ip: string): string {
+    return this.podNs.get(ip)!;
+  }
+
+  /** Routes a ClusterIP range out of the node, so connect() gets as far as the nat OUTPUT hook. */
+  async routeServiceRange(cidr: string, viaPodIndex = 0): Promise<void> {
+    await execa('ip', ['-n', this.nodeNs, 'route', 'add', cidr, 'dev', `vp${viaPodIndex}`]);
+  }
+
+  apply(...objects: KubernetesObject[]): void {
+    for (const o of objects) this.api.apply(o);
+  }
+
+  async writeConfig(config: Record<string, unknown>): Promise<string> {
+    const path = join(this.dir, `config-${Date.now()}-${Math.random().toString(36).slice(2, 6)}.yaml`);
+    await writeFile(path, toYaml({ iptablesBackend: this.backend, ...config }));
+    return path;
+  }
+
+  /** Runs the agent binary inside the node namespace, logging to a file. */
+  async startAgent(args: readonly string[]): Promise<AgentProcess> {
+    const logFile = join(this.dir, `agent-${Date.now()}.log`);
+    const out = createWriteStream(logFile);
+    const child = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, AGENT_BIN, '--kubeconfig', this.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pipe(out, { end: false });
+    child.stderr!.pipe(out, { end: false });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const agent: AgentProcess = {
+      logFile,
+      exited,
+      stop: async (signal = 'SIGTERM') => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        const code = await exited;
+        this.agents.delete(agent);
+        return code;
+      },
+      // The log file appears once the stream opens it.
+      logs: () => readFile(logFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
+    };
+    this.agents.add(agent);
+    return agent;
+  }
+
+  /** Runs the agent binary to completion (--once, --cleanup, --dry-run). */
+  async runAgent(args: readonly string[]): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
+    const r = await netnsExec(this.nodeNs, process.execPath, [AGENT_BIN, '--kubeconfig', this.kubeconfig, ...args], { reject: false });
+    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  async save(table: 'nat' | 'filter' | 'mangle', counters = false): Promise<string> {
+    const args = ['-t', table, ...(counters ? ['-c'] : [])];
+    const { stdout } = await netnsExec(this.nodeNs, `iptables-${this.backend}-save`, args);
+    return stdout;
+  }
+
+  /** All tables, without the timestamp comments, for byte-for-byte comparison. */
+  async saveAll(): Promise<string> {
+    const parts = await Promise.all((['filter', 'mangle', 'nat'] as const).map((t) => this.save(t)));
+    return parts.join('').split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  }
+
+  async restore(payload: string): Promise<void> {
+    await netnsExec(this.nodeNs, `iptables-${this.backend}-restore`, ['-w', '5', '--noflush'], { input: payload });
+  }
+
+  async waitForRules(predicate: (nat: string) => boolean, what: string, timeoutMs = 10_000): Promise<string> {
+    let last = '';
+    try {
+      return await waitFor(async () => {
+        last = await this.save('nat');
+        return predicate(last) ? last : null;
+      }, what, { timeoutMs, intervalMs: 50 });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- nat table:\n${last.split('\n').filter((l) => l.includes('MCS')).join('\n')}`);
+    }
+  }
+
+  requests(url: string, count: number, opts: { timeoutMs?: number; fromNs?: string; concurrency?: number } = {}): Promise<HttpSummary> {
+    return httpRequests(opts.fromNs ?? this.nodeNs, url, count, opts);
+  }
+
+  async stop(): Promise<void> {
+    for (const agent of [...this.agents]) await agent.stop('SIGKILL');
+    for (const server of this.servers.values()) await server.stop().catch(() => {});
+    this.relay?.kill('SIGKILL');
+    await this.topology.teardown();
+    await this.api.stop();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,184 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
+import { FakeIptables } from '../../src/iptables/fake-backend.js';
+import { silentLogger } from '../../src/log.js';
+import { serviceChainName } from '../../src/plan/names.js';
+import { SyncEngine, type SyncResult } from '../../src/sync/engine.js';
+import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
+
+const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
+
+function engineOn(fake: FakeIptables, overrides: Partial<Config> = {}): SyncEngine {
+  return new SyncEngine({ config: { ...config, ...overrides }, backend: fake, log: silentLogger() });
+}
+
+function addDerived(engine: SyncEngine, i: number, ips: string[]): void {
+  engine.upsertService(service('default', `derived-svc${i}`, `10.96.${i >> 8}.${i & 255}`, [{ name: 'http', port: 80 }]));
+  engine.upsertSlice(importedSlice('default', 'chile01', `svc${i}-a`, `derived-svc${i}`, ips.map((ip) => endpoint(ip))));
+}
+
+async function nat(fake: FakeIptables): Promise<string> {
+  return fake.save('nat');
+}
+
+function seededFake(): FakeIptables {
+  const fake = new FakeIptables('nft');
+  fake.load(KUBE_PROXY_NAT + USER_FILTER);
+  return fake;
+}
+
+test('a cold start programs the skeleton and every service, jumping ahead of kube-proxy', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  addDerived(engine, 1, ['10.2.0.10', '10.2.0.11']);
+  const result = await engine.syncFull();
+  assert.equal(result.restores, 1);
+  const text = await nat(fake);
+  const chain = serviceChainName('default', 'derived-svc1', 'http', 'TCP');
+  assert.match(text, new RegExp(`-A MCS-SERVICES -d 10.96.0.1/32 -p tcp .* -j ${chain}`));
+  assert.match(text, /-A PREROUTING -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES/);
+  assert.match(text, /-A MCS-SVC-\w+ -p tcp -m comment --comment "default\/derived-svc1:http -> chile01 10.2.0.11:8080" -j DNAT --to-destination 10.2.0.11:8080/);
+});
+
+test('one endpoint change rewrites only that service\'s chain, in one small restore', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  for (let i = 1; i <= 300; i++) addDerived(engine, i, [`10.2.${i >> 8}.${i & 255}`]);
+  await engine.syncFull();
+  const before = fake.history.length;
+  engine.upsertSlice(importedSlice('default', 'chile01', 'svc7-a', 'derived-svc7', [endpoint('10.2.0.7'), endpoint('10.2.9.9')]));
+  const result = await engine.syncPartial();
+  assert.equal(fake.history.length, before + 1);
+  const payload = fake.history.at(-1)!.payload;
+  const chain = serviceChainName('default', 'derived-svc7', 'http', 'TCP');
+  assert.deepEqual(payload.split('\n').filter((l) => l.startsWith(':')), [`:${chain} - [0:0]`]);
+  assert.ok(!payload.includes('MCS-SERVICES'), 'the dispatch chain is not rewritten');
+  assert.ok(payload.length < 1500, `payload ${payload.length} bytes`);
+  assert.equal(result.chainsWritten, 1);
+});
+
+test('a burst of changes to many services is one restore', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  for (let i = 1; i <= 50; i++) addDerived(engine, i, ['10.2.0.1']);
+  await engine.syncFull();
+  const before = fake.history.length;
+  for (let i = 1; i <= 50; i++) addDerived(engine, i, ['10.2.0.2']);
+  const result = await engine.syncPartial();
+  assert.equal(fake.history.length, before + 1);
+  assert.equal(result.chainsWritten, 50);
+});
+
+test('a deleted service loses its dispatch rule and its chain; foreign rules stay byte for byte', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  addDerived(engine, 1, ['10.2.0.10']);
+  addDerived(engine, 2, ['10.2.0.20']);
+  await engine.syncFull();
+  engine.deleteService(service('default', 'derived-svc1', '10.96.0.1', []));
+  await engine.syncPartial();
+  const text = await nat(fake);
+  assert.ok(!text.includes(serviceChainName('default', 'derived-svc1', 'http', 'TCP')));
+  assert.ok(text.includes(serviceChainName('default', 'derived-svc2', 'http', 'TCP')));
+  for (const line of KUBE_PROXY_NAT.split('\n').filter((l) => l.startsWith('-A'))) assert.ok(text.includes(line), line);
+});
+
+test('a restarted agent adopts the rules it finds without writing anything', async () => {
+  const fake = seededFake();
+  const first = engineOn(fake);
+  for (let i = 1; i <= 20; i++) addDerived(first, i, ['10.2.0.1', '10.2.0.2']);
+  await first.syncFull();
+  const second = engineOn(fake);
+  for (let i = 1; i <= 20; i++) addDerived(second, i, ['10.2.0.1', '10.2.0.2']);
+  const before = fake.history.length;
+  const result = await second.syncFull();
+  assert.equal(result.restores, 0);
+  assert.equal(fake.history.length, before);
+});
+
+test('the full sync repairs a flushed chain, a deleted jump and removes a stale chain', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  addDerived(engine, 1, ['10.2.0.10']);
+  await engine.syncFull();
+  const good = await nat(fake);
+  const chain = serviceChainName('default', 'derived-svc1', 'http', 'TCP');
+  await fake.restore([
+    '*nat',
+    `:${chain} - [0:0]`,
+    ':MCS-SVC-LEFTOVER - [0:0]',
+    '-A MCS-SVC-LEFTOVER -j ACCEPT',
+    '-D PREROUTING -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES',
+    'COMMIT', '',
+  ].join('\n'));
+  await engine.syncFull();
+  assert.equal(await nat(fake), good);
+});
+
+test('a failed restore keeps the last good state and the retry is a full sync', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  addDerived(engine, 1, ['10.2.0.10']);
+  await engine.syncFull();
+  const good = await nat(fake);
+  // Someone deletes our dispatch chain's rule behind our back: the partial sync's -D fails.
+  const dispatch = good.split('\n').find((l) => l.startsWith('-A MCS-SERVICES'))!;
+  await fake.restore(`*nat\n-D ${dispatch.slice(3)}\nCOMMIT\n`);
+  engine.deleteService(service('default', 'derived-svc1', '10.96.0.1', []));
+  await assert.rejects(engine.syncPartial(), /line \d+ failed/);
+  const result: SyncResult = await engine.syncPartial();
+  assert.equal(result.full, true);
+  assert.ok(!(await nat(fake)).includes('MCS-SVC-'));
+});
+
+test('cleanup leaves every table exactly as it was before the agent started', async () => {
+  const fake = seededFake();
+  const pristine = { nat: await fake.save('nat'), filter: await fake.save('filter') };
+  const engine = engineOn(fake);
+  for (let i = 1; i <= 5; i++) addDerived(engine, i, i === 3 ? [] : ['10.2.0.1']);
+  await engine.syncFull();
+  assert.notEqual(await fake.save('filter'), pristine.filter);
+  await engineOn(fake).cleanup();
+  assert.equal(await fake.save('nat'), pristine.nat);
+  assert.equal(await fake.save('filter'), pristine.filter);
+});
+
+test('malformed objects are skipped by name and every other service keeps working', async () => {
+  const fake = seededFake();
+  const engine = engineOn(fake);
+  addDerived(engine, 1, ['10.2.0.10']);
+  engine.upsertService(service('default', 'derived-noip', '', [{ name: 'http', port: 80 }]));
+  engine.upsertService(service('default', 'derived-bigport', '10.96.9.9', [{ name: 'http', port: 99999 }]));
+  engine.upsertSlice(importedSlice('default', 'chile01', 'bad', 'derived-svc1', [endpoint('not-an-ip'), endpoint('10.2.0.11')]));
+  engine.upsertSlice(importedSlice('default', 'chile01', 'noports', 'derived-svc1', [endpoint('10.2.0.12')], null));
+  engine.upsertSlice(importedSlice('default', 'peru', 'x', 'derived-svc1', [endpoint('10.3.0.1')]));
+  engine.upsertSlice(importedSlice('default', 'chile01', 'x', 'derived-ghost', [endpoint('10.2.0.99')]));
+  engine.upsertSlice(slice('default', 'v6', 'derived-svc1', [endpoint('fd00::1')], { addressType: 'IPv6' }));
+  await engine.syncFull();
+  const text = await nat(fake);
+  for (const ip of ['10.2.0.10', '10.2.0.11', '10.3.0.1']) assert.match(text, new RegExp(`--to-destination ${ip}:8080`));
+  for (const ip of ['10.2.0.12', '10.2.0.99']) assert.ok(!text.includes(ip), ip);
+  const problems = engine.currentProblems().join('\n');
+  for (const name of [
+    'Service default/derived-noip has no ClusterIP',
+    'Service default/derived-bigport port http: port 99999 is out of range',
+    'EndpointSlice default/imported-chile01-bad endpoint address "not-an-ip"',
+    'EndpointSlice default/imported-chile01-noports has no ports',
+    'EndpointSlice default/imported-peru-x name matches no configured cluster',
+    'EndpointSlice default/imported-chile01-x references Service default/derived-ghost',
+    'EndpointSlice default/v6 addressType IPv6 is not served',
+  ]) assert.ok(problems.includes(name), `${name}\n---\n${problems}`);
+});
+
+test('on nft a cold start is split into restores of bounded chain count; on legacy it is one restore', async () => {
+  for (const [mode, expected] of [['nft', 4], ['legacy', 1]] as const) {
+    const fake = new FakeIptables(mode);
+    const engine = engineOn(fake, { maxChainsPerRestore: 30 });
+    for (let i = 1; i <= 100; i++) addDerived(engine, i, ['10.2.0.1']);
+    const result = await engine.syncFull();
+    assert.equal(result.restores, expected, mode);
+    assert.equal((await fake.save('nat')).match(/^:MCS-SVC-/gm)!.length, 100);
+  }
+});

@@ -12,7 +12,8 @@ export class ModelStore {
   /** ns/sliceName → ns/serviceName, to find a slice whose label changed or vanished. */
   private readonly sliceOwner = new Map<string, string>();
 
-  constructor(private readonly servicePrefix: string) {}
+  /** Changing it regroups every Service at the next full sync. */
+  constructor(public servicePrefix: string) {}
 
   /** The group a Service name belongs to: `derived-<x>` and `<x>` share group ns/x. */
   groupKeyOf(namespace: string, serviceName: string): string {

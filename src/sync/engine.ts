@@ -16,6 +16,10 @@ import { ProblemLog } from './problem-log.js';
 
 export interface SyncResult {
   readonly full: boolean;
+  /** performance.now() of the oldest change this sync applied; null when none was pending. */
+  readonly oldestChangeAt: number | null;
+  /** Chains and rules the agent owns after a full sync (a partial sync does not count them). */
+  readonly owned: { readonly chains: number; readonly rules: number } | null;
   /** Restores run (0 when nothing changed). */
   readonly restores: number;
   readonly payloadBytes: number;
@@ -40,20 +44,32 @@ export interface EngineOptions {
  */
 export class SyncEngine {
   private readonly store: ModelStore;
-  private readonly groupCtx: GroupContext;
-  private readonly planCtx: PlanContext;
+  private config: Config;
+  private groupCtx!: GroupContext;
+  private planCtx!: PlanContext;
   private readonly problems: ProblemLog;
   private readonly applied = new Map<string, Fragment>();
   private dirty = new Set<string>();
+  /** When the oldest change in `dirty` arrived. */
+  private dirtySince: number | null = null;
   /** Set until a full sync succeeds: the kernel may differ from `applied`. */
   private needsFull = true;
 
   constructor(private readonly opts: EngineOptions) {
-    const c = opts.config;
-    this.store = new ModelStore(c.servicePrefix);
+    this.config = opts.config;
+    this.store = new ModelStore(opts.config.servicePrefix);
+    this.problems = new ProblemLog(opts.log);
+    this.updateConfig(opts.config);
+  }
+
+  /** Takes a new config: planning inputs change at once and the next sync is a full one. */
+  updateConfig(c: Config): void {
+    this.config = c;
+    this.store.servicePrefix = c.servicePrefix;
     this.groupCtx = { servicePrefix: c.servicePrefix, clusters: new ClusterResolver(c.clusterName, c.clusters.map((x) => x.name)) };
     this.planCtx = { clusterCIDR: c.clusterCIDR, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit };
-    this.problems = new ProblemLog(opts.log);
+    this.needsFull = true;
+    this.dirtySince ??= performance.now();
   }
 
   /** Whether changes wait for a sync. */
@@ -102,8 +118,23 @@ export class SyncEngine {
   }
 
   private markDirty(keys: readonly string[]): boolean {
+    if (keys.length === 0) return false;
     for (const key of keys) this.dirty.add(key);
-    return keys.length > 0;
+    this.dirtySince ??= performance.now();
+    return true;
+  }
+
+  /** Takes the pending changes: their group keys and when the oldest arrived. */
+  private takeDirty(): { keys: Set<string>; since: number | null } {
+    const taken = { keys: this.dirty, since: this.dirtySince };
+    this.dirty = new Set();
+    this.dirtySince = null;
+    return taken;
+  }
+
+  private restoreDirty(taken: { keys: Set<string>; since: number | null }): void {
+    for (const key of taken.keys) this.dirty.add(key);
+    if (taken.since !== null) this.dirtySince = Math.min(taken.since, this.dirtySince ?? Infinity);
   }
 
   // ---- planning
@@ -134,35 +165,35 @@ export class SyncEngine {
   /** Rewrites what differs between the kernel and the desired plan, adopting what a previous run left. */
   async syncFull(): Promise<SyncResult> {
     const started = performance.now();
-    this.dirty.clear();
+    const taken = this.takeDirty();
     const desired = this.desiredPlan();
-    const observed = observe(await this.readKernel(), desired);
-    const { units } = diffPlans(observed.plan, desired, observed.strayJumps);
-    if (units.length > 0) {
-      this.opts.log.info({ units: units.length, staleOrDrifted: units.map((u) => u.key).filter((k) => k !== '').slice(0, 20) }, 'full sync: kernel state differs from the desired plan; repairing');
-    }
     let stats;
     try {
+      const observed = observe(await this.readKernel(), desired);
+      const { units } = diffPlans(observed.plan, desired, observed.strayJumps);
+      if (units.length > 0) {
+        this.opts.log.info({ units: units.length, staleOrDrifted: units.map((u) => u.key).filter((k) => k !== '').slice(0, 20) }, 'full sync: kernel state differs from the desired plan; repairing');
+      }
       stats = await this.apply(units);
     } catch (err) {
       this.needsFull = true;
+      this.restoreDirty(taken);
       throw err;
     }
     this.applied.clear();
     for (const [key, f] of desired.fragments) this.applied.set(key, f);
     this.needsFull = false;
-    return this.finish(true, started, stats);
+    return this.finish(true, started, taken.since, stats, ownedBy(desired));
   }
 
   /** Applies the changes of the groups touched since the last sync. */
   async syncPartial(): Promise<SyncResult> {
     if (this.needsFull) return this.syncFull();
     const started = performance.now();
-    const keys = this.dirty;
-    this.dirty = new Set();
+    const taken = this.takeDirty();
     const units: UnitChange[] = [];
     const next = new Map<string, Fragment | undefined>();
-    for (const key of keys) {
+    for (const key of taken.keys) {
       const f = this.fragmentOf(key);
       next.set(key, f);
       const change = diffFragment(key, this.applied.get(key), f);
@@ -174,11 +205,11 @@ export class SyncEngine {
         if (f) this.applied.set(key, f);
         else this.applied.delete(key);
       }
-      return this.finish(false, started, stats);
+      return this.finish(false, started, taken.since, stats, null);
     } catch (err) {
       // The kernel's state is now uncertain: the retry is a full sync.
       this.needsFull = true;
-      for (const key of keys) this.dirty.add(key);
+      this.restoreDirty(taken);
       throw err;
     }
   }
@@ -192,7 +223,8 @@ export class SyncEngine {
     const payload = renderPayload(units);
     if (payload !== '') await this.opts.backend.restore(payload);
     this.applied.clear();
-    return this.finish(true, started, { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length });
+    const stats = { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length };
+    return this.finish(true, started, null, stats, { chains: 0, rules: 0 });
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {
@@ -204,9 +236,9 @@ export class SyncEngine {
     return dumps;
   }
 
-  private async apply(units: readonly UnitChange[]): Promise<Omit<SyncResult, 'full' | 'durationMs'>> {
+  private async apply(units: readonly UnitChange[]): Promise<ApplyStats> {
     // legacy replaces the whole table on every restore, so splitting would only multiply that cost.
-    const limit = this.opts.backend.mode === 'nft' ? this.opts.config.maxChainsPerRestore : Infinity;
+    const limit = this.opts.backend.mode === 'nft' ? this.config.maxChainsPerRestore : Infinity;
     let payloadBytes = 0;
     let restores = 0;
     for (const batch of batchUnits(units, limit)) {
@@ -219,11 +251,24 @@ export class SyncEngine {
     return { restores, payloadBytes, chainsWritten: sumChains(units), units: units.length };
   }
 
-  private finish(full: boolean, started: number, stats: Omit<SyncResult, 'full' | 'durationMs'>): SyncResult {
-    const result = { full, ...stats, durationMs: performance.now() - started };
+  private finish(full: boolean, started: number, oldestChangeAt: number | null, stats: ApplyStats, owned: SyncResult['owned']): SyncResult {
+    const result = { full, oldestChangeAt, owned, ...stats, durationMs: performance.now() - started };
     this.opts.onSync?.(result);
     return result;
   }
+}
+
+type ApplyStats = Pick<SyncResult, 'restores' | 'payloadBytes' | 'chainsWritten' | 'units'>;
+
+function ownedBy(plan: Plan): { chains: number; rules: number } {
+  let chains = plan.setChains.length;
+  let rules = plan.jumps.length;
+  for (const f of [plan.skeleton, ...plan.fragments.values()]) {
+    chains += f.chains.length;
+    rules += f.setRules.length;
+    for (const c of f.chains) rules += c.rules.length;
+  }
+  return { chains, rules };
 }
 
 function sumChains(units: readonly UnitChange[]): number {

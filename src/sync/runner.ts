@@ -43,9 +43,19 @@ export class SyncRunner {
   private notBefore = -Infinity;
   private failures = 0;
   private stopped = false;
+  private minInterval: number;
+  private period: number;
 
   constructor(private readonly opts: RunnerOptions) {
     this.clock = opts.clock ?? realClock;
+    this.minInterval = opts.minInterval;
+    this.period = opts.period;
+  }
+
+  /** New intervals (live config); they apply from the next scheduling decision. */
+  setIntervals(minInterval: number, period: number): void {
+    this.minInterval = minInterval;
+    this.period = period;
   }
 
   /** Starts with a full sync. */
@@ -74,7 +84,7 @@ export class SyncRunner {
   private schedule(): void {
     if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull)) return;
     const now = this.clock.now();
-    const at = Math.max(now, this.lastStart + this.opts.minInterval, this.notBefore);
+    const at = Math.max(now, this.lastStart + this.minInterval, this.notBefore);
     if (at >= this.timerAt) return;
     this.cancelTimer();
     this.timerAt = at;
@@ -121,6 +131,6 @@ export class SyncRunner {
     this.periodTimer = this.clock.setTimeout(() => {
       this.periodTimer = null;
       this.requestFull();
-    }, this.opts.period);
+    }, this.period);
   }
 }

@@ -3,27 +3,60 @@ import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
 import { startClusterWatches } from './kube/watch.js';
 import type { Logger } from './log.js';
+import { flushUdpFlows } from './conntrack/flush.js';
+import { Prober } from './health/prober.js';
 import { SyncEngine, type SyncResult } from './sync/engine.js';
 import { SyncRunner } from './sync/runner.js';
+import { hostname } from 'node:os';
+import type { ConfigChange, ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
+import { Operations } from './ops/operations.js';
+import { RouteController } from './routes/controller.js';
 
 export interface AgentOptions {
   readonly config: Config;
   readonly backend: IptablesBackend;
   readonly kubeConfig: KubeConfig;
   readonly log: Logger;
-  readonly onSync?: (result: SyncResult) => void;
+  /** This node, the source of Events (default: the hostname). */
+  readonly nodeName?: string;
+  /** The ConfigMap to take live config changes from, already started, and the flags that override it. */
+  readonly configMap?: { readonly watch: ConfigMapWatch; readonly overrides: ConfigOverrides };
 }
 
 /** Watches → engine → runner, running until stopped. */
 export class Agent {
   readonly engine: SyncEngine;
+  readonly prober: Prober;
+  readonly ops: Operations;
+  /** Cross-cluster routes to the active gateway; status() for metrics and Events. */
+  readonly routes: RouteController;
   private readonly runner: SyncRunner;
+  /** The config in force: the start one, changed live by the ConfigMap. */
+  private config: Config;
   private started = false;
   private watches: Awaited<ReturnType<typeof startClusterWatches>> | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     const { config, log } = opts;
-    this.engine = new SyncEngine({ config, backend: opts.backend, log, onSync: (r) => this.logSync(r) });
+    this.config = config;
+    this.prober = new Prober({
+      settings: config.healthProbe,
+      localCluster: config.clusterName,
+      targets: () => this.engine.probeTargets(),
+      onChange: (c) => {
+        if (c.kind === 'cluster') this.ops.reporter.clusterHealth(c.target, c.healthy);
+        if (this.engine.healthChanged(c.kind, c.target)) this.requestSync();
+      },
+      log,
+    });
+    this.engine = new SyncEngine({
+      config, backend: opts.backend, log, health: this.prober,
+      onSync: (r) => this.logSync(r),
+      onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
+      flushUdp: (flows) => flushUdpFlows(flows, log),
+    });
+    this.ops = new Operations({ config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.routes = new RouteController({ config, nodeName: opts.nodeName ?? hostname(), kubeConfig: opts.kubeConfig, log, onStatus: (s) => this.ops.routeStatus(s) });
     this.runner = new SyncRunner({
       minInterval: config.minSyncInterval,
       period: config.syncPeriod,
@@ -33,6 +66,7 @@ export class Agent {
         await (full ? this.engine.syncFull() : this.engine.syncPartial());
       },
       onError: (err, failures, retryInMs) => {
+        this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
       },
     });
@@ -40,8 +74,12 @@ export class Agent {
 
   /** Starts the watches, waits for their first complete lists, then syncs. */
   async start(): Promise<void> {
+    // Health answers from the start: not ready until the first full sync.
+    await this.ops.start();
+    // Independent of the Service watches: routes follow the gateway even while those are still listing.
+    this.routes.start();
     const request = (changed: boolean) => {
-      if (changed && this.started) this.runner.request();
+      if (changed && this.started) this.requestSync();
     };
     this.watches = startClusterWatches(this.opts.kubeConfig, {
       services: { onUpsert: (o) => request(this.engine.upsertService(o)), onDelete: (o) => request(this.engine.deleteService(o)) },
@@ -51,20 +89,45 @@ export class Agent {
     await this.watches.whenSynced();
     this.opts.log.info({ services: this.engine.serviceCount }, 'watches synced; starting the first full sync');
     this.started = true;
+    this.ops.queued();
     this.runner.start();
+    this.prober.start();
+    if (this.opts.configMap) {
+      this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.config, (change) => this.reconfigure(change));
+    }
   }
 
   /** Stops watching and syncing; the rules stay so traffic keeps flowing across restarts. */
   async stop(): Promise<void> {
     await this.watches?.stop();
+    await this.prober.stop();
     await this.runner.stop();
+    await this.routes.stop();
+    await this.ops.stop();
+  }
+
+  private requestSync(): void {
+    this.ops.queued();
+    this.runner.request();
+  }
+
+  /** A live config change: planning inputs, intervals, probes and log level now; the next sync is a full one. */
+  private reconfigure({ next }: ConfigChange): void {
+    this.config = next;
+    this.engine.updateConfig(next);
+    this.routes.updateConfig(next);
+    this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
+    this.prober.updateSettings(next.healthProbe, next.clusterName);
+    this.opts.log.level = next.logLevel;
+    this.ops.queued();
+    this.runner.requestFull();
   }
 
   private logSync(r: SyncResult): void {
     const fields = { full: r.full, durationMs: Math.round(r.durationMs * 10) / 10, restores: r.restores, payloadBytes: r.payloadBytes, chainsWritten: r.chainsWritten };
     if (r.full) this.opts.log.info(fields, 'full sync done');
     else this.opts.log.debug(fields, 'partial sync done');
-    this.opts.onSync?.(r);
+    this.ops.synced(r);
   }
 }
 

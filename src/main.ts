@@ -1,50 +1,36 @@
 import { hostname } from 'node:os';
 import { Agent, errorText } from './agent.js';
-import { parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
-import { loadConfigFile } from './config/load.js';
-import { ConfigError, DEFAULT_CONFIG, type Config } from './config/schema.js';
+import { runExplain, snapshotInto } from './cli/explain.js';
+import { EXPLAIN_USAGE, parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
+import { ConfigError, type Config } from './config/schema.js';
 import { createIptablesBackend } from './iptables/exec-backend.js';
 import { loadKubeConfig } from './kube/client.js';
-import { startClusterWatches } from './kube/watch.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger } from './log.js';
+import { configMapRefOf, loadStartConfig } from './ops/start-config.js';
 import { SyncEngine } from './sync/engine.js';
-
-async function loadConfig(flags: Flags): Promise<Config> {
-  const base = flags.config ? await loadConfigFile(flags.config) : DEFAULT_CONFIG;
-  return {
-    ...base,
-    ...(flags.logLevel ? { logLevel: flags.logLevel } : {}),
-    ...(flags.iptablesBackend ? { iptablesBackend: flags.iptablesBackend } : {}),
-  };
-}
-
-/** --dry-run and --once: one consistent snapshot of the API, then one action. */
-async function withSnapshot(flags: Flags, log: Logger, engine: SyncEngine): Promise<void> {
-  const watches = startClusterWatches(loadKubeConfig(flags.kubeconfig), {
-    services: { onUpsert: (o) => engine.upsertService(o), onDelete: (o) => engine.deleteService(o) },
-    endpointSlices: { onUpsert: (o) => engine.upsertSlice(o), onDelete: (o) => engine.deleteSlice(o) },
-  }, log);
-  try {
-    await watches.whenSynced();
-  } finally {
-    await watches.stop();
-  }
-}
+import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'explain') return runExplain(argv.slice(1));
   const flags = parseFlags(argv);
   if (flags.help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const config = await loadConfig(flags);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(flags.logLevel ?? 'info');
+  const configMap = configMapRefOf(flags.configMap);
+  // The ConfigMap, when there is one, is watched from the start: its first state is the config to start with.
+  const start = await loadStartConfig({ file: flags.config, configMap, overrides: flagOverrides(flags), kubeConfig: () => loadKubeConfig(flags.kubeconfig), log });
+  const config = start.config;
+  log.level = config.logLevel;
+  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
+  if (!keepWatch) await start.watch?.stop();
   const nodeName = flags.hostnameOverride ?? process.env.NODE_NAME ?? hostname();
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone.
     const engine = new SyncEngine({ config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
-    await withSnapshot(flags, log, engine);
+    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log);
     process.stdout.write(engine.fullPayload());
     return 0;
   }
@@ -55,19 +41,20 @@ async function run(argv: readonly string[]): Promise<number> {
   if (flags.cleanup) {
     const engine = new SyncEngine({ config, backend, log });
     const result = await engine.cleanup();
-    log.info({ payloadBytes: result.payloadBytes }, 'removed everything clusterset-proxy owned');
+    const routeOperations = await cleanupRoutes(config, log);
+    log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
     return 0;
   }
 
   if (flags.once) {
     const engine = new SyncEngine({ config, backend, log });
-    await withSnapshot(flags, log, engine);
+    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log);
     const result = await engine.syncFull();
     log.info({ durationMs: Math.round(result.durationMs), restores: result.restores, payloadBytes: result.payloadBytes }, 'one full sync done');
     return 0;
   }
 
-  const agent = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log });
+  const agent = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
   const stopped = new Promise<number>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
@@ -80,12 +67,20 @@ async function run(argv: readonly string[]): Promise<number> {
   return stopped;
 }
 
+function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend'> {
+  return {
+    ...(flags.logLevel ? { logLevel: flags.logLevel } : {}),
+    ...(flags.iptablesBackend ? { iptablesBackend: flags.iptablesBackend } : {}),
+  };
+}
+
 run(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     const usage = err instanceof UsageError;
     const known = usage || err instanceof ConfigError;
-    process.stderr.write(`clusterset-proxy: ${known ? (err as Error).message : errorText(err)}\n${usage ? USAGE : ''}`);
+    const usageText = process.argv[2] === 'explain' ? EXPLAIN_USAGE : USAGE;
+    process.stderr.write(`clusterset-proxy: ${known ? (err as Error).message : errorText(err)}\n${usage ? usageText : ''}`);
     process.exit(usage ? 2 : 1);
   },
 );

@@ -1,9 +1,30 @@
 import { parseDuration, formatDuration } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseIPv4Cidr } from '../model/ipv4.js';
+import { parseMode, PolicySyntaxError, POLICY_MODES, type PolicyConfig, type PolicyEntry } from '../policy/policy.js';
+import type { ProbeSettings } from '../health/prober.js';
 
 export interface ClusterConfig {
   readonly name: string;
+  /** IPv4 networks of the cluster; absent means none configured. */
+  readonly podCIDRs?: readonly string[];
+  readonly serviceCIDRs?: readonly string[];
+  /** Only read for the local cluster (the entry named clusterName): overlap checks. */
+  readonly nodeCIDRs?: readonly string[];
+}
+
+export type RouteMode = 'direct' | 'vxlan';
+
+/** Cross-cluster routes: which node holds the tunnel and how other nodes reach it. */
+export interface GatewayConfig {
+  /** Labels a Node must carry (all of them) to be a gateway candidate. */
+  readonly nodeSelector: Readonly<Record<string, string>>;
+  /** Pins this candidate as the active gateway while it is Ready; '' = none. */
+  readonly node: string;
+  readonly mode: RouteMode;
+  readonly vxlan: { readonly vni: number; readonly port: number; readonly mtu: number };
+  readonly routeTable: number;
+  readonly rulePriority: number;
 }
 
 export type BackendSetting = 'auto' | 'nft' | 'legacy';
@@ -25,6 +46,16 @@ export interface Config {
   /** Upper bound of chains declared in one restore (nft's cost grows super-linearly with it). */
   readonly maxChainsPerRestore: number;
   readonly logLevel: LogLevel;
+  /** host:port of /metrics (and /explain); '' disables it. */
+  readonly metricsBindAddress: string;
+  /** host:port of /healthz and /readyz; '' disables it. */
+  readonly healthzBindAddress: string;
+  /** Milliseconds a queued change may wait unapplied before /healthz fails. */
+  readonly healthzTimeout: number;
+  /** Traffic policy: the default and per-service entries (`namespace/name` of the logical service). */
+  readonly trafficPolicy: PolicyConfig;
+  readonly healthProbe: ProbeSettings;
+  readonly gateway: GatewayConfig;
 }
 
 export class ConfigError extends Error {
@@ -44,6 +75,8 @@ interface Field<K extends keyof Config> {
   readonly shownDefault: string;
   readonly doc: string;
   readonly parse: (value: unknown, key: string) => Config[K];
+  /** Set when a change only takes effect at the next start; every other key is applied live. */
+  readonly restart?: true;
 }
 
 type Fields = { [K in keyof Config]: Field<K> };
@@ -92,13 +125,38 @@ function clusterList(value: unknown, key: string): ClusterConfig[] {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
       throw new ConfigError(at, entry, 'must be an object with a name');
     }
+    const fields = entry as Record<string, unknown>;
     for (const k of Object.keys(entry)) {
-      if (k !== 'name') throw new ConfigError(`${at}.${k}`, (entry as Record<string, unknown>)[k], 'is not a known key');
+      if (!['name', ...CLUSTER_CIDR_KEYS].includes(k)) throw new ConfigError(`${at}.${k}`, fields[k], 'is not a known key');
     }
-    const name = clusterName((entry as { name?: unknown }).name, `${at}.name`);
+    const name = clusterName(fields.name, `${at}.name`);
     if (seen.has(name)) throw new ConfigError(`${at}.name`, name, 'is listed twice');
     seen.add(name);
-    return { name };
+    const cidrs = CLUSTER_CIDR_KEYS.filter((k) => fields[k] !== undefined).map((k) => [k, cidrList(fields[k], `${at}.${k}`)]);
+    return { name, ...Object.fromEntries(cidrs) };
+  });
+}
+
+/** `host:port` with an IPv4 host (or `[IPv6]`), or '' to disable the listener. */
+function bindAddress(value: unknown, key: string): string {
+  const text = str(value, key);
+  if (text === '') return text;
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535 || (!m[1]!.startsWith('[') && parseIPv4Cidr(`${m[1]}/32`) === null)) {
+    throw new ConfigError(key, value, 'must be host:port such as 127.0.0.1:10265, or "" to disable');
+  }
+  return text;
+}
+
+const CLUSTER_CIDR_KEYS = ['podCIDRs', 'serviceCIDRs', 'nodeCIDRs'] as const;
+
+function cidrList(value: unknown, key: string): string[] {
+  if (!Array.isArray(value)) throw new ConfigError(key, value, 'must be a list of IPv4 CIDRs');
+  return value.map((v, i) => {
+    const text = cidr(v, `${key}[${i}]`);
+    if (text === '') throw new ConfigError(`${key}[${i}]`, v, 'must be an IPv4 CIDR such as 10.244.0.0/16');
+    return text;
   });
 }
 
@@ -106,6 +164,151 @@ function cidr(value: unknown, key: string): string {
   const text = str(value, key);
   if (text !== '' && parseIPv4Cidr(text) === null) throw new ConfigError(key, value, 'must be an IPv4 CIDR such as 10.244.0.0/16');
   return text;
+}
+
+function mapping(value: unknown, key: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(key, value, 'must be a mapping');
+  return value as Record<string, unknown>;
+}
+
+function only(obj: Record<string, unknown>, key: string, allowed: readonly string[]): void {
+  for (const k of Object.keys(obj)) if (!allowed.includes(k)) throw new ConfigError(`${key}.${k}`, obj[k], 'is not a known key');
+}
+
+function weights(value: unknown, key: string): Record<string, number> {
+  const obj = mapping(value, key);
+  for (const [cluster, w] of Object.entries(obj)) {
+    clusterName(cluster, `${key} (cluster name)`);
+    integer(0, 1_000_000)(w, `${key}.${cluster}`);
+  }
+  return obj as Record<string, number>;
+}
+
+function order(value: unknown, key: string): string[] {
+  if (!Array.isArray(value)) throw new ConfigError(key, value, 'must be a list of cluster names');
+  const names = value.map((v, i) => clusterName(v, `${key}[${i}]`));
+  if (new Set(names).size !== names.length) throw new ConfigError(key, value, 'lists a cluster twice');
+  return names;
+}
+
+function bool(value: unknown, key: string): boolean {
+  if (typeof value !== 'boolean') throw new ConfigError(key, value, 'must be true or false');
+  return value;
+}
+
+function policyMode(value: unknown, key: string) {
+  try {
+    return parseMode(str(value, key));
+  } catch (err) {
+    if (err instanceof PolicySyntaxError) throw new ConfigError(key, value, err.message);
+    throw err;
+  }
+}
+
+const POLICY_DEFAULTS: PolicyConfig = {
+  defaults: { mode: 'local-first', clusterWeights: {}, failoverOrder: [], unifiedName: true },
+  services: {},
+};
+
+const ENTRY_KEYS = ['policy', 'clusterWeights', 'failoverOrder', 'unifiedName'] as const;
+
+function policyEntry(value: unknown, key: string): PolicyEntry {
+  const obj = mapping(value, key);
+  only(obj, key, ENTRY_KEYS);
+  return {
+    ...(obj.policy !== undefined ? { mode: policyMode(obj.policy, `${key}.policy`) } : {}),
+    ...(obj.clusterWeights !== undefined ? { clusterWeights: weights(obj.clusterWeights, `${key}.clusterWeights`) } : {}),
+    ...(obj.failoverOrder !== undefined ? { failoverOrder: order(obj.failoverOrder, `${key}.failoverOrder`) } : {}),
+    ...(obj.unifiedName !== undefined ? { unifiedName: bool(obj.unifiedName, `${key}.unifiedName`) } : {}),
+  };
+}
+
+function trafficPolicy(value: unknown, key: string): PolicyConfig {
+  const obj = mapping(value, key);
+  only(obj, key, ['default', ...ENTRY_KEYS.slice(1), 'services']);
+  const base = POLICY_DEFAULTS.defaults;
+  const services: Record<string, PolicyEntry> = {};
+  for (const [name, entry] of Object.entries(obj.services === undefined ? {} : mapping(obj.services, `${key}.services`))) {
+    if (!/^[a-z0-9-]+\/[a-z0-9-]+$/.test(name)) throw new ConfigError(`${key}.services`, name, 'entries are keyed namespace/name');
+    services[name] = policyEntry(entry, `${key}.services["${name}"]`);
+  }
+  return {
+    defaults: {
+      mode: obj.default === undefined ? base.mode : policyMode(obj.default, `${key}.default`),
+      clusterWeights: obj.clusterWeights === undefined ? base.clusterWeights : weights(obj.clusterWeights, `${key}.clusterWeights`),
+      failoverOrder: obj.failoverOrder === undefined ? base.failoverOrder : order(obj.failoverOrder, `${key}.failoverOrder`),
+      unifiedName: obj.unifiedName === undefined ? base.unifiedName : bool(obj.unifiedName, `${key}.unifiedName`),
+    },
+    services,
+  };
+}
+
+const PROBE_DEFAULTS: ProbeSettings = {
+  interval: 2000, timeout: 1000, unhealthyThreshold: 3, healthyThreshold: 2, endpointsPerCluster: 3, concurrency: 16, probeLocal: false,
+};
+
+function healthProbe(value: unknown, key: string): ProbeSettings {
+  const obj = mapping(value, key);
+  only(obj, key, Object.keys(PROBE_DEFAULTS));
+  const pick = <K extends keyof ProbeSettings>(k: K, parse: (v: unknown, at: string) => ProbeSettings[K]): ProbeSettings[K] =>
+    obj[k] === undefined ? PROBE_DEFAULTS[k] : parse(obj[k], `${key}.${k}`);
+  const probe: ProbeSettings = {
+    interval: pick('interval', duration(100)),
+    timeout: pick('timeout', duration(10)),
+    unhealthyThreshold: pick('unhealthyThreshold', integer(1, 100)),
+    healthyThreshold: pick('healthyThreshold', integer(1, 100)),
+    endpointsPerCluster: pick('endpointsPerCluster', integer(1, 100)),
+    concurrency: pick('concurrency', integer(1, 1000)),
+    probeLocal: pick('probeLocal', bool),
+  };
+  if (probe.timeout >= probe.interval) throw new ConfigError(`${key}.timeout`, obj.timeout, 'must be shorter than the interval');
+  return probe;
+}
+
+export const GATEWAY_DEFAULTS: GatewayConfig = {
+  nodeSelector: { 'submariner.io/gateway': 'true' },
+  node: '',
+  mode: 'vxlan',
+  // Apart from Submariner's vx-submariner (VNI 100, port 4800), flannel and Cilium (VNI 1, 8472) and Calico (VNI 4096, 4789).
+  vxlan: { vni: 4097, port: 4801, mtu: 1450 },
+  // 0x4d43, "MC": below main (32766), apart from Submariner's tables and rules (100, 149-150).
+  routeTable: 19779,
+  rulePriority: 19779,
+};
+
+function labelMap(value: unknown, key: string): Record<string, string> {
+  const obj = mapping(value, key);
+  if (Object.keys(obj).length === 0) throw new ConfigError(key, value, 'must name at least one label');
+  for (const [label, v] of Object.entries(obj)) {
+    if (!/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(label)) throw new ConfigError(`${key} (label)`, label, 'must be a label key');
+    if (!/^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/.test(str(v, `${key}.${label}`))) throw new ConfigError(`${key}.${label}`, v, 'must be a label value');
+  }
+  return obj as Record<string, string>;
+}
+
+function gateway(value: unknown, key: string): GatewayConfig {
+  const obj = mapping(value, key);
+  only(obj, key, Object.keys(GATEWAY_DEFAULTS));
+  const d = GATEWAY_DEFAULTS;
+  const vx = obj.vxlan === undefined ? {} : mapping(obj.vxlan, `${key}.vxlan`);
+  only(vx, `${key}.vxlan`, Object.keys(d.vxlan));
+  const pick = <T>(v: unknown, fallback: T, parse: (v: unknown, at: string) => T, at: string): T => (v === undefined ? fallback : parse(v, at));
+  const table = pick(obj.routeTable, d.routeTable, integer(1, 0xfffffffe), `${key}.routeTable`);
+  // 253-255 are the kernel's default, main and local tables.
+  if (table >= 253 && table <= 255) throw new ConfigError(`${key}.routeTable`, table, 'must not be a table of the kernel (253 default, 254 main, 255 local)');
+  return {
+    nodeSelector: pick(obj.nodeSelector, d.nodeSelector, labelMap, `${key}.nodeSelector`),
+    node: pick(obj.node, d.node, str, `${key}.node`),
+    mode: pick(obj.mode, d.mode, oneOf(['direct', 'vxlan'] as const), `${key}.mode`),
+    vxlan: {
+      vni: pick(vx.vni, d.vxlan.vni, integer(1, 0xffffff), `${key}.vxlan.vni`),
+      port: pick(vx.port, d.vxlan.port, integer(1, 65535), `${key}.vxlan.port`),
+      mtu: pick(vx.mtu, d.vxlan.mtu, integer(576, 65485), `${key}.vxlan.mtu`),
+    },
+    routeTable: table,
+    // Below main's 32766 so the agent's table is consulted first.
+    rulePriority: pick(obj.rulePriority, d.rulePriority, integer(1, 32765), `${key}.rulePriority`),
+  };
 }
 
 /** The schema: one entry per key, in the order the reference table lists them. */
@@ -116,7 +319,7 @@ export const FIELDS: Fields = {
   },
   clusters: {
     key: 'clusters', default: [], shownDefault: '[]', parse: clusterList,
-    doc: 'Clusters of the clusterset, each `{name}`. Imported EndpointSlice names (`imported-<cluster>-<slice>`) are matched against these names, longest first.',
+    doc: 'Clusters of the clusterset, each `{name, podCIDRs, serviceCIDRs, nodeCIDRs}` (CIDR lists optional; `nodeCIDRs` is read for the local cluster). Imported EndpointSlice names (`imported-<cluster>-<slice>`) are matched against these names, longest first.',
   },
   servicePrefix: {
     key: 'servicePrefix', default: 'derived-', shownDefault: 'derived-',
@@ -140,11 +343,11 @@ export const FIELDS: Fields = {
     doc: 'IPv4 pod CIDR of this cluster. Traffic to a service from outside it is masqueraded; empty disables that rule.',
   },
   iptablesBackend: {
-    key: 'iptablesBackend', default: 'auto', shownDefault: 'auto', parse: oneOf(['auto', 'nft', 'legacy'] as const),
-    doc: '`auto` uses the backend holding kube-proxy\'s rules; `nft` or `legacy` force one. Needs a restart to change.',
+    key: 'iptablesBackend', default: 'auto', shownDefault: 'auto', parse: oneOf(['auto', 'nft', 'legacy'] as const), restart: true,
+    doc: '`auto` uses the backend holding kube-proxy\'s rules; `nft` or `legacy` force one.',
   },
   iptablesLockWait: {
-    key: 'iptablesLockWait', default: 5, shownDefault: '5', parse: integer(1, 600),
+    key: 'iptablesLockWait', default: 5, shownDefault: '5', parse: integer(1, 600), restart: true,
     doc: 'Seconds iptables waits for the xtables lock held by another writer.',
   },
   maxChainsPerRestore: {
@@ -154,6 +357,34 @@ export const FIELDS: Fields = {
   logLevel: {
     key: 'logLevel', default: 'info', shownDefault: 'info', parse: oneOf(LOG_LEVELS),
     doc: 'pino log level.',
+  },
+  metricsBindAddress: {
+    key: 'metricsBindAddress', default: '127.0.0.1:10265', shownDefault: '127.0.0.1:10265', parse: bindAddress, restart: true,
+    doc: 'Address of `/metrics` (Prometheus) and `/explain`; loopback by default. Apart from kube-proxy\'s 10249/10256 and the kubelet\'s 10248/10250. `""` disables it.',
+  },
+  healthzBindAddress: {
+    key: 'healthzBindAddress', default: '0.0.0.0:10266', shownDefault: '0.0.0.0:10266', parse: bindAddress, restart: true,
+    doc: 'Address of `/healthz` and `/readyz`, which the DaemonSet\'s probes use. `""` disables it.',
+  },
+  healthzTimeout: {
+    key: 'healthzTimeout', default: 60_000, shownDefault: '1m', parse: duration(1000),
+    doc: '`/healthz` fails when a queued change has waited this long unapplied, or when no sync has succeeded for `syncPeriod` plus this long.',
+  },
+  trafficPolicy: {
+    key: 'trafficPolicy', default: POLICY_DEFAULTS, shownDefault: '{default: local-first, unifiedName: true}', parse: trafficPolicy,
+    doc: `Which clusters a service group uses: \`default\` (one of ${POLICY_MODES.join(', ')}), \`clusterWeights\` (active-active shares, e.g. \`{brazil: 3, chile01: 1}\`; unlisted clusters weigh 1), \`failoverOrder\` (list), \`unifiedName\` (program the local Service's ClusterIP too), and \`services\`: per \`namespace/name\` entries with \`policy\`, \`clusterWeights\`, \`failoverOrder\`, \`unifiedName\`. Service annotations override these.`,
+  },
+  healthProbe: {
+    key: 'healthProbe', default: PROBE_DEFAULTS,
+    shownDefault: '{interval: 2s, timeout: 1s, unhealthyThreshold: 3, healthyThreshold: 2, endpointsPerCluster: 3, concurrency: 16, probeLocal: false}',
+    parse: healthProbe,
+    doc: 'TCP probes of remote clusters: every `interval` a few endpoints per cluster (rotating) are dialled; `unhealthyThreshold` failed rounds in a row take the cluster out of every selection, `healthyThreshold` good rounds bring it back. `probeLocal` also probes each local endpoint.',
+  },
+  gateway: {
+    key: 'gateway', default: GATEWAY_DEFAULTS,
+    shownDefault: '{nodeSelector: {submariner.io/gateway: "true"}, node: "", mode: vxlan, vxlan: {vni: 4097, port: 4801, mtu: 1450}, routeTable: 19779, rulePriority: 19779}',
+    parse: gateway, restart: true,
+    doc: 'Cross-cluster routes (see that section): the active gateway is a Ready Node carrying every `nodeSelector` label; `node` pins one. Other nodes route remote `podCIDRs`/`serviceCIDRs` to it in table `routeTable`, selected by rules at `rulePriority`, `direct`ly (gateway on a local subnet) or over the `vxlan` interface `mcs-vx0`.',
   },
 };
 
@@ -176,6 +407,6 @@ export function validateConfig(doc: unknown): Config {
 
 /** The configuration reference as a Markdown table, generated from FIELDS. */
 export function configReferenceTable(): string {
-  const rows = Object.values(FIELDS).map((f) => `| \`${f.key}\` | \`${f.shownDefault}\` | ${f.doc} |`);
+  const rows = Object.values(FIELDS).map((f) => `| \`${f.key}\` | \`${f.shownDefault}\` | ${f.doc}${f.restart ? ' Needs a restart to change.' : ''} |`);
   return ['| key | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
 }

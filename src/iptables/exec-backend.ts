@@ -162,6 +162,8 @@ export function blamedLine(stderr: string): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
+const TOOL_TIMEOUT_MS = 120_000;
+
 function run(netns: string | undefined, tool: string, args: readonly string[], input?: string) {
   const [file, argv] = netns === undefined ? [tool, args] : ['ip', ['netns', 'exec', netns, tool, ...args]];
   return execa(file, argv, {
@@ -169,6 +171,10 @@ function run(netns: string | undefined, tool: string, args: readonly string[], i
     stripFinalNewline: false,
     // Dumps of large kube-proxy nodes reach tens of MB.
     maxBuffer: 512 * 1024 * 1024,
+    // A hung tool must not stall syncing for good: the failure is retried with backoff.
+    // Generous: a 10k-service legacy restore takes seconds, plus the lock wait.
+    timeout: TOOL_TIMEOUT_MS,
+    forceKillAfterDelay: 2000,
     ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
   });
 }

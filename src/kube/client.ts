@@ -110,14 +110,28 @@ function isListPage(body: unknown): body is ListPage {
 }
 
 async function getJson(kc: KubeConfig, pathAndQuery: string, opts: ListOptions): Promise<unknown> {
+  return requestJson(kc, 'GET', pathAndQuery, { timeoutMs: opts.timeoutMs, signal: opts.signal });
+}
+
+export interface RequestOptions {
+  /** Sent as JSON. */
+  body?: unknown;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** One API request with the kubeconfig's credentials; a non-2xx answer is a KubeApiError. */
+export async function requestJson(kc: KubeConfig, method: string, pathAndQuery: string, opts: RequestOptions = {}): Promise<unknown> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('kubeconfig has no current cluster');
   const url = new URL(server + pathAndQuery);
-  const reqOpts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  const headers: Record<string, string> = { Accept: 'application/json', ...(payload === undefined ? {} : { 'Content-Type': 'application/json' }) };
+  const reqOpts: https.RequestOptions = { method, headers };
   // Adds TLS material, the auth header (refreshing exec/file tokens) and an agent.
   await kc.applyToHTTPSOptions(reqOpts);
   const transport = url.protocol === 'https:' ? https : http;
-  const path = url.pathname;
+  const what = `${method} ${url.pathname}`;
   return new Promise((resolve, reject) => {
     const req = transport.request(url, { ...reqOpts, signal: opts.signal }, (res) => {
       const chunks: Buffer[] = [];
@@ -130,23 +144,23 @@ async function getJson(kc: KubeConfig, pathAndQuery: string, opts: ListOptions):
         try {
           body = JSON.parse(text);
         } catch {
-          reject(new KubeApiError(status, '', `GET ${path}: HTTP ${status}, body is not JSON`));
+          reject(new KubeApiError(status, '', `${what}: HTTP ${status}, body is not JSON`));
           return;
         }
         if (status >= 200 && status < 300) {
           resolve(body);
         } else {
-          reject(statusError(path, status, body));
+          reject(statusError(what, status, body));
         }
       });
     });
-    req.setTimeout(opts.timeoutMs ?? 60_000, () => req.destroy(new Error(`GET ${path}: timed out`)));
+    req.setTimeout(opts.timeoutMs ?? 60_000, () => req.destroy(new Error(`${what}: timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }
 
-function statusError(path: string, status: number, body: unknown): KubeApiError {
+function statusError(what: string, status: number, body: unknown): KubeApiError {
   const field = (name: string): string => {
     if (typeof body === 'object' && body !== null && name in body) {
       const value: unknown = (body as Record<string, unknown>)[name];
@@ -155,5 +169,5 @@ function statusError(path: string, status: number, body: unknown): KubeApiError 
     return '';
   };
   const message = field('message') || http.STATUS_CODES[status] || 'error';
-  return new KubeApiError(status, field('reason'), `GET ${path}: HTTP ${status}: ${message}`);
+  return new KubeApiError(status, field('reason'), `${what}: HTTP ${status}: ${message}`);
 }

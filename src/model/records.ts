@@ -15,6 +15,7 @@ export const ANNOTATION_PROVISION_CLUSTER = 'endpointslice.karmada.io/provision-
 export const KARMADA_IMPORT_CONTROLLER = 'endpointslice-controller.karmada.io';
 export const KARMADA_DISPATCH_CONTROLLER = 'endpointslice-dispatch-controller.karmada.io';
 export const PROXY_NAME = 'clusterset-proxy';
+export const AGENT_ANNOTATION_PREFIX = 'clusterset-proxy.io/';
 
 /** A problem with one object: the object is skipped (or partly), never the agent. */
 export interface Problem {
@@ -40,6 +41,8 @@ export interface ServiceRecord {
   /** ClientIP affinity timeout in seconds, null without affinity. */
   readonly affinitySeconds: number | null;
   readonly proxyName: string | null;
+  /** Only the agent's own annotations (clusterset-proxy.io/...): the rest is not ours to keep. */
+  readonly annotations: Readonly<Record<string, string>>;
 }
 
 export interface EndpointRecord {
@@ -122,6 +125,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     record: {
       namespace, name, clusterIP, headless, ports, affinitySeconds: affinity,
       proxyName: svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME] ?? null,
+      annotations: Object.fromEntries(Object.entries(svc.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(AGENT_ANNOTATION_PREFIX))),
     },
     problems,
   };

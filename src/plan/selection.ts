@@ -1,4 +1,4 @@
-import type { ClusterEndpoint, FrontendPort } from '../model/group.js';
+import type { ClusterEndpoint } from '../model/group.js';
 
 /** An endpoint the data plane sends traffic to, with its relative share. */
 export interface WeightedEndpoint {
@@ -23,11 +23,4 @@ export function usableEndpoints(endpoints: readonly ClusterEndpoint[]): ClusterE
     seen.add(id);
     return true;
   });
-}
-
-/** Equal shares across every usable endpoint, in a stable order so that chains only change when endpoints do. */
-export function selectEndpoints(port: FrontendPort): WeightedEndpoint[] {
-  return usableEndpoints(port.endpoints)
-    .map((ep) => ({ ip: ep.ip, port: ep.port, cluster: ep.cluster, weight: 1 }))
-    .sort((a, b) => a.cluster.localeCompare(b.cluster) || a.ip.localeCompare(b.ip, 'en', { numeric: true }) || a.port - b.port);
 }

@@ -26,6 +26,15 @@ export function probability(p: number): string {
   return (Math.round(p * P31) / P31).toFixed(11);
 }
 
+/**
+ * A rule spec from its space-separated parts. join builds one flat string,
+ * where a template literal keeps a rope of its pieces: at 10k services the
+ * applied plan held three times its text that way.
+ */
+function rule(...parts: string[]): string {
+  return parts.join(' ');
+}
+
 function comment(text: string): string {
   // xt_comment holds 255 bytes; names are DNS labels, so nothing needs escaping.
   return `-m comment --comment "${text.slice(0, 255)}"`;
@@ -38,7 +47,7 @@ export function servicePortRules(fe: Frontend, port: FrontendPort, selected: rea
   const match = `-d ${fe.clusterIP}/32 -p ${proto}`;
   const dport = `-m ${proto} --dport ${port.port}`;
   const setRules: SetRule[] = [
-    { table: 'nat', chain: SERVICES_CHAIN, spec: `${match} ${comment(`${base} cluster IP`)} ${dport} -j ${chainName}` },
+    { table: 'nat', chain: SERVICES_CHAIN, spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
   ];
 
   if (selected.length === 0) {
@@ -46,34 +55,36 @@ export function servicePortRules(fe: Frontend, port: FrontendPort, selected: rea
     // ClusterIP and the filter rule below rejects the connection at once.
     setRules.push({
       table: 'filter', chain: SERVICES_CHAIN,
-      spec: `${match} ${comment(`${base} has no endpoints`)} ${dport} -j REJECT --reject-with icmp-port-unreachable`,
+      spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with icmp-port-unreachable'),
     });
-    return { chain: { table: 'nat', name: chainName, rules: [`${comment(`${base} has no endpoints`)} -j ACCEPT`] }, setRules };
+    return { chain: { table: 'nat', name: chainName, rules: [rule(comment(`${base} has no endpoints`), '-j ACCEPT')] }, setRules };
   }
 
   const rules: string[] = [];
   if (ctx.clusterCIDR !== '') {
-    rules.push(`! -s ${ctx.clusterCIDR} ${comment(`${base} masquerade traffic from outside the cluster`)} -j ${MARK_MASQ_CHAIN}`);
+    rules.push(rule('! -s', ctx.clusterCIDR, comment(`${base} masquerade traffic from outside the cluster`), '-j', MARK_MASQ_CHAIN));
   }
   // Hairpin: only pods of this cluster can be both client and endpoint.
   const localIPs = new Set(selected.filter((ep) => ep.cluster === ctx.localCluster).map((ep) => ep.ip));
-  for (const ip of localIPs) rules.push(`-s ${ip}/32 ${comment(`${base} hairpin`)} -j ${MARK_MASQ_CHAIN}`);
+  for (const ip of localIPs) rules.push(rule(`-s ${ip}/32`, comment(`${base} hairpin`), '-j', MARK_MASQ_CHAIN));
 
   const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${ep.ip}:${ep.port}`;
   const epComment = (ep: WeightedEndpoint) => comment(`${base} -> ${ep.cluster} ${ep.ip}:${ep.port}`);
-  const affinity = fe.affinitySeconds !== null ? `--mask 255.255.255.255 --rsource` : '';
+  const recentOpts = '--mask 255.255.255.255 --rsource';
   if (fe.affinitySeconds !== null) {
     for (const ep of selected) {
       const list = affinityListName(chainName, `${ep.ip}:${ep.port}`);
-      rules.push(`-p ${proto} ${epComment(ep)} -m recent --rcheck --seconds ${fe.affinitySeconds} --reap --name ${list} ${affinity} ${target(ep)}`);
+      rules.push(rule('-p', proto, epComment(ep), '-m recent --rcheck --seconds', String(fe.affinitySeconds), '--reap --name', list, recentOpts, target(ep)));
     }
   }
   let remaining = selected.reduce((sum, ep) => sum + ep.weight, 0);
   selected.forEach((ep, i) => {
     const last = i === selected.length - 1;
-    const pick = last ? '' : ` -m statistic --mode random --probability ${probability(ep.weight / remaining)}`;
-    const remember = fe.affinitySeconds !== null ? ` -m recent --set --name ${affinityListName(chainName, `${ep.ip}:${ep.port}`)} ${affinity}` : '';
-    rules.push(`-p ${proto} ${epComment(ep)}${pick}${remember} ${target(ep)}`);
+    const parts = ['-p', proto, epComment(ep)];
+    if (!last) parts.push('-m statistic --mode random --probability', probability(ep.weight / remaining));
+    if (fe.affinitySeconds !== null) parts.push('-m recent --set --name', affinityListName(chainName, `${ep.ip}:${ep.port}`), recentOpts);
+    parts.push(target(ep));
+    rules.push(rule(...parts));
     remaining -= ep.weight;
   });
   return { chain: { table: 'nat', name: chainName, rules }, setRules };

@@ -13,6 +13,9 @@ import { diffFragment, diffPlans } from '../plan/diff.js';
 import { assemblePlan, EMPTY_PLAN, planGroup, type PlanContext } from '../plan/planner.js';
 import { TABLES, type Fragment, type Plan, type Table, type UnitChange } from '../plan/types.js';
 import { ProblemLog } from './problem-log.js';
+import { analyseNetworks } from '../routes/overlap.js';
+import { staleUdpFlows, type StaleUdpFlow } from '../conntrack/stale-flows.js';
+import { ALL_HEALTHY, type Decision, type HealthView } from '../policy/select.js';
 
 export interface SyncResult {
   readonly full: boolean;
@@ -34,6 +37,18 @@ export interface EngineOptions {
   readonly log: Logger;
   /** Called after every sync attempt that changed or checked the kernel. */
   readonly onSync?: (result: SyncResult) => void;
+  /** Reachability verdicts of the prober; everything is healthy without one. */
+  readonly health?: HealthView;
+  /** A group's traffic moved (e.g. from its local cluster to a remote one), once the rules are in. */
+  readonly onDecision?: (change: DecisionChange) => void;
+  /** Deletes UDP conntrack entries still pointing at endpoints a sync removed. */
+  readonly flushUdp?: (flows: readonly StaleUdpFlow[]) => Promise<void>;
+}
+
+export interface DecisionChange {
+  readonly group: string;
+  readonly before: Decision | null;
+  readonly after: Decision | null;
 }
 
 /**
@@ -49,6 +64,12 @@ export class SyncEngine {
   private planCtx!: PlanContext;
   private readonly problems: ProblemLog;
   private readonly applied = new Map<string, Fragment>();
+  /** Decision of each group as last applied. */
+  private readonly decisions = new Map<string, Decision | null>();
+  /** Decisions planned but not yet applied. */
+  private readonly pendingDecisions = new Map<string, Decision | null>();
+  /** Candidate endpoints (`ip:port`) of each group by cluster: probe targets, and the groups a verdict touches. */
+  private readonly clusterIndex = new Map<string, Map<string, string[]>>();
   private dirty = new Set<string>();
   /** When the oldest change in `dirty` arrived. */
   private dirtySince: number | null = null;
@@ -66,8 +87,11 @@ export class SyncEngine {
   updateConfig(c: Config): void {
     this.config = c;
     this.store.servicePrefix = c.servicePrefix;
-    this.groupCtx = { servicePrefix: c.servicePrefix, clusters: new ClusterResolver(c.clusterName, c.clusters.map((x) => x.name)) };
-    this.planCtx = { clusterCIDR: c.clusterCIDR, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit };
+    this.groupCtx = { servicePrefix: c.servicePrefix, clusters: new ClusterResolver(c.clusterName, c.clusters.map((x) => x.name)), withheld: analyseNetworks(c).withheld };
+    this.planCtx = {
+      clusterCIDR: c.clusterCIDR, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit,
+      policy: c.trafficPolicy, health: this.opts.health ?? ALL_HEALTHY,
+    };
     this.needsFull = true;
     this.dirtySince ??= performance.now();
   }
@@ -141,8 +165,50 @@ export class SyncEngine {
 
   private fragmentOf(key: string): Fragment | undefined {
     const { group, problems } = buildGroup(key, this.store, this.groupCtx);
-    this.problems.reportGroup(key, problems);
-    return group ? planGroup(group, this.planCtx) : undefined;
+    this.clusterIndex.delete(key);
+    if (!group) {
+      this.problems.reportGroup(key, problems);
+      this.pendingDecisions.set(key, null);
+      return undefined;
+    }
+    const planned = planGroup(group, this.planCtx);
+    this.problems.reportGroup(key, [...problems, ...planned.problems]);
+    this.pendingDecisions.set(key, planned.decision);
+    const byCluster = new Map<string, string[]>();
+    for (const fe of [...group.frontends, ...(group.local ? [group.local] : [])]) {
+      for (const port of fe.ports) {
+        for (const ep of port.endpoints) {
+          const list = byCluster.get(ep.cluster) ?? [];
+          if (list.length === 0) byCluster.set(ep.cluster, list);
+          list.push(`${ep.ip}:${ep.port}`);
+        }
+      }
+    }
+    if (byCluster.size > 0) this.clusterIndex.set(key, byCluster);
+    return planned.settings.mode === 'off' ? undefined : planned.fragment;
+  }
+
+  /** Endpoints to probe, per cluster, deduplicated across groups. */
+  probeTargets(): Map<string, string[]> {
+    const sets = new Map<string, Set<string>>();
+    for (const byCluster of this.clusterIndex.values()) {
+      for (const [cluster, eps] of byCluster) {
+        let set = sets.get(cluster);
+        if (!set) sets.set(cluster, (set = new Set()));
+        for (const ep of eps) set.add(ep);
+      }
+    }
+    return new Map([...sets].map(([cluster, set]) => [cluster, [...set]]));
+  }
+
+  /** A cluster (or local endpoint `ip:port`) changed verdict: every group using it is replanned. */
+  healthChanged(kind: 'cluster' | 'endpoint', target: string): boolean {
+    const keys: string[] = [];
+    for (const [key, byCluster] of this.clusterIndex) {
+      const hit = kind === 'cluster' ? byCluster.has(target) : [...byCluster.values()].some((eps) => eps.includes(target));
+      if (hit) keys.push(key);
+    }
+    return this.markDirty(keys);
   }
 
   /** The complete desired plan; also refreshes every group's problems. */
@@ -180,8 +246,7 @@ export class SyncEngine {
       this.restoreDirty(taken);
       throw err;
     }
-    this.applied.clear();
-    for (const [key, f] of desired.fragments) this.applied.set(key, f);
+    await this.commit(desired.fragments, true);
     this.needsFull = false;
     return this.finish(true, started, taken.since, stats, ownedBy(desired));
   }
@@ -201,10 +266,7 @@ export class SyncEngine {
     }
     try {
       const stats = await this.apply(units);
-      for (const [key, f] of next) {
-        if (f) this.applied.set(key, f);
-        else this.applied.delete(key);
-      }
+      await this.commit(next, false);
       return this.finish(false, started, taken.since, stats, null);
     } catch (err) {
       // The kernel's state is now uncertain: the retry is a full sync.
@@ -225,6 +287,39 @@ export class SyncEngine {
     this.applied.clear();
     const stats = { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length };
     return this.finish(true, started, null, stats, { chains: 0, rules: 0 });
+  }
+
+  /**
+   * Records fragments as applied, then does what follows a change of
+   * selection: stale UDP flows are flushed and decision changes announced.
+   * `all`: `next` is the whole plan, so groups missing from it are gone.
+   */
+  private async commit(next: ReadonlyMap<string, Fragment | undefined>, all: boolean): Promise<void> {
+    const flows: StaleUdpFlow[] = [];
+    const keys = all ? new Set([...this.applied.keys(), ...next.keys()]) : new Set(next.keys());
+    for (const key of keys) {
+      const after = next.get(key);
+      flows.push(...staleUdpFlows(this.applied.get(key), after));
+      if (after) this.applied.set(key, after);
+      else this.applied.delete(key);
+    }
+    for (const [key, after] of this.pendingDecisions) {
+      const known = this.decisions.has(key);
+      const before = this.decisions.get(key) ?? null;
+      if (after === null) this.decisions.delete(key);
+      else this.decisions.set(key, after);
+      // A group's first decision is no change; nor is a group that went away.
+      if (!known || after === null || sameDecision(before, after)) continue;
+      this.opts.log.info({ service: key, from: before?.target ?? 'none', to: after.target, clusters: after.clusters, failOpen: after.failOpen }, `service ${key} now sends traffic to ${after.target === 'none' ? 'no cluster' : after.clusters.join(', ')}`);
+      this.opts.onDecision?.({ group: key, before, after });
+    }
+    this.pendingDecisions.clear();
+    if (flows.length > 0 && this.opts.flushUdp) await this.opts.flushUdp(flows);
+  }
+
+  /** Where a group's traffic goes as last applied (explain, metrics). */
+  decisionOf(key: string): Decision | null {
+    return this.decisions.get(key) ?? null;
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {
@@ -256,6 +351,37 @@ export class SyncEngine {
     this.opts.onSync?.(result);
     return result;
   }
+
+  // ---- read-only views and a hook for operations (src/ops: metrics, Events, explain)
+
+  /** Receives each problem when first reported. */
+  set onProblem(fn: ProblemLog['onNew']) {
+    this.problems.onNew = fn;
+  }
+
+  groupKeys(): Set<string> {
+    return this.store.allGroupKeys();
+  }
+
+  /** The group a Service belongs to: `derived-<x>` and `<x>` share `ns/x`. */
+  groupKeyOf(namespace: string, serviceName: string): string {
+    return this.store.groupKeyOf(namespace, serviceName);
+  }
+
+  /** The group as the model builds it now; no side effect. */
+  groupModel(key: string): ReturnType<typeof buildGroup> {
+    return buildGroup(key, this.store, this.groupCtx);
+  }
+
+  /** The group built and planned now, what was last applied for it, and the config planning used; no side effect. */
+  inspectGroup(key: string) {
+    const build = this.groupModel(key);
+    return { build, plan: build.group ? planGroup(build.group, this.planCtx) : null, applied: this.applied.get(key) ?? null, config: this.config };
+  }
+}
+
+function sameDecision(a: Decision | null, b: Decision): boolean {
+  return a !== null && a.target === b.target && a.failOpen === b.failOpen && a.clusters.join() === b.clusters.join();
 }
 
 type ApplyStats = Pick<SyncResult, 'restores' | 'payloadBytes' | 'chainsWritten' | 'units'>;

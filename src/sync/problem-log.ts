@@ -1,6 +1,8 @@
 import type { Logger } from '../log.js';
 import type { Problem } from '../model/records.js';
 
+const GROUP_SCOPE = 'group ';
+
 /**
  * Reports each problem once: objects are converted and groups rebuilt on
  * every change, and a log line per rebuild would drown the one that matters.
@@ -10,6 +12,8 @@ import type { Problem } from '../model/records.js';
  */
 export class ProblemLog {
   private readonly known = new Map<string, Set<string>>();
+  /** Receives each problem when it is first reported (Kubernetes Events); must not throw. */
+  onNew: ((problem: Problem, scope: 'object' | 'group') => void) | null = null;
 
   constructor(private readonly log: Logger) {}
 
@@ -19,14 +23,17 @@ export class ProblemLog {
     for (const p of problems) {
       const line = `${p.object} ${p.message}`;
       now.add(line);
-      if (!before?.has(line)) this.log.warn({ object: p.object }, line);
+      if (!before?.has(line)) {
+        this.log.warn({ object: p.object }, line);
+        this.onNew?.(p, scope.startsWith(GROUP_SCOPE) ? 'group' : 'object');
+      }
     }
     if (now.size > 0) this.known.set(scope, now);
     else this.known.delete(scope);
   }
 
   reportGroup(key: string, problems: readonly Problem[]): void {
-    this.report(`group ${key}`, problems);
+    this.report(`${GROUP_SCOPE}${key}`, problems);
   }
 
   clear(scope: string): void {

@@ -57,6 +57,19 @@ for (const backend of ['nft', 'legacy'] as const) {
       assert.deepEqual(r.bodies, { 'chile01/serve-a': 5 }, JSON.stringify(r));
     });
 
+    it('ClientIP session affinity keeps a client on one endpoint', async () => {
+      lab.apply(
+        service('default', 'derived-sticky', '10.96.0.60', [{ name: 'http', port: 80 }], { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 300 } } }),
+        importedSlice('default', 'chile01', 'sticky-1', 'derived-sticky', [endpoint('10.2.0.10'), endpoint('10.2.0.11')]),
+      );
+      await lab.waitForRules((t) => t.includes('default/derived-sticky:http -> chile01 10.2.0.11:8080'), 'the sticky service');
+      const r = await lab.requests('http://10.96.0.60/', 30);
+      assert.equal(Object.keys(r.bodies).length, 1, JSON.stringify(r));
+      assert.equal(r.ok, 30);
+      lab.api.delete({ apiVersion: 'v1', kind: 'Service' }, 'default', 'derived-sticky');
+      lab.api.delete({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, 'default', 'imported-chile01-sticky-1');
+    });
+
     it('traffic follows endpoints as they are added, turn unready and are removed', async () => {
       lab.apply(chileSlice(endpoint('10.2.0.10'), endpoint('10.2.0.11')));
       await lab.waitForRules((t) => t.includes('--to-destination 10.2.0.11:8080'), 'the second endpoint');
@@ -138,12 +151,33 @@ for (const backend of ['nft', 'legacy'] as const) {
     });
 
     it('--cleanup leaves the tables exactly as they were before the agent started', async () => {
-      lab.apply(derivedServe(), chileSlice(endpoint('10.2.0.10')), service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]), slice('default', 'serve-x', 'serve', [endpoint('10.1.0.10')]));
+      lab.apply(derivedServe(), chileSlice(endpoint('10.2.0.10')), service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]), slice('default', 'serve-x', 'serve', [endpoint('10.1.0.10', { ready: false })]));
       await lab.waitForRules((t) => t.includes(CHAIN), 'the service back');
       assert.equal(await agent.stop('SIGTERM'), 0);
       const r = await lab.runAgent(['--config', configPath, '--cleanup']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(normalise(await lab.saveAll()), pristine);
+    });
+
+    it('--dry-run prints the whole payload and changes nothing; a bad config fails naming key and value', async () => {
+      const before = normalise(await lab.saveAll());
+      const dry = await lab.runAgent(['--config', configPath, '--dry-run']);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(dry.stdout, /^\*nat\n:MCS-SERVICES - \[0:0\]/);
+      assert.match(dry.stdout, new RegExp(`-A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> chile01 10.2.0.10:8080"`));
+      assert.equal(normalise(await lab.saveAll()), before);
+      const bad = await lab.writeConfig({ minSyncInterval: 'soon' });
+      const r = await lab.runAgent(['--config', bad, '--once']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /config key "minSyncInterval": .* \(got "soon"\)/);
+    });
+
+    it('--once programs everything in one full sync and exits 0', async () => {
+      const r = await lab.runAgent(['--config', configPath, '--once']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(await lab.save('nat'), new RegExp(`-A MCS-SERVICES -d 10.96.0.50/32 .* -j ${CHAIN}`));
+      assert.deepEqual((await lab.requests(URL, 3)).bodies, { 'chile01/serve-a': 3 });
+      assert.equal((await lab.runAgent(['--config', configPath, '--cleanup'])).code, 0);
     });
   });
 }

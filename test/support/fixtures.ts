@@ -12,12 +12,15 @@ export interface PortSpec {
   protocol?: 'TCP' | 'UDP' | 'SCTP';
 }
 
-export function service(namespace: string, name: string, clusterIP: string, ports: PortSpec[], extra: Partial<V1Service['spec']> & { labels?: Record<string, string> } = {}): V1Service {
-  const { labels, ...spec } = extra;
+export function service(
+  namespace: string, name: string, clusterIP: string, ports: PortSpec[],
+  extra: Partial<V1Service['spec']> & { labels?: Record<string, string>; annotations?: Record<string, string> } = {},
+): V1Service {
+  const { labels, annotations, ...spec } = extra;
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { namespace, name, ...(labels ? { labels } : {}) },
+    metadata: { namespace, name, ...(labels ? { labels } : {}), ...(annotations ? { annotations } : {}) },
     spec: {
       type: 'ClusterIP',
       clusterIP,

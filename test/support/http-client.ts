@@ -1,11 +1,11 @@
 // An HTTP client for data-plane tests, run inside a namespace by netns.ts:
-//   node http-client.js <url> <count> <timeoutMs> <concurrency>
+//   node http-client.js <url> <count> <timeoutMs> <concurrency> [intervalMs]
 // Each request uses a new TCP connection, so every one goes through conntrack
 // and NAT afresh. Prints one JSON HttpSummary line.
 import { request } from 'node:http';
 import type { HttpSummary } from './netns.js';
 
-const [url, countText, timeoutText, concurrencyText] = process.argv.slice(2);
+const [url, countText, timeoutText, concurrencyText, intervalText] = process.argv.slice(2);
 
 function once(target: string, timeoutMs: number): Promise<{ body: string } | { error: string }> {
   return new Promise((resolve) => {
@@ -27,13 +27,17 @@ function once(target: string, timeoutMs: number): Promise<{ body: string } | { e
   });
 }
 
-async function main(target: string, count: number, timeoutMs: number, concurrency: number): Promise<void> {
+/** With intervalMs, each worker starts a request at most every intervalMs: a steady stream over time. */
+async function main(target: string, count: number, timeoutMs: number, concurrency: number, intervalMs: number): Promise<void> {
   const summary: HttpSummary = { ok: 0, failed: 0, bodies: {}, errors: {} };
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
       next++;
+      const started = Date.now();
       const outcome = await once(target, timeoutMs);
+      const rest = intervalMs - (Date.now() - started);
+      if (rest > 0) await new Promise((r) => setTimeout(r, rest));
       if ('body' in outcome) {
         summary.ok++;
         summary.bodies[outcome.body] = (summary.bodies[outcome.body] ?? 0) + 1;
@@ -49,5 +53,5 @@ async function main(target: string, count: number, timeoutMs: number, concurrenc
 
 // `node --test dist/test/` also runs every file under test/, without arguments.
 if (url !== undefined && countText !== undefined && timeoutText !== undefined && concurrencyText !== undefined) {
-  await main(url, Number(countText), Number(timeoutText), Number(concurrencyText));
+  await main(url, Number(countText), Number(timeoutText), Number(concurrencyText), Number(intervalText ?? 0));
 }

@@ -22,7 +22,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import type { BackendMode } from '../../src/iptables/backend.js';
 import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
-import { cleanupStale, httpRequests, netnsExec, startHttpServer, Topology, type HttpServer, type HttpSummary } from './netns.js';
+import { cleanupStale, httpRequests, netnsExec, startHttpServer, startUdpServer, Topology, type HttpServer, type HttpSummary } from './netns.js';
 
 export const NEXT_HOP = '169.254.1.1';
 const RELAY_PORT = 6443;
@@ -53,6 +53,7 @@ export class Lab {
   private relay: ChildProcess | null = null;
   private readonly servers = new Map<string, HttpServer>();
   private readonly podNs = new Map<string, string>();
+  private readonly podLink = new Map<string, string>();
   private readonly agents = new Set<AgentProcess>();
   private pods = 0;
 
@@ -93,7 +94,30 @@ export class Lab {
     await execa('ip', ['-n', ns, 'route', 'add', 'default', 'via', NEXT_HOP, 'dev', 'eth0']);
     this.servers.set(pod.ip, await startHttpServer(ns, '0.0.0.0', pod.port ?? 8080, pod.body));
     this.podNs.set(pod.ip, ns);
+    this.podLink.set(pod.ip, `vp${n}`);
     return ns;
+  }
+
+  /** Kills the pod's HTTP server, as a crashed process would; `revivePod` starts it again. */
+  async killPod(ip: string): Promise<void> {
+    await this.servers.get(ip)?.stop();
+    this.servers.delete(ip);
+  }
+
+  async revivePod(ip: string, body: string, port = 8080): Promise<void> {
+    this.servers.set(ip, await startHttpServer(this.podNamespace(ip), '0.0.0.0', port, body));
+  }
+
+  /** Cuts or restores the pod's link to the node, as a dead tunnel would. */
+  async setPodLink(ip: string, up: boolean): Promise<void> {
+    await execa('ip', ['-n', this.nodeNs, 'link', 'set', this.podLink.get(ip)!, up ? 'up' : 'down']);
+    // A link brought back up loses its routes; the pod's /32 must come back with it.
+    if (up) await execa('ip', ['-n', this.nodeNs, 'route', 'replace', `${ip}/32`, 'dev', this.podLink.get(ip)!]);
+  }
+
+  /** A UDP server in an existing pod, answering every datagram with `body`. */
+  async addUdpServer(ip: string, port: number, body: string): Promise<void> {
+    this.servers.set(`udp:${ip}:${port}`, await startUdpServer(this.podNamespace(ip), '0.0.0.0', port, body));
   }
 
   /** The namespace of the pod with this IP, e.g. to run a client there (PREROUTING path). */
@@ -174,7 +198,7 @@ export class Lab {
     }
   }
 
-  requests(url: string, count: number, opts: { timeoutMs?: number; fromNs?: string; concurrency?: number } = {}): Promise<HttpSummary> {
+  requests(url: string, count: number, opts: { timeoutMs?: number; fromNs?: string; concurrency?: number; intervalMs?: number } = {}): Promise<HttpSummary> {
     return httpRequests(opts.fromNs ?? this.nodeNs, url, count, opts);
   }
 

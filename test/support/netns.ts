@@ -112,8 +112,18 @@ export interface HttpServer {
 }
 
 /** Starts http-echo inside ns, answering every request with body; resolves once it listens. */
-export async function startHttpServer(ns: string, ip: string, port: number, body: string): Promise<HttpServer> {
-  const child = netnsExec(ns, process.execPath, [supportScript('http-echo.js'), ip, String(port), body], {
+export function startHttpServer(ns: string, ip: string, port: number, body: string): Promise<HttpServer> {
+  return startServerScript(ns, 'http-echo.js', [ip, String(port), body]);
+}
+
+/** Starts udp-echo inside ns, answering every datagram with body; resolves once it listens. */
+export function startUdpServer(ns: string, ip: string, port: number, body: string): Promise<HttpServer> {
+  return startServerScript(ns, 'udp-echo.js', [ip, String(port), body]);
+}
+
+/** Runs a support script inside ns until stopped; resolves once it prints its first line. */
+async function startServerScript(ns: string, script: string, args: readonly string[]): Promise<HttpServer> {
+  const child = netnsExec(ns, process.execPath, [supportScript(script), ...args], {
     stdin: 'pipe',
     buffer: false,
     reject: false,
@@ -123,9 +133,9 @@ export async function startHttpServer(ns: string, ip: string, port: number, body
   const lines = createInterface({ input: child.stdout });
   const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
   const exited = child.then(() => {
-    throw new Error(`http-echo in ${ns} exited before listening: ${stderr.trim()}`);
+    throw new Error(`${script} in ${ns} exited before listening: ${stderr.trim()}`);
   });
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`http-echo in ${ns} not listening after 5 s`)), 5000).unref());
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${script} in ${ns} not listening after 5 s`)), 5000).unref());
   try {
     await Promise.race([ready, exited, timeout]);
   } catch (err) {
@@ -157,13 +167,21 @@ export interface HttpRequestOptions {
   readonly timeoutMs?: number;
   /** Requests in flight at once; default 1. */
   readonly concurrency?: number;
+  /** Least time between the starts of two requests of one worker; default 0. */
+  readonly intervalMs?: number;
 }
 
 /** Makes count requests from inside ns, each on a new TCP connection. */
 export async function httpRequests(ns: string, url: string, count: number, options: HttpRequestOptions = {}): Promise<HttpSummary> {
-  const args = [supportScript('http-client.js'), url, String(count), String(options.timeoutMs ?? 1000), String(options.concurrency ?? 1)];
+  const args = [supportScript('http-client.js'), url, String(count), String(options.timeoutMs ?? 1000), String(options.concurrency ?? 1), String(options.intervalMs ?? 0)];
   const { stdout } = await netnsExec(ns, process.execPath, args);
   return JSON.parse(stdout) as HttpSummary;
+}
+
+/** Sends `count` datagrams from one socket (so conntrack sees one flow), one every intervalMs; the bodies of the answers, in order. */
+export async function udpExchange(ns: string, ip: string, port: number, count: number, intervalMs: number): Promise<string[]> {
+  const { stdout } = await netnsExec(ns, process.execPath, [supportScript('udp-client.js'), ip, String(port), String(count), String(intervalMs)]);
+  return JSON.parse(stdout) as string[];
 }
 
 function supportScript(name: string): string {

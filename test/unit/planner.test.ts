@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import type { Frontend, FrontendPort, ServiceGroup } from '../../src/model/group.js';
 import { hash16, serviceChainName } from '../../src/plan/names.js';
 import { planGroup, type PlanContext } from '../../src/plan/planner.js';
-import { selectEndpoints, usableEndpoints } from '../../src/plan/selection.js';
+import { usableEndpoints } from '../../src/plan/selection.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { ALL_HEALTHY } from '../../src/policy/select.js';
 import { probability } from '../../src/plan/service-rules.js';
 
-const ctx: PlanContext = { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 12 };
+const ctx: PlanContext = { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 12, policy: DEFAULT_CONFIG.trafficPolicy, health: ALL_HEALTHY };
+const activeActive: PlanContext = { ...ctx, policy: { ...ctx.policy, defaults: { ...ctx.policy.defaults, mode: 'active-active' } } };
 
 function ep(ip: string, cluster: string, conditions: { ready?: boolean; serving?: boolean; terminating?: boolean } = {}) {
   const ready = conditions.ready ?? true;
@@ -16,7 +19,7 @@ function ep(ip: string, cluster: string, conditions: { ready?: boolean; serving?
 function group(endpoints: FrontendPort['endpoints'], affinitySeconds: number | null = null): ServiceGroup {
   const fe: Frontend = {
     namespace: 'default', name: 'derived-serve', clusterIP: '10.96.0.50', affinitySeconds,
-    ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }],
+    ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations: {},
   };
   return { key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import', frontends: [fe], local: null };
 }
@@ -39,11 +42,10 @@ test('endpoint conditions follow kube-proxy: ready ones, else serving-and-termin
   assert.deepEqual(usableEndpoints([ep('10.2.0.3', 'chile'), ep('10.2.0.3', 'chile')]).length, 1);
 });
 
-test('each endpoint gets an equal share through cascading random probabilities', () => {
-  const selected = selectEndpoints({ label: 'http', port: 80, protocol: 'TCP', endpoints: [ep('10.2.0.3', 'chile'), ep('10.2.0.1', 'chile'), ep('10.1.0.9', 'brazil')] });
-  assert.deepEqual(selected.map((e) => e.ip), ['10.1.0.9', '10.2.0.1', '10.2.0.3']);
-  const frag = planGroup(group([ep('10.2.0.3', 'chile'), ep('10.2.0.1', 'chile'), ep('10.1.0.9', 'brazil')]), ctx);
+test('each endpoint gets an equal share through cascading random probabilities, in a stable order', () => {
+  const frag = planGroup(group([ep('10.2.0.3', 'chile'), ep('10.2.0.1', 'chile'), ep('10.2.0.20', 'chile')]), ctx).fragment;
   const rules = frag.chains[0]!.rules;
+  assert.deepEqual(rules.map((r) => /--to-destination (\S+)/.exec(r)?.[1]).filter(Boolean), ['10.2.0.1:8080', '10.2.0.3:8080', '10.2.0.20:8080']);
   const probs = rules.map((r) => /--probability (\S+)/.exec(r)?.[1] ?? null);
   assert.deepEqual(probs.slice(-3), ['0.33333333349', '0.50000000000', null]);
   // The share of each rule: its probability times the chance every earlier rule passed.
@@ -56,7 +58,7 @@ test('each endpoint gets an equal share through cascading random probabilities',
 });
 
 test('a service port renders to a dispatch rule and a chain that reads like documentation', () => {
-  const frag = planGroup(group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]), ctx);
+  const frag = planGroup(group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]), activeActive).fragment;
   assert.equal(frag.key, 'default/serve');
   assert.deepEqual(frag.setRules, [{
     table: 'nat', chain: 'MCS-SERVICES',
@@ -74,7 +76,7 @@ test('a service port renders to a dispatch rule and a chain that reads like docu
 });
 
 test('a port without usable endpoints accepts in nat and rejects in filter, so clients fail fast', () => {
-  const frag = planGroup(group([ep('10.2.0.1', 'chile', { ready: false })]), { ...ctx, clusterCIDR: '' });
+  const frag = planGroup(group([ep('10.2.0.1', 'chile', { ready: false })]), { ...ctx, clusterCIDR: '' }).fragment;
   assert.deepEqual(frag.chains[0]!.rules, ['-m comment --comment "default/derived-serve:http has no endpoints" -j ACCEPT']);
   assert.deepEqual(frag.setRules.map((r) => [r.table, r.spec]), [
     ['nat', '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO'],
@@ -83,7 +85,7 @@ test('a port without usable endpoints accepts in nat and rejects in filter, so c
 });
 
 test('ClientIP affinity checks each endpoint\'s recent list before choosing, and records the choice', () => {
-  const rules = planGroup(group([ep('10.2.0.1', 'chile'), ep('10.2.0.2', 'chile')], 600), { ...ctx, clusterCIDR: '' }).chains[0]!.rules;
+  const rules = planGroup(group([ep('10.2.0.1', 'chile'), ep('10.2.0.2', 'chile')], 600), { ...ctx, clusterCIDR: '' }).fragment.chains[0]!.rules;
   assert.equal(rules.length, 4);
   assert.match(rules[0]!, /-m recent --rcheck --seconds 600 --reap --name MCS-SEP-\w{16} --mask 255.255.255.255 --rsource -j DNAT --to-destination 10.2.0.1:8080$/);
   assert.match(rules[2]!, /--probability 0.50000000000 -m recent --set --name MCS-SEP-\w{16} --mask 255.255.255.255 --rsource -j DNAT --to-destination 10.2.0.1:8080$/);

@@ -1,0 +1,66 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { createIptablesBackend } from '../iptables/exec-backend.js';
+import { loadKubeConfig } from '../kube/client.js';
+import { startClusterWatches } from '../kube/watch.js';
+import { createLogger, type Logger } from '../log.js';
+import { explain, parseServiceArg, readKernelTables, renderExplain, type ExplainReport } from '../ops/explain.js';
+import { configMapRefOf, loadStartConfig } from '../ops/start-config.js';
+import { SyncEngine } from '../sync/engine.js';
+import { EXPLAIN_USAGE, parseExplainFlags, UsageError, type ExplainFlags } from './flags.js';
+
+/** `clusterset-proxy explain NS/NAME`: prints the explanation; exits 1 when the Service is in no service group. */
+export async function runExplain(argv: readonly string[]): Promise<number> {
+  const flags = parseExplainFlags(argv);
+  if (flags.help) {
+    process.stdout.write(EXPLAIN_USAGE);
+    return 0;
+  }
+  const query = parseServiceArg(flags.service);
+  if (!query) throw new UsageError(`explain takes NAMESPACE/NAME (got "${flags.service}")`);
+  const report = flags.kubeconfig ? await offline(flags, flags.kubeconfig, query) : await fromAgent(flags.agent, flags.service);
+  process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : renderExplain(report));
+  return report.found ? 0 : 1;
+}
+
+async function fromAgent(agent: string, service: string): Promise<ExplainReport> {
+  const url = `${agent.replace(/\/$/, '')}/explain?service=${encodeURIComponent(service)}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    throw new Error(`cannot reach the agent at ${agent} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); run this on the agent's node (its metrics address is loopback by default), pass --agent, or explain offline with --kubeconfig`);
+  }
+  const body = (await res.json()) as ExplainReport | { error: string };
+  if (!res.ok || 'error' in body) throw new Error(`the agent answered HTTP ${res.status}: ${'error' in body ? body.error : res.statusText}`);
+  return body;
+}
+
+/** Reads the API itself, plans as the agent would, and reads this node's iptables where it can. */
+async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespace: string; name: string }): Promise<ExplainReport> {
+  const log = createLogger('warn');
+  const kc = loadKubeConfig(kubeconfig);
+  const start = await loadStartConfig({ file: flags.config, configMap: configMapRefOf(flags.configMap ?? ''), overrides: {}, kubeConfig: () => kc, log });
+  await start.watch?.stop();
+  const engine = new SyncEngine({ config: start.config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
+  await snapshotInto(kc, engine, log);
+  let kernel: Awaited<ReturnType<typeof readKernelTables>>;
+  try {
+    kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+  } catch (err) {
+    kernel = `could not read the kernel's rules here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;
+  }
+  return explain(engine, query, kernel, () => 'not probed (offline: the agent\'s prober is not consulted)');
+}
+
+/** One consistent snapshot of every Service and EndpointSlice, fed to the engine. */
+export async function snapshotInto(kc: KubeConfig, engine: SyncEngine, log: Logger): Promise<void> {
+  const watches = startClusterWatches(kc, {
+    services: { onUpsert: (o) => engine.upsertService(o), onDelete: (o) => engine.deleteService(o) },
+    endpointSlices: { onUpsert: (o) => engine.upsertSlice(o), onDelete: (o) => engine.deleteSlice(o) },
+  }, log);
+  try {
+    await watches.whenSynced();
+  } finally {
+    await watches.stop();
+  }
+}

@@ -1,0 +1,174 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { RestoreError } from '../iptables/backend.js';
+import type { SyncResult } from '../sync/engine.js';
+
+// Every metric the agent exports, in the order README's table lists them.
+// Names follow Prometheus conventions (base units, _total for counters) and
+// mirror kube-proxy's where one exists, so its dashboards and alerts port.
+
+type Kind = 'counter' | 'gauge' | 'histogram';
+
+interface MetricDef {
+  readonly name: string;
+  readonly kind: Kind;
+  readonly labels: readonly string[];
+  readonly help: string;
+}
+
+const PREFIX = 'clusterset_proxy_';
+
+const def = (name: string, kind: Kind, labels: readonly string[], help: string): MetricDef => ({ name: PREFIX + name, kind, labels, help });
+
+export const METRIC_DEFS = {
+  syncDuration: def('sync_duration_seconds', 'histogram', ['kind'], 'Duration of a sync, by kind: full (reads the kernel back, repairs drift) or partial (changed services only).'),
+  programming: def('network_programming_duration_seconds', 'histogram', [], 'From a change received (Service, EndpointSlice, config) to the rules applying it being in the kernel.'),
+  lastSync: def('last_sync_timestamp_seconds', 'gauge', [], 'Unix time of the last successful sync. Far behind last_queued_timestamp_seconds: the agent is stuck.'),
+  lastQueued: def('last_queued_timestamp_seconds', 'gauge', [], 'Unix time of the last change queued for a sync.'),
+  syncFailures: def('sync_failures_total', 'counter', [], 'Syncs that failed (each is retried as a full sync with backoff).'),
+  restoreFailures: def('restore_failures_total', 'counter', [], 'iptables-restore runs the kernel refused; the tables keep their last good state.'),
+  ownedChains: def('owned_chains', 'gauge', [], 'Chains the agent owns, counted at each full sync.'),
+  ownedRules: def('owned_rules', 'gauge', [], 'Rules the agent owns (jumps included), counted at each full sync.'),
+  endpoints: def('endpoints', 'gauge', ['cluster', 'state'], 'Endpoints of service-group ports by cluster and state: ready, serving_terminating (used when none is ready), not_ready.'),
+  objectProblems: def('object_problems', 'gauge', [], 'Problems standing now with Services and EndpointSlices (malformed objects, parts skipped).'),
+  clusterHealthy: def('cluster_healthy', 'gauge', ['cluster'], '1 while a cluster is judged reachable, 0 while not; a series per cluster once probed.'),
+  failovers: def('failovers_total', 'counter', ['from', 'to'], 'Service groups whose traffic moved, by decision before and after: local, remote, mixed, none.'),
+  gatewayActive: def('gateway_active', 'gauge', ['cluster', 'gateway'], '1 for the gateway node currently carrying the cluster\'s cross-cluster traffic (from the route controller).'),
+  cidrOverlaps: def('cidr_overlaps', 'gauge', [], 'Overlaps standing now between configured networks of the clusters (each is reported as an Event; the overlapping range gets no route).'),
+  configReloads: def('config_reloads_total', 'counter', ['result'], 'ConfigMap changes seen, by result: success (applied) or failure (refused; the last good config stays).'),
+  configLastReloadOk: def('config_last_reload_successful', 'gauge', [], '1 when the last ConfigMap change was applied, 0 when it was refused.'),
+  configRestartRequired: def('config_restart_required', 'gauge', [], 'Number of changed keys that wait for a restart to take effect.'),
+} as const satisfies Record<string, MetricDef>;
+
+/** README's metrics table, generated from METRIC_DEFS; a test keeps the two identical. */
+export function metricsReferenceTable(): string {
+  const rows = Object.values(METRIC_DEFS).map((d) => `| \`${d.name}\` | ${d.kind} | ${d.labels.map((l) => `\`${l}\``).join(', ')} | ${d.help} |`);
+  return ['| metric | type | labels | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
+}
+
+export type EndpointState = 'ready' | 'serving_terminating' | 'not_ready';
+
+/** Endpoints of one cluster in one state. */
+export interface EndpointCount {
+  readonly cluster: string;
+  readonly state: EndpointState;
+  readonly count: number;
+}
+
+/** Values read at scrape time rather than kept up to date on every change. */
+export interface ScrapeSources {
+  endpointCounts(): readonly EndpointCount[];
+  problemCount(): number;
+}
+
+const SYNC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const PROGRAMMING_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly syncDuration: Histogram<'kind'>;
+  private readonly programming: Histogram;
+  private readonly lastSync: Gauge;
+  private readonly lastQueued: Gauge;
+  private readonly syncFailures: Counter;
+  private readonly restoreFailures: Counter;
+  private readonly ownedChains: Gauge;
+  private readonly ownedRules: Gauge;
+  private readonly clusterHealthy: Gauge<'cluster'>;
+  private readonly failovers: Counter<'from' | 'to'>;
+  private readonly gatewayActive: Gauge<'cluster' | 'gateway'>;
+  private readonly cidrOverlaps: Gauge;
+  private readonly configReloads: Counter<'result'>;
+  private readonly configLastReloadOk: Gauge;
+  private readonly configRestartRequired: Gauge;
+
+  constructor(sources: ScrapeSources, opts: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    const m = METRIC_DEFS;
+    const base = (d: MetricDef) => ({ name: d.name, help: d.help, labelNames: [...d.labels], registers });
+    this.syncDuration = new Histogram({ ...base(m.syncDuration), buckets: SYNC_BUCKETS }) as Histogram<'kind'>;
+    this.programming = new Histogram({ ...base(m.programming), buckets: PROGRAMMING_BUCKETS });
+    this.lastSync = new Gauge(base(m.lastSync));
+    this.lastQueued = new Gauge(base(m.lastQueued));
+    this.syncFailures = new Counter(base(m.syncFailures));
+    this.restoreFailures = new Counter(base(m.restoreFailures));
+    this.ownedChains = new Gauge(base(m.ownedChains));
+    this.ownedRules = new Gauge(base(m.ownedRules));
+    new Gauge({
+      ...base(m.endpoints),
+      collect() {
+        this.reset();
+        for (const { cluster, state, count } of sources.endpointCounts()) this.set({ cluster, state }, count);
+      },
+    });
+    new Gauge({
+      ...base(m.objectProblems),
+      collect() {
+        this.set(sources.problemCount());
+      },
+    });
+    this.clusterHealthy = new Gauge(base(m.clusterHealthy)) as Gauge<'cluster'>;
+    this.failovers = new Counter(base(m.failovers)) as Counter<'from' | 'to'>;
+    this.gatewayActive = new Gauge(base(m.gatewayActive)) as Gauge<'cluster' | 'gateway'>;
+    this.cidrOverlaps = new Gauge(base(m.cidrOverlaps));
+    this.configReloads = new Counter(base(m.configReloads)) as Counter<'result'>;
+    this.configLastReloadOk = new Gauge(base(m.configLastReloadOk));
+    this.configRestartRequired = new Gauge(base(m.configRestartRequired));
+    // Counters start at 0 so that rate() and increase() see their first increment.
+    this.configReloads.inc({ result: 'success' }, 0);
+    this.configReloads.inc({ result: 'failure' }, 0);
+    this.configRestartRequired.set(0);
+    // The config the agent started with was valid, or it would not have started.
+    this.configLastReloadOk.set(1);
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A change was queued for the next sync. */
+  queued(): void {
+    this.lastQueued.setToCurrentTime();
+  }
+
+  /** `now` is performance.now() when the sync finished, the clock of `oldestChangeAt`. */
+  synced(r: SyncResult, now = performance.now()): void {
+    this.syncDuration.observe({ kind: r.full ? 'full' : 'partial' }, r.durationMs / 1000);
+    if (r.oldestChangeAt !== null) this.programming.observe(Math.max(0, now - r.oldestChangeAt) / 1000);
+    this.lastSync.setToCurrentTime();
+    if (r.owned) {
+      this.ownedChains.set(r.owned.chains);
+      this.ownedRules.set(r.owned.rules);
+    }
+  }
+
+  syncFailed(err: unknown): void {
+    this.syncFailures.inc();
+    if (err instanceof RestoreError) this.restoreFailures.inc();
+  }
+
+  configReloaded(ok: boolean, restartKeys: number): void {
+    this.configReloads.inc({ result: ok ? 'success' : 'failure' });
+    this.configLastReloadOk.set(ok ? 1 : 0);
+    if (ok) this.configRestartRequired.set(restartKeys);
+  }
+
+  clusterHealth(cluster: string, healthy: boolean): void {
+    this.clusterHealthy.set({ cluster }, healthy ? 1 : 0);
+  }
+
+  failover(from: string, to: string): void {
+    this.failovers.inc({ from, to });
+  }
+
+  /** The gateway now carrying traffic to `cluster`; null when it has none. */
+  gateway(cluster: string, gateway: string | null, previous: string | null): void {
+    if (previous !== null) this.gatewayActive.remove({ cluster, gateway: previous });
+    if (gateway !== null) this.gatewayActive.set({ cluster, gateway }, 1);
+  }
+
+  overlaps(count: number): void {
+    this.cidrOverlaps.set(count);
+  }
+
+  /** The exposition text and its content type. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

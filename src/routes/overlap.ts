@@ -1,0 +1,94 @@
+import type { Config } from '../config/schema.js';
+import { parseIPv4, type IPv4Cidr } from '../model/ipv4.js';
+import { cidrContains, cidrsOverlap, mustParseCidr } from './cidr.js';
+
+export type RangeKind = 'pod' | 'service' | 'node';
+
+/** One configured network of one cluster. */
+export interface ClusterRange {
+  readonly cluster: string;
+  readonly kind: RangeKind;
+  readonly cidr: string;
+  readonly parsed: IPv4Cidr;
+}
+
+/**
+ * A remote range that collides with another cluster's network. `other` is a
+ * local range (otherIsLocal) or another remote one; then both are withheld.
+ */
+export interface Overlap {
+  /** Stable identity, e.g. for deduplicating Kubernetes Events. */
+  readonly key: string;
+  readonly range: ClusterRange;
+  readonly other: ClusterRange;
+  readonly otherIsLocal: boolean;
+  /** One line naming both clusters and both CIDRs, and what the agent does about it. */
+  readonly message: string;
+}
+
+export interface Networks {
+  /** The local cluster's pod, service and node ranges (clusterCIDR included). */
+  readonly local: readonly ClusterRange[];
+  /** Remote ranges that overlap nothing: these get routes. */
+  readonly routed: readonly ClusterRange[];
+  /** Remote ranges in at least one overlap: no route, and their endpoints are left out. */
+  readonly withheld: readonly ClusterRange[];
+  readonly overlaps: readonly Overlap[];
+}
+
+type NetworkConfig = Pick<Config, 'clusterName' | 'clusters' | 'clusterCIDR'>;
+
+function ranges(cluster: string, kind: RangeKind, cidrs: readonly string[] | undefined): ClusterRange[] {
+  return (cidrs ?? []).map((cidr) => ({ cluster, kind, cidr, parsed: mustParseCidr(cidr) }));
+}
+
+function describe(r: ClusterRange, local: boolean): string {
+  return `${local ? 'the local cluster ' : 'cluster '}${r.cluster}'s ${r.kind} CIDR ${r.cidr}`;
+}
+
+function overlap(range: ClusterRange, other: ClusterRange, otherIsLocal: boolean): Overlap {
+  const outcome = otherIsLocal ? `no route for ${range.cidr}` : `no route for either`;
+  return {
+    key: `${range.cluster}/${range.kind}/${range.cidr}~${other.cluster}/${other.kind}/${other.cidr}`,
+    range, other, otherIsLocal,
+    message: `${describe(range, false)} overlaps ${describe(other, otherIsLocal)}: ${outcome}; endpoints in it are left out`,
+  };
+}
+
+/**
+ * Splits the configured remote networks into those routed and those withheld
+ * because they overlap the local cluster's networks or another remote
+ * cluster's: a packet to such an address has no single right destination.
+ */
+export function analyseNetworks(config: NetworkConfig): Networks {
+  const localEntry = config.clusters.find((c) => c.name === config.clusterName && c.name !== '');
+  const local = localEntry
+    ? [...ranges(localEntry.name, 'pod', localEntry.podCIDRs), ...ranges(localEntry.name, 'service', localEntry.serviceCIDRs), ...ranges(localEntry.name, 'node', localEntry.nodeCIDRs)]
+    : [];
+  if (config.clusterCIDR !== '' && !local.some((r) => r.kind === 'pod' && r.cidr === config.clusterCIDR)) {
+    local.push(...ranges(config.clusterName || 'local', 'pod', [config.clusterCIDR]));
+  }
+  const remote = config.clusters
+    .filter((c) => c !== localEntry)
+    .flatMap((c) => [...ranges(c.name, 'pod', c.podCIDRs), ...ranges(c.name, 'service', c.serviceCIDRs)]);
+
+  const overlaps: Overlap[] = [];
+  remote.forEach((r, i) => {
+    for (const l of local) if (cidrsOverlap(r.parsed, l.parsed)) overlaps.push(overlap(r, l, true));
+    for (const other of remote.slice(i + 1)) {
+      if (other.cluster !== r.cluster && cidrsOverlap(r.parsed, other.parsed)) overlaps.push(overlap(r, other, false));
+    }
+  });
+  const withheld = new Set<ClusterRange>();
+  for (const o of overlaps) {
+    withheld.add(o.range);
+    if (!o.otherIsLocal) withheld.add(o.other);
+  }
+  return { local, routed: remote.filter((r) => !withheld.has(r)), withheld: remote.filter((r) => withheld.has(r)), overlaps };
+}
+
+/** The withheld range an endpoint address falls in, if any. */
+export function withheldRange(ip: string, withheld: readonly ClusterRange[]): ClusterRange | undefined {
+  const address = parseIPv4(ip);
+  return address === null ? undefined : withheld.find((r) => cidrContains(r.parsed, address));
+}

@@ -1,0 +1,134 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { staleUdpFlows } from '../../src/conntrack/stale-flows.js';
+import { Hysteresis } from '../../src/health/hysteresis.js';
+import type { ClusterEndpoint, Frontend, ServiceGroup } from '../../src/model/group.js';
+import { planGroup, type PlanContext } from '../../src/plan/planner.js';
+import { parseOrder, parseWeights, resolvePolicy, type PolicyConfig, type PolicySettings } from '../../src/policy/policy.js';
+import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+
+const defaults: PolicySettings = { mode: 'local-first', clusterWeights: {}, failoverOrder: [], unifiedName: true };
+const config: PolicyConfig = { defaults, services: {} };
+
+function ep(ip: string, cluster: string, ready = true): ClusterEndpoint {
+  return { ip, port: 8080, cluster, ready, serving: ready, terminating: false };
+}
+
+const LOCAL = [ep('10.1.0.1', 'brazil'), ep('10.1.0.2', 'brazil')];
+const CHILE = [ep('10.2.0.1', 'chile01')];
+const PERU = [ep('10.3.0.1', 'peru'), ep('10.3.0.2', 'peru'), ep('10.3.0.3', 'peru')];
+const down = (...clusters: string[]): HealthView => ({ clusterHealthy: (c) => !clusters.includes(c), endpointHealthy: () => true });
+
+function pick(candidates: ClusterEndpoint[], s: Partial<PolicySettings> = {}, health: HealthView = ALL_HEALTHY) {
+  return selectByPolicy(candidates, { ...defaults, ...s }, 'brazil', health);
+}
+
+test('local-first uses only local endpoints while one is usable, else every healthy remote cluster', () => {
+  assert.deepEqual(pick([...LOCAL, ...CHILE]).decision, { clusters: ['brazil'], target: 'local', failOpen: false });
+  const remote = pick([ep('10.1.0.1', 'brazil', false), ...CHILE, ...PERU]);
+  assert.deepEqual(remote.decision, { clusters: ['chile01', 'peru'], target: 'remote', failOpen: false });
+  assert.deepEqual(remote.endpoints.map((e) => e.weight), [1, 1, 1, 1]);
+  assert.deepEqual(pick([ep('10.1.0.1', 'brazil', false), ...CHILE, ...PERU], {}, down('peru')).decision.clusters, ['chile01']);
+});
+
+test('active-active spreads each cluster\'s weight evenly over its endpoints', () => {
+  const s = pick([...LOCAL, ...PERU], { mode: 'active-active', clusterWeights: { brazil: 3, peru: 1 } });
+  const share = (c: string) => s.endpoints.filter((e) => e.cluster === c).reduce((a, e) => a + e.weight, 0);
+  assert.equal(share('brazil'), 3);
+  assert.ok(Math.abs(share('peru') - 1) < 1e-12);
+  assert.deepEqual(s.decision.target, 'mixed');
+  assert.deepEqual(pick([...LOCAL, ...PERU], { mode: 'active-active', clusterWeights: { brazil: 0 } }).decision.clusters, ['peru']);
+});
+
+test('failover sends everything to the first listed cluster that has usable endpoints and is healthy', () => {
+  const order = { mode: 'failover' as const, failoverOrder: ['peru', 'chile01'] };
+  assert.deepEqual(pick([...LOCAL, ...CHILE, ...PERU], order).decision.clusters, ['peru']);
+  assert.deepEqual(pick([...LOCAL, ...CHILE, ...PERU], order, down('peru')).decision.clusters, ['chile01']);
+  // Unlisted clusters come after the listed ones, the local cluster first.
+  assert.deepEqual(pick([...LOCAL, ...CHILE, ...PERU], order, down('peru', 'chile01')).decision.clusters, ['brazil']);
+});
+
+test('when every cluster with endpoints is unhealthy, all are used rather than none (fail open)', () => {
+  const s = pick([...CHILE, ...PERU], {}, down('chile01', 'peru'));
+  assert.deepEqual(s.decision, { clusters: ['chile01', 'peru'], target: 'remote', failOpen: true });
+  assert.deepEqual(pick([]).decision, { clusters: [], target: 'none', failOpen: false });
+});
+
+test('probed-dead local endpoints drop out, so local-first fails over before kubelet notices', () => {
+  const health: HealthView = { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') };
+  assert.deepEqual(pick([...LOCAL, ...CHILE], {}, health).decision.clusters, ['chile01']);
+});
+
+test('annotations parse strictly; a malformed one is reported by name and value and ignored', () => {
+  assert.deepEqual(parseWeights('brazil=3, chile01=1'), { brazil: 3, chile01: 1 });
+  assert.deepEqual(parseOrder('chile01,brazil'), ['chile01', 'brazil']);
+  for (const bad of ['brazil', 'brazil=x', 'Brazil=1', 'a=1,a=2', '']) assert.throws(() => parseWeights(bad), bad);
+  const r = resolvePolicy('default/serve', { defaults, services: { 'default/serve': { mode: 'failover' } } }, [
+    { name: 'derived-serve', annotations: { 'clusterset-proxy.io/traffic-policy': 'active-active', 'clusterset-proxy.io/failover-order': 'chile01' } },
+    { name: 'serve', annotations: { 'clusterset-proxy.io/traffic-policy': 'fastest', 'clusterset-proxy.io/cluster-weights': 'brazil=2' } },
+  ]);
+  // derived-serve's valid annotation applies; the local Service's malformed one does not, its valid one does.
+  assert.equal(r.settings.mode, 'active-active');
+  assert.deepEqual(r.settings.failoverOrder, ['chile01']);
+  assert.deepEqual(r.settings.clusterWeights, { brazil: 2 });
+  assert.deepEqual(r.problems, [{ service: 'serve', message: 'annotation clusterset-proxy.io/traffic-policy: "fastest" must be one of local-first, active-active, failover, off; the configured policy applies' }]);
+  const localWins = resolvePolicy('default/serve', config, [
+    { name: 'derived-serve', annotations: { 'clusterset-proxy.io/traffic-policy': 'off' } },
+    { name: 'serve', annotations: { 'clusterset-proxy.io/traffic-policy': 'failover' } },
+  ]);
+  assert.equal(localWins.settings.mode, 'failover');
+});
+
+function frontend(name: string, clusterIP: string, endpoints: ClusterEndpoint[], annotations: Record<string, string> = {}): Frontend {
+  return { namespace: 'default', name, clusterIP, affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
+}
+
+function importGroup(annotations: Record<string, string> = {}): ServiceGroup {
+  return {
+    key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import',
+    frontends: [frontend('derived-serve', '10.96.0.50', CHILE)],
+    local: frontend('serve', '10.96.0.40', LOCAL, annotations),
+  };
+}
+
+const planCtx: PlanContext = { clusterCIDR: '', localCluster: 'brazil', masqueradeBit: 12, policy: DEFAULT_CONFIG.trafficPolicy, health: ALL_HEALTHY };
+
+test('one name: the local Service\'s ClusterIP gets the same selection as derived-<name>', () => {
+  const plan = planGroup(importGroup(), planCtx);
+  assert.deepEqual(plan.fragment.portals!.map((p) => [p.clusterIP, p.endpoints]), [
+    ['10.96.0.50', ['10.1.0.1:8080', '10.1.0.2:8080']],
+    ['10.96.0.40', ['10.1.0.1:8080', '10.1.0.2:8080']],
+  ]);
+  const failedOver = planGroup(importGroup(), { ...planCtx, health: { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') } });
+  assert.deepEqual(failedOver.fragment.portals!.map((p) => p.endpoints), [['10.2.0.1:8080'], ['10.2.0.1:8080']]);
+  assert.deepEqual(failedOver.decision, { clusters: ['chile01'], target: 'remote', failOpen: false });
+});
+
+test('unified-name "false" leaves the local ClusterIP to kube-proxy; policy off leaves the whole group', () => {
+  const separate = planGroup(importGroup({ 'clusterset-proxy.io/unified-name': 'false' }), planCtx);
+  assert.deepEqual(separate.fragment.portals!.map((p) => p.clusterIP), ['10.96.0.50']);
+  const off = planGroup(importGroup({ 'clusterset-proxy.io/traffic-policy': 'off' }), planCtx);
+  assert.deepEqual([off.fragment.chains, off.decision], [[], null]);
+});
+
+test('hysteresis: unhealthy after N failures in a row, healthy after M successes in a row, no flapping', () => {
+  const h = new Hysteresis({ unhealthy: 3, healthy: 2 });
+  assert.deepEqual(['x', 'x'].map(() => h.record('c', false)), [null, null]);
+  assert.equal(h.record('c', true), null); // a success resets the streak
+  assert.deepEqual([false, false, false].map((ok) => h.record('c', ok)), [null, null, false]);
+  assert.equal(h.isHealthy('c'), false);
+  assert.deepEqual([true, false, true, true].map((ok) => h.record('c', ok)), [null, null, null, true]);
+  h.retain(new Set());
+  assert.equal(h.isHealthy('c'), true);
+});
+
+test('UDP flows are flushed for endpoints that left a selection; TCP and kept endpoints are not', () => {
+  const portal = (protocol: string, endpoints: string[]) => ({ clusterIP: '10.96.0.53', port: 53, protocol, chain: 'C', endpoints });
+  const frag = (portals: ReturnType<typeof portal>[]) => ({ key: 'k', chains: [], setRules: [], portals });
+  assert.deepEqual(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53', '10.2.0.1:53'])]), frag([portal('UDP', ['10.2.0.1:53'])])), [
+    { clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:53' },
+  ]);
+  assert.deepEqual(staleUdpFlows(frag([portal('TCP', ['10.1.0.1:53'])]), undefined), []);
+  assert.equal(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53'])]), undefined).length, 1);
+});

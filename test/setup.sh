@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack; do
+for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack sysctl:procps; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -123,24 +123,25 @@ for (const backend of ['nft', 'legacy'] as const) {
         importedSlice('default', 'chile01', 'orphan', 'derived-ghost', [endpoint('10.2.0.98')]),
         slice('default', 'v6', 'derived-serve', [endpoint('fd00::1')], { addressType: 'IPv6' }),
       );
-      await lab.waitForRules((t) => t.includes('-> unknown 10.2.0.11:8080'), 'the unknown-cluster endpoint');
-      const logs = await waitForLog(agent, 'derived-ghost');
-      for (const name of [
-        'Service default/derived-noip has no ClusterIP',
-        'EndpointSlice default/imported-chile01-bad-ip endpoint address \\"10.2.0.300\\" is not a valid IPv4 address',
-        'EndpointSlice default/imported-chile01-no-ports has no ports',
-        'EndpointSlice default/imported-peru-x name matches no configured cluster',
-        'EndpointSlice default/imported-chile01-orphan references Service default/derived-ghost',
-        'EndpointSlice default/v6 addressType IPv6 is not served',
-      ]) assert.ok(logs.includes(name), `${name} not in:\n${logs}`);
-      const nat = await lab.save('nat');
-      assert.ok(!nat.includes('10.2.0.99') && !nat.includes('10.2.0.98'), 'the slice without ports and the orphan contribute nothing');
-      const r = await lab.requests(URL, 30);
-      assert.equal(r.ok, 30, JSON.stringify(r));
-      for (const t of ['imported-chile01-bad-ip', 'imported-chile01-no-ports', 'imported-peru-x', 'imported-chile01-orphan', 'v6']) {
-        lab.api.delete({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, 'default', t);
+      const bad = ['imported-chile01-bad-ip', 'imported-chile01-no-ports', 'imported-peru-x', 'imported-chile01-orphan', 'v6'];
+      try {
+        await lab.waitForRules((t) => t.includes('-> unknown 10.2.0.11:8080'), 'the unknown-cluster endpoint');
+        await waitForLog(agent, [
+          'Service default/derived-noip has no ClusterIP',
+          'EndpointSlice default/imported-chile01-bad-ip endpoint address \\"10.2.0.300\\" is not a valid IPv4 address',
+          'EndpointSlice default/imported-chile01-no-ports has no ports',
+          'EndpointSlice default/imported-peru-x name matches no configured cluster',
+          'EndpointSlice default/imported-chile01-orphan references Service default/derived-ghost',
+          'EndpointSlice default/v6 addressType IPv6 is not served',
+        ]);
+        const nat = await lab.save('nat');
+        assert.ok(!nat.includes('10.2.0.99') && !nat.includes('10.2.0.98'), 'the slice without ports and the orphan contribute nothing');
+        const r = await lab.requests(URL, 30);
+        assert.equal(r.ok, 30, JSON.stringify(r));
+      } finally {
+        for (const name of bad) lab.api.delete({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, 'default', name);
+        lab.api.delete({ apiVersion: 'v1', kind: 'Service' }, 'default', 'derived-noip');
       }
-      lab.api.delete({ apiVersion: 'v1', kind: 'Service' }, 'default', 'derived-noip');
     });
 
     it('a deleted service loses its chain; kube-proxy\'s and the user\'s rules are untouched by all of it', async () => {
@@ -182,12 +183,15 @@ for (const backend of ['nft', 'legacy'] as const) {
   });
 }
 
-async function waitForLog(agent: AgentProcess, needle: string, timeoutMs = 10_000): Promise<string> {
+/** Waits until the agent's log holds every needle; returns the log. */
+async function waitForLog(agent: AgentProcess, needles: string | readonly string[], timeoutMs = 10_000): Promise<string> {
+  const wanted = typeof needles === 'string' ? [needles] : needles;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const logs = await agent.logs();
-    if (logs.includes(needle)) return logs;
-    if (Date.now() > deadline) throw new Error(`no ${needle} in the agent's log:\n${logs}`);
+    const missing = wanted.filter((n) => !logs.includes(n));
+    if (missing.length === 0) return logs;
+    if (Date.now() > deadline) throw new Error(`not in the agent's log: ${missing.join(' | ')}\n${logs}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SERVICE_CHAIN_PREFIX } from './layout.js';
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -28,7 +29,7 @@ export function portComment(namespace: string, name: string, portLabel: string):
 
 /** MCS-SVC-<hash16(namespace/name:port/protocol)>: stable for the life of the service port. */
 export function serviceChainName(namespace: string, name: string, portLabel: string, protocol: string): string {
-  return `MCS-SVC-${hash16(`${namespace}/${name}:${portLabel}/${protocol.toLowerCase()}`)}`;
+  return `${SERVICE_CHAIN_PREFIX}${hash16(`${namespace}/${name}:${portLabel}/${protocol.toLowerCase()}`)}`;
 }
 
 /** Name of the xt_recent list remembering clients of one endpoint (session affinity). */

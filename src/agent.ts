@@ -44,8 +44,11 @@ export class Agent {
       localCluster: config.clusterName,
       targets: () => this.engine.probeTargets(),
       onChange: (c) => {
-        if (c.kind === 'cluster') this.ops.reporter.clusterHealth(c.target, c.healthy);
         if (this.engine.healthChanged(c.kind, c.target)) this.requestSync();
+      },
+      // The reporter records an Event only when a verdict changes.
+      onRound: (verdicts) => {
+        for (const [cluster, healthy] of verdicts) this.ops.reporter.clusterHealth(cluster, healthy);
       },
       log,
     });

@@ -42,6 +42,8 @@ export interface ProberOptions {
   readonly targets: () => ProbeTargets;
   /** A cluster or local endpoint changed verdict. */
   readonly onChange: (change: { kind: 'cluster' | 'endpoint'; target: string; healthy: boolean }) => void;
+  /** After each round: the verdict on every remote cluster probed (metrics want a series from the start). */
+  readonly onRound?: (clusters: ReadonlyMap<string, boolean>) => void;
   readonly log: Logger;
   readonly connector?: Connector;
 }
@@ -152,6 +154,7 @@ export class Prober implements HealthView {
       else this.opts.log.warn(fields, `${job.kind} ${job.key} is unreachable: its endpoints leave every selection`);
       this.opts.onChange({ kind: job.kind, target: job.key, healthy: verdict });
     });
+    this.opts.onRound?.(new Map([...seen].map((cluster) => [cluster, this.clusters.isHealthy(cluster)])));
   }
 }
 

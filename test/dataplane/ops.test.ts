@@ -124,9 +124,9 @@ describe('operating the agent: ConfigMap, metrics, health, Events, explain', () 
     for (const d of Object.values(METRIC_DEFS)) assert.ok(m.includes(`# HELP ${d.name} `), `${d.name} is exported`);
     assert.equal(sample(m, 'clusterset_proxy_endpoints{cluster="chile01",state="ready"}'), 1);
     assert.equal(sample(m, 'clusterset_proxy_config_last_reload_successful'), 1);
-    // No series until fed: by the route controller, by the prober's first change of verdict.
+    // No series until fed by the route controller; the prober gives every probed cluster one after its first round.
     assert.ok(!m.includes('clusterset_proxy_gateway_active{'));
-    assert.ok(!m.includes('clusterset_proxy_cluster_healthy{'));
+    await waitFor(async () => sample(await metrics(lab), 'clusterset_proxy_cluster_healthy{cluster="chile01"}') === 1, 'chile01 judged healthy', { timeoutMs: 10_000, intervalMs: 100 });
     const partial = sample(m, 'clusterset_proxy_sync_duration_seconds_count{kind="partial"}') || 0;
     const programmed = sample(m, 'clusterset_proxy_network_programming_duration_seconds_count');
 

@@ -1,20 +1,25 @@
-// npm run bench [-- --full] [--n N] [--e E] [--c C] [--backend nft|legacy] [--readme]
+// npm run bench [-- --full] [--n N] [--e E] [--c C] [--backend nft|legacy] [--readme] [--only memory]
 //
 // Prints the table and the machine it ran on. --readme also writes them into
-// README.md's Performance section (between the bench markers).
+// README.md's Performance section (between the bench markers). --only memory
+// runs figure 5 alone (the agent binary's resident set) and prints one line
+// per backend; it cannot be combined with --readme.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BackendMode } from '../src/iptables/backend.js';
 import { PROFILES, runBenchmark, type Profile } from './harness.js';
+import { measureMemory } from './memory.js';
+import { Workload } from './workload.js';
+import { cleanupStale } from '../test/support/netns.js';
 import { describeMachine, formatResult } from './report.js';
 
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 const START = '<!-- bench:start -->';
 const END = '<!-- bench:end -->';
 
-function profileFrom(argv: string[]): { profile: Profile; readme: boolean } {
+function profileFrom(argv: string[]): { profile: Profile; readme: boolean; only: 'memory' | undefined } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -24,6 +29,7 @@ function profileFrom(argv: string[]): { profile: Profile; readme: boolean } {
       c: { type: 'string' },
       backend: { type: 'string' },
       readme: { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
     strict: true,
   });
@@ -39,12 +45,23 @@ function profileFrom(argv: string[]): { profile: Profile; readme: boolean } {
   const backend = values.backend;
   if (backend !== undefined && backend !== 'nft' && backend !== 'legacy') throw new Error(`--backend must be nft or legacy (got ${backend})`);
   const backends: readonly BackendMode[] = backend ? [backend] : base.backends;
-  return { profile: { ...base, size, backends }, readme: values.readme ?? false };
+  if (values.only !== undefined && values.only !== 'memory') throw new Error(`--only must be memory (got ${values.only})`);
+  if (values.only !== undefined && values.readme) throw new Error('--only cannot be combined with --readme');
+  return { profile: { ...base, size, backends }, readme: values.readme ?? false, only: values.only };
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const { profile, readme } = profileFrom(argv);
+  const { profile, readme, only } = profileFrom(argv);
+  if (only === 'memory') {
+    await cleanupStale();
+    for (const mode of profile.backends) {
+      const m = await measureMemory(new Workload(profile.size), mode, profile.agentStartLimitMs);
+      const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
+      process.stdout.write(`${mode}: agent memory (RSS after first sync; ${m.services} Services, ${m.slices} slices): ${mb(m.rssBytes)} (peak ${mb(m.peakBytes)}); first full sync after ${(m.firstSyncMs / 1000).toFixed(2)} s\n`);
+    }
+    return;
+  }
   const command = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}` : `node dist/bench/run.js ${argv.join(' ')}`.trim();
   const result = await runBenchmark(profile, (line) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`));
   const text = formatResult(result, await describeMachine(), command);

@@ -50,7 +50,7 @@ export class KubeApiError extends Error {
   }
 }
 
-export interface ListOptions {
+export interface ListOptions<T = KubernetesObject> {
   labelSelector?: string;
   fieldSelector?: string;
   /** Items per page; the whole collection is fetched page by page. */
@@ -58,6 +58,8 @@ export interface ListOptions {
   /** Per-request inactivity timeout. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Applied to each item as its page arrives (e.g. a projection), so whole pages are not kept. */
+  map?: (item: T) => T;
 }
 
 /**
@@ -71,7 +73,7 @@ export interface ListOptions {
 export async function listAll<T extends KubernetesObject>(
   kc: KubeConfig,
   path: string,
-  opts: ListOptions = {},
+  opts: ListOptions<T> = {},
 ): Promise<KubernetesListObject<T>> {
   const items: T[] = [];
   let cont: string | undefined;
@@ -85,7 +87,9 @@ export async function listAll<T extends KubernetesObject>(
     if (!isListPage(page)) {
       throw new Error(`GET ${path}: response is not a list`);
     }
-    items.push(...(page.items as T[]));
+    const map = opts.map;
+    if (map) for (const item of page.items as T[]) items.push(map(item));
+    else items.push(...(page.items as T[]));
     // Every page is served from the snapshot of the first, at the same resourceVersion.
     resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
     cont = page.metadata?.continue || undefined;
@@ -109,7 +113,7 @@ function isListPage(body: unknown): body is ListPage {
   );
 }
 
-async function getJson(kc: KubeConfig, pathAndQuery: string, opts: ListOptions): Promise<unknown> {
+async function getJson<T>(kc: KubeConfig, pathAndQuery: string, opts: ListOptions<T>): Promise<unknown> {
   return requestJson(kc, 'GET', pathAndQuery, { timeoutMs: opts.timeoutMs, signal: opts.signal });
 }
 

@@ -4,8 +4,9 @@ import { Backoff, type BackoffOptions } from './backoff.js';
 import { KubeApiError, listAll } from './client.js';
 
 /**
- * Receives the informer's view of a collection. Objects arrive exactly as the
- * API server sent them (see listAll): nothing is validated here.
+ * Receives the informer's view of a collection. Objects arrive as the API
+ * server sent them (see listAll), reduced by the spec's trim if it has one:
+ * nothing is validated here.
  */
 export interface Handlers<T> {
   onUpsert(obj: T): void;
@@ -21,6 +22,12 @@ export interface ResourceSpec {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * Reduces each listed or watched object (ADDED, MODIFIED, DELETED) before
+   * client-node caches it and the handlers see it (see projection.ts). It must
+   * keep metadata.namespace, .name and .resourceVersion, and never throw.
+   */
+  trim?(obj: KubernetesObject): KubernetesObject;
 }
 
 export interface InformerOptions {
@@ -73,6 +80,7 @@ class ManagedWatch extends Watch {
     kc: KubeConfig,
     private readonly timeoutSeconds: () => number,
     private readonly onWatchStart: () => void,
+    private readonly trim: ((obj: never) => unknown) | undefined,
   ) {
     super(kc);
   }
@@ -83,7 +91,12 @@ class ManagedWatch extends Watch {
     let controller: AbortController | undefined;
     let finished = false;
     const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.timeoutSeconds() };
-    controller = await super.watch(path, params, callback, (err: unknown) => {
+    const trim = this.trim;
+    // ERROR and BOOKMARK objects are no cached objects: they pass as they are.
+    const deliver: WatchArgs[2] = trim
+      ? (phase, apiObj, watchObj) => callback(phase, isObjectEvent(phase, apiObj) ? trim(apiObj as never) : apiObj, watchObj)
+      : callback;
+    controller = await super.watch(path, params, deliver, (err: unknown) => {
       finished = true;
       if (controller) this.open.delete(controller);
       done(err);
@@ -98,6 +111,10 @@ class ManagedWatch extends Watch {
     for (const controller of this.open) controller.abort();
     this.open.clear();
   }
+}
+
+function isObjectEvent(phase: string, obj: unknown): boolean {
+  return (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') && typeof obj === 'object' && obj !== null && 'metadata' in obj;
 }
 
 /**
@@ -142,6 +159,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       () => Math.floor(watchTimeout * (1 + Math.random())),
       // ListWatch opens its first watch right after handing every listed object to the callbacks.
       () => this.markSynced(),
+      spec.trim,
     );
     const listFn = () =>
       listAll<T>(kc, spec.path, {
@@ -150,6 +168,7 @@ export class ResilientInformer<T extends KubernetesObject> {
         pageSize: opts.listPageSize,
         timeoutMs: opts.listTimeoutMs,
         signal: this.listAbort.signal,
+        map: spec.trim ? (obj: T) => spec.trim!(obj) as T : undefined,
       });
     this.listWatch = new ListWatch<T>(spec.path, this.watch, listFn, false, spec.labelSelector, spec.fieldSelector);
     this.listWatch.on('add', (obj) => this.deliver('upsert', obj));

@@ -1,6 +1,7 @@
 import type { KubeConfig, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { ResilientInformer, type Handlers, type InformerOptions, type ResourceSpec } from './informer.js';
+import { safely, trimEndpointSlice, trimService } from './projection.js';
 
 export { loadKubeConfig } from './client.js';
 export { ResilientInformer, type Handlers, type InformerOptions, type ResourceSpec } from './informer.js';
@@ -9,10 +10,11 @@ export { ResilientInformer, type Handlers, type InformerOptions, type ResourceSp
  * Another collection is one more ResilientInformer, e.g. for Nodes:
  *   new ResilientInformer<V1Node>(kc, { resource: 'nodes', path: '/api/v1/nodes' }, handlers, log, opts)
  */
-export const SERVICES: ResourceSpec = { resource: 'services', path: '/api/v1/services' };
+export const SERVICES: ResourceSpec = { resource: 'services', path: '/api/v1/services', trim: safely(trimService) };
 export const ENDPOINT_SLICES: ResourceSpec = {
   resource: 'endpointslices.discovery.k8s.io',
   path: '/apis/discovery.k8s.io/v1/endpointslices',
+  trim: safely(trimEndpointSlice),
 };
 
 export interface ClusterWatchHandlers {

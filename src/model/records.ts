@@ -77,6 +77,15 @@ export interface Converted<T> {
 
 const DEFAULT_AFFINITY_SECONDS = 10_800;
 
+/**
+ * A copy without spare capacity: an array grown by push from [] reserves 17
+ * slots (152 bytes) for its first element, and records are kept for every
+ * object of the cluster.
+ */
+export function exact<T>(items: T[]): T[] {
+  return items.slice();
+}
+
 function validPort(port: unknown): port is number {
   return typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
 }
@@ -123,7 +132,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     : null;
   return {
     record: {
-      namespace, name, clusterIP, headless, ports, affinitySeconds: affinity,
+      namespace, name, clusterIP, headless, ports: exact(ports), affinitySeconds: affinity,
       proxyName: svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME] ?? null,
       annotations: Object.fromEntries(Object.entries(svc.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(AGENT_ANNOTATION_PREFIX))),
     },
@@ -172,7 +181,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
       managedBy: slice.metadata?.labels?.[LABEL_MANAGED_BY] ?? '',
       provisionCluster: slice.metadata?.annotations?.[ANNOTATION_PROVISION_CLUSTER] ?? null,
       addressType: slice.addressType ?? '',
-      ports, endpoints,
+      ports: exact(ports), endpoints: exact(endpoints),
     },
     problems,
   };

@@ -2,6 +2,7 @@ import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { parseConfigText } from '../config/load.js';
 import { ConfigError, FIELDS, type Config } from '../config/schema.js';
 import { ResilientInformer } from '../kube/informer.js';
+import { safely, trimConfigMap } from '../kube/projection.js';
 import type { Logger } from '../log.js';
 
 /** The key of the ConfigMap holding the YAML config, same schema as --config. */
@@ -67,6 +68,7 @@ export class ConfigMapWatch {
       resource: 'configmaps',
       path: `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/configmaps`,
       fieldSelector: `metadata.name=${ref.name}`,
+      trim: safely(trimConfigMap),
     }, {
       onUpsert: (cm) => this.deliver(cm),
       onDelete: () => this.deliver(null),

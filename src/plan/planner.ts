@@ -1,5 +1,5 @@
 import type { Frontend, FrontendPort, ServiceGroup } from '../model/group.js';
-import { serviceRef, type Problem } from '../model/records.js';
+import { exact, serviceRef, type Problem } from '../model/records.js';
 import { resolvePolicy, type PolicyConfig, type PolicySettings } from '../policy/policy.js';
 import { selectByPolicy, type Decision, type HealthView } from '../policy/select.js';
 import { JUMPS, SET_CHAINS, skeletonFragment } from './layout.js';
@@ -53,11 +53,12 @@ export function planGroup(group: ServiceGroup, ctx: PlanContext): GroupPlan {
       const rules = servicePortRules(fe, port, selection.endpoints, ctx);
       chains.push(rules.chain);
       setRules.push(...rules.setRules);
-      portals.push({ clusterIP: fe.clusterIP, port: port.port, protocol: port.protocol, chain: rules.chain.name, endpoints: selection.endpoints.map((e) => `${e.ip}:${e.port}`) });
+      portals.push({ clusterIP: fe.clusterIP, port: port.port, protocol: port.protocol, chain: rules.chain.name, endpoints: selection.endpoints.map(endpointKey) });
       decisions.push(selection.decision);
     }
   }
-  return { fragment: { key: group.key, chains, setRules, portals }, settings, decision: combine(decisions), problems };
+  // Fragments are kept as applied for every group: without the spare capacity push leaves.
+  return { fragment: { key: group.key, chains: exact(chains), setRules: exact(setRules), portals: exact(portals) }, settings, decision: combine(decisions), problems };
 }
 
 /** One verdict for the group: ports that disagree make it `mixed`. */
@@ -80,3 +81,12 @@ export const EMPTY_PLAN: Plan = {
   fragments: new Map(),
   jumps: [],
 };
+
+/**
+ * `ip:port`. Built by join, which writes one flat string: a template literal
+ * would keep a two-part cons string, twice the memory, for every endpoint of
+ * every applied fragment.
+ */
+function endpointKey(e: { readonly ip: string; readonly port: number }): string {
+  return [e.ip, e.port].join(':');
+}

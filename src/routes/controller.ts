@@ -1,6 +1,7 @@
 import type { KubeConfig, V1Node } from '@kubernetes/client-node';
 import type { Config } from '../config/schema.js';
 import { ResilientInformer } from '../kube/informer.js';
+import { safely, trimNode } from '../kube/projection.js';
 import type { Logger } from '../log.js';
 import { SyncRunner } from '../sync/runner.js';
 import { NetlinkExecutor, type RouteExecutor } from './netlink-executor.js';
@@ -50,7 +51,7 @@ export class RouteController {
     const labelSelector = Object.entries(config.gateway.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',');
     this.informer = new ResilientInformer<V1Node>(
       opts.kubeConfig,
-      { resource: 'nodes', path: '/api/v1/nodes', labelSelector },
+      { resource: 'nodes', path: '/api/v1/nodes', labelSelector, trim: safely(trimNode) },
       { onUpsert: (n) => request(this.reconciler.upsertNode(n)), onDelete: (n) => request(this.reconciler.deleteNode(n)) },
       rlog,
     );

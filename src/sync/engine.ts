@@ -68,8 +68,13 @@ export class SyncEngine {
   private readonly decisions = new Map<string, Decision | null>();
   /** Decisions planned but not yet applied. */
   private readonly pendingDecisions = new Map<string, Decision | null>();
-  /** Candidate endpoints (`ip:port`) of each group by cluster: probe targets, and the groups a verdict touches. */
-  private readonly clusterIndex = new Map<string, Map<string, string[]>>();
+  /**
+   * Candidate endpoints of each group by cluster: probe targets, and the groups
+   * a verdict touches. Per group, cluster names alternate with that cluster's
+   * endpoints joined into one string (`ip:port,ip:port`, in model order,
+   * duplicates kept): one string per cluster instead of one per endpoint.
+   */
+  private readonly clusterIndex = new Map<string, string[]>();
   private dirty = new Set<string>();
   /** When the oldest change in `dirty` arrived. */
   private dirtySince: number | null = null;
@@ -184,18 +189,23 @@ export class SyncEngine {
         }
       }
     }
-    if (byCluster.size > 0) this.clusterIndex.set(key, byCluster);
+    if (byCluster.size > 0) {
+      const entry: string[] = [];
+      for (const [cluster, eps] of byCluster) entry.push(cluster, eps.join(ENDPOINT_SEPARATOR));
+      this.clusterIndex.set(key, entry);
+    }
     return planned.settings.mode === 'off' ? undefined : planned.fragment;
   }
 
   /** Endpoints to probe, per cluster, deduplicated across groups. */
   probeTargets(): Map<string, string[]> {
     const sets = new Map<string, Set<string>>();
-    for (const byCluster of this.clusterIndex.values()) {
-      for (const [cluster, eps] of byCluster) {
+    for (const entry of this.clusterIndex.values()) {
+      for (let i = 0; i < entry.length; i += 2) {
+        const cluster = entry[i]!;
         let set = sets.get(cluster);
         if (!set) sets.set(cluster, (set = new Set()));
-        for (const ep of eps) set.add(ep);
+        for (const ep of entry[i + 1]!.split(ENDPOINT_SEPARATOR)) set.add(ep);
       }
     }
     return new Map([...sets].map(([cluster, set]) => [cluster, [...set]]));
@@ -204,9 +214,13 @@ export class SyncEngine {
   /** A cluster (or local endpoint `ip:port`) changed verdict: every group using it is replanned. */
   healthChanged(kind: 'cluster' | 'endpoint', target: string): boolean {
     const keys: string[] = [];
-    for (const [key, byCluster] of this.clusterIndex) {
-      const hit = kind === 'cluster' ? byCluster.has(target) : [...byCluster.values()].some((eps) => eps.includes(target));
-      if (hit) keys.push(key);
+    for (const [key, entry] of this.clusterIndex) {
+      for (let i = 0; i < entry.length; i += 2) {
+        if (kind === 'cluster' ? entry[i] === target : listHas(entry[i + 1]!, target)) {
+          keys.push(key);
+          break;
+        }
+      }
     }
     return this.markDirty(keys);
   }
@@ -378,6 +392,19 @@ export class SyncEngine {
     const build = this.groupModel(key);
     return { build, plan: build.group ? planGroup(build.group, this.planCtx) : null, applied: this.applied.get(key) ?? null, config: this.config };
   }
+}
+
+/** Joins a cluster's endpoints in clusterIndex; `ip:port` never contains it. */
+const ENDPOINT_SEPARATOR = ',';
+
+/** Whether `target` is one of the items of a list joined with ENDPOINT_SEPARATOR. */
+function listHas(joined: string, target: string): boolean {
+  if (target === '') return false;
+  for (let at = joined.indexOf(target); at !== -1; at = joined.indexOf(target, at + 1)) {
+    const end = at + target.length;
+    if ((at === 0 || joined[at - 1] === ENDPOINT_SEPARATOR) && (end === joined.length || joined[end] === ENDPOINT_SEPARATOR)) return true;
+  }
+  return false;
 }
 
 function sameDecision(a: Decision | null, b: Decision): boolean {

@@ -127,7 +127,8 @@ test('objects with odd content reach the handlers as sent, unvalidated, from bot
   const server = await startServer(t);
   const odd = { ...SERVICE, metadata: { namespace: 'default', name: 'odd' }, spec: { ports: 'not-a-list', clusterIP: 42 }, surprise: { x: [1] } };
   server.create(odd);
-  const { informer, rec } = startInformer<V1Service>(t, server);
+  // Without a trim (SERVICES' keeps spec.ports and spec.clusterIP as sent, but not the rest).
+  const { informer, rec } = startInformer<V1Service>(t, server, FAST, silentLogger(), { resource: SERVICES.resource, path: SERVICES.path });
   await syncedAndWatching(informer, server);
   server.create({ ...odd, metadata: { namespace: 'default', name: 'odd2' } });
   await waitFor(() => rec.calls.length === 2, 'the watched odd object');
@@ -348,6 +349,40 @@ test('label and field selectors of the spec apply to both the list and the watch
     assert.equal(r.query.labelSelector, 'proxy=yes');
     assert.equal(r.query.fieldSelector, 'metadata.namespace=default');
   }
+});
+
+test("the spec's trim reduces listed and watched objects alike, keeping uid and resourceVersion", async (t) => {
+  const server = await startServer(t);
+  const full = (name: string, port: number): V1Service => {
+    const svc = service('default', name, port, { app: 'x' });
+    return {
+      ...svc,
+      metadata: { ...svc.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}', 'clusterset-proxy.io/policy': 'failover' }, managedFields: [{ manager: 'kubectl', operation: 'Update' }] },
+      spec: { ...svc.spec, clusterIP: '10.96.0.1', selector: { app: 'x' } },
+      status: { loadBalancer: {} },
+    };
+  };
+  server.create(full('listed', 80));
+  const { informer, rec } = startInformer<V1Service>(t, server);
+  await syncedAndWatching(informer, server);
+  server.create(full('watched', 81));
+  server.apply(full('watched', 82));
+  server.delete(SERVICE, 'default', 'watched');
+  await waitFor(() => rec.calls.length === 4, 'three watch events');
+  assert.deepEqual(rec.ops(), ['upsert default/listed', 'upsert default/watched', 'upsert default/watched', 'delete default/watched']);
+  for (const { obj, rv } of rec.calls) {
+    const svc = obj as V1Service;
+    assert.equal(svc.metadata?.managedFields, undefined);
+    assert.equal(svc.metadata?.labels, undefined);
+    assert.deepEqual(svc.metadata?.annotations, { 'clusterset-proxy.io/policy': 'failover' });
+    assert.equal(svc.status, undefined);
+    assert.equal(svc.spec?.selector, undefined);
+    assert.equal(svc.spec?.clusterIP, '10.96.0.1');
+    assert.match(svc.metadata?.uid ?? '', /./);
+    assert.match(rv, /^\d+$/);
+  }
+  assert.equal((rec.calls[2]!.obj as V1Service).spec?.ports?.[0]?.port, 82);
+  assert.equal(informer.resourceVersion, server.resourceVersion);
 });
 
 test('a throwing handler is logged and does not stop later deliveries', async (t) => {

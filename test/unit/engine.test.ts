@@ -182,3 +182,46 @@ test('on nft a cold start is split into restores of bounded chain count; on lega
     assert.equal((await fake.save('nat')).match(/^:MCS-SVC-/gm)!.length, 100);
   }
 });
+
+test('probe targets: every candidate endpoint per cluster, deduplicated in model order; verdicts mark exactly the groups using them', async () => {
+  const engine = engineOn(new FakeIptables('nft'));
+  addDerived(engine, 1, ['10.2.0.1', '10.2.0.2', '10.2.0.1']);
+  addDerived(engine, 2, ['10.2.0.2', '110.2.0.1']);
+  // The local Service of svc3 carries brazil's (local) endpoints.
+  engine.upsertService(service('default', 'derived-svc3', '10.96.0.3', [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }]));
+  engine.upsertService(service('default', 'svc3', '10.96.1.3', [{ name: 'http', port: 80 }]));
+  engine.upsertSlice(importedSlice('default', 'chile01', 'svc3-a', 'derived-svc3', [endpoint('10.2.0.3')], [{ name: 'http', port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }]));
+  engine.upsertSlice(slice('default', 'svc3-local', 'svc3', [endpoint('10.1.0.3')], { ports: [{ name: 'http', port: 80 }] }));
+  await engine.syncFull();
+  assert.deepEqual(engine.probeTargets(), new Map([
+    ['chile01', ['10.2.0.1:8080', '10.2.0.2:8080', '110.2.0.1:8080', '10.2.0.3:8080', '10.2.0.3:53']],
+    ['brazil', ['10.1.0.3:80']],
+  ]));
+  const dirtyAfter = (kind: 'cluster' | 'endpoint', target: string): boolean => {
+    const changed = engine.healthChanged(kind, target);
+    return changed;
+  };
+  assert.equal(dirtyAfter('endpoint', '10.2.0.1:80'), false, 'a prefix of an endpoint is not that endpoint');
+  assert.equal(dirtyAfter('endpoint', '0.2.0.1:8080'), false, 'nor is a suffix');
+  assert.equal(dirtyAfter('cluster', 'chile'), false);
+  assert.equal(dirtyAfter('endpoint', ''), false);
+  assert.equal(engine.hasPendingChanges, false);
+  assert.equal(dirtyAfter('endpoint', '110.2.0.1:8080'), true);
+  assert.equal(dirtyAfter('endpoint', '10.1.0.3:80'), true);
+  assert.equal(dirtyAfter('cluster', 'brazil'), true);
+  // Which groups: partial syncs replan only those.
+  const marked = (kind: 'cluster' | 'endpoint', target: string): string[] => {
+    const e = engine as unknown as { dirty: Set<string> };
+    e.dirty.clear();
+    engine.healthChanged(kind, target);
+    return [...e.dirty].sort();
+  };
+  assert.deepEqual(marked('endpoint', '10.2.0.2:8080'), ['default/svc1', 'default/svc2']);
+  assert.deepEqual(marked('endpoint', '10.2.0.3:53'), ['default/svc3']);
+  assert.deepEqual(marked('cluster', 'chile01'), ['default/svc1', 'default/svc2', 'default/svc3']);
+  assert.deepEqual(marked('cluster', 'brazil'), ['default/svc3']);
+  // A group that goes away leaves the targets.
+  engine.deleteService(service('default', 'derived-svc2', '10.96.0.2', []));
+  await engine.syncPartial();
+  assert.deepEqual(engine.probeTargets().get('chile01'), ['10.2.0.1:8080', '10.2.0.2:8080', '10.2.0.3:8080', '10.2.0.3:53']);
+});

@@ -281,6 +281,11 @@ export class SyncEngine {
     try {
       const stats = await this.apply(units);
       await this.commit(next, false);
+      if (this.opts.log.isLevelEnabled('debug')) {
+        for (const u of units) {
+          for (const chain of [...u.ops.nat.declare, ...u.ops.filter.declare]) this.opts.log.debug({ service: u.key, chain }, 'chain rewritten');
+        }
+      }
       return this.finish(false, started, taken.since, stats, null);
     } catch (err) {
       // The kernel's state is now uncertain: the retry is a full sync.

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { PassThrough } from 'node:stream';
 import { serviceChainName } from '../../src/plan/names.js';
 import { SyncEngine, type SyncResult } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
@@ -224,4 +225,19 @@ test('probe targets: every candidate endpoint per cluster, deduplicated in model
   engine.deleteService(service('default', 'derived-svc2', '10.96.0.2', []));
   await engine.syncPartial();
   assert.deepEqual(engine.probeTargets().get('chile01'), ['10.2.0.1:8080', '10.2.0.2:8080', '10.2.0.3:8080', '10.2.0.3:53']);
+});
+
+test('at debug level each chain a partial sync rewrites is logged with its service and chain', async () => {
+  const out = new PassThrough();
+  const lines: string[] = [];
+  out.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+  const fake = seededFake();
+  const engine = new SyncEngine({ config, backend: fake, log: createLogger('debug', out) });
+  addDerived(engine, 1, ['10.2.0.1']);
+  await engine.syncFull();
+  addDerived(engine, 1, ['10.2.0.2']);
+  await engine.syncPartial();
+  await new Promise((r) => setImmediate(r));
+  const rewritten = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'chain rewritten');
+  assert.deepEqual(rewritten.map((l) => [l.service, l.chain]), [['default/svc1', serviceChainName('default', 'derived-svc1', 'http', 'TCP')]]);
 });

@@ -1,6 +1,6 @@
 import { parseDuration, formatDuration } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
-import { parseIPv4Cidr } from '../model/ipv4.js';
+import { parseIPv4Cidr } from '../network/ipv4.js';
 import { parseMode, PolicySyntaxError, POLICY_MODES, type PolicyConfig, type PolicyEntry } from '../policy/policy.js';
 import type { ProbeSettings } from '../health/prober.js';
 

@@ -1,4 +1,4 @@
-import { withheldRange, type ClusterRange } from '../routes/overlap.js';
+import { withheldRange, type ClusterRange } from '../network/overlap.js';
 import { ClusterResolver } from './clusters.js';
 import type { ModelStore } from './store.js';
 import {

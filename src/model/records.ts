@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { parseIPv4 } from './ipv4.js';
+import { parseIPv4 } from '../network/ipv4.js';
 
 // API objects are reduced on arrival to the few fields the data plane needs,
 // validated once. This keeps memory small at 10k services and keeps every

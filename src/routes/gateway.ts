@@ -1,6 +1,6 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { GatewayConfig } from '../config/schema.js';
-import { parseIPv4 } from '../model/ipv4.js';
+import { parseIPv4 } from '../network/ipv4.js';
 
 /** Set to "true" on a candidate Node to make it the active gateway (after `gateway.node`). */
 export const PIN_ANNOTATION = 'clusterset-proxy.io/gateway-pin';

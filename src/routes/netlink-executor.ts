@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRtNetlink, FlagsNew, type RtNetlinkSocket, type rt } from 'netlink';
-import { formatIPv4, ipv4Bytes, mustParseCidr, mustParseIPv4 } from './cidr.js';
+import { formatIPv4, ipv4Bytes, mustParseCidr, mustParseIPv4 } from '../network/cidr.js';
 import type { ObservedLink, ObservedRoute, ObservedState, RouteOp } from './diff.js';
 import type { Ownership, PlannedRoute, VxlanLink } from './plan.js';
 

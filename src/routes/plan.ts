@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Config, RouteMode } from '../config/schema.js';
 import { chooseGateway, type GatewayChoice, type NodeRecord } from './gateway.js';
-import { analyseNetworks, type Networks } from './overlap.js';
+import { analyseNetworks, type Networks } from '../network/overlap.js';
 
 /** The agent's VXLAN interface: the same name on every node, gateway or not. */
 export const VXLAN_LINK = 'mcs-vx0';

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { diffRoutes } from './diff.js';
 import { nodeRecord, sameRecord, type NodeRecord } from './gateway.js';
 import type { RouteExecutor } from './netlink-executor.js';
-import type { Overlap } from './overlap.js';
+import type { Overlap } from '../network/overlap.js';
 import { EMPTY_ROUTE_PLAN, ownership, planRoutes, type Ownership, type PlanResult, type RouteRole } from './plan.js';
 
 /** What the route half of the agent is doing, for metrics, Events and /explain. */

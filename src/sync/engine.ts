@@ -13,7 +13,7 @@ import { diffFragment, diffPlans } from '../plan/diff.js';
 import { assemblePlan, EMPTY_PLAN, planGroup, type PlanContext } from '../plan/planner.js';
 import { TABLES, type Fragment, type Plan, type Table, type UnitChange } from '../plan/types.js';
 import { ProblemLog } from './problem-log.js';
-import { analyseNetworks } from '../routes/overlap.js';
+import { analyseNetworks } from '../network/overlap.js';
 import { staleUdpFlows, type StaleUdpFlow } from '../conntrack/stale-flows.js';
 import { ALL_HEALTHY, type Decision, type HealthView } from '../policy/select.js';
 

@@ -8,6 +8,7 @@ import { RestoreError } from '../../src/iptables/backend.js';
 import { createIptablesBackend, ExecIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { parseSave } from '../../src/iptables/save-format.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { largeNatPayload } from '../support/large-payload.js';
 import { cleanupStale, netnsExec, Topology } from '../support/netns.js';
 
 /** kubelet's canary and a kube-proxy service with the given number of endpoints. */
@@ -131,16 +132,7 @@ describe('ExecIptablesBackend in a namespace', () => {
     test(`iptables-${mode}: a 2 MB payload of 20k rules applies through one restore and saves back intact`, async () => {
       const netns = await freshNamespace();
       const backend = writer(mode, netns);
-      const lines = ['*nat'];
-      for (let i = 0; i < 5000; i++) lines.push(`:MCS-SVC-${i} - [0:0]`);
-      for (let i = 0; i < 5000; i++) {
-        lines.push(`-A OUTPUT -d 10.96.${i >> 8}.${i & 255}/32 -p tcp -m tcp --dport 80 -j MCS-SVC-${i}`);
-        for (let e = 0; e < 3; e++) {
-          lines.push(`-A MCS-SVC-${i} -p tcp -m comment --comment "ns/svc-${i}:http -> 10.1.${e}.${i & 255}:80" -j DNAT --to-destination 10.1.${e}.${i & 255}:80`);
-        }
-      }
-      lines.push('COMMIT', '');
-      const payload = lines.join('\n');
+      const payload = largeNatPayload();
       assert.ok(payload.length > 2e6);
 
       await backend.restore(payload);

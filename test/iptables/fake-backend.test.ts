@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { RestoreError } from '../../src/iptables/backend.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
+import { largeNatPayload } from '../support/large-payload.js';
 
 describe('FakeIptables', () => {
   test('starts with every table holding only its built-in chains with ACCEPT policies', async () => {
@@ -75,17 +76,9 @@ describe('FakeIptables', () => {
 
   test('a 20k-rule payload applies in well under a second', async () => {
     const fake = new FakeIptables();
-    const lines = ['*nat'];
-    for (let i = 0; i < 5000; i++) lines.push(`:MCS-SVC-${i} - [0:0]`);
-    for (let i = 0; i < 5000; i++) {
-      lines.push(`-A OUTPUT -d 10.96.${i >> 8}.${i & 255}/32 -p tcp -m tcp --dport 80 -j MCS-SVC-${i}`);
-      for (let e = 0; e < 3; e++) {
-        lines.push(`-A MCS-SVC-${i} -p tcp -m comment --comment "ns/svc-${i}:http -> 10.1.${e}.${i & 255}:80" -j DNAT --to-destination 10.1.${e}.${i & 255}:80`);
-      }
-    }
-    lines.push('COMMIT', '');
+    const payload = largeNatPayload();
     const started = performance.now();
-    await fake.restore(lines.join('\n'));
+    await fake.restore(payload);
     const elapsed = performance.now() - started;
     assert.equal((await fake.save('nat')).split('\n').length, 4 + 5000 + 20000 + 3);
     assert.ok(elapsed < 1500, `took ${Math.round(elapsed)} ms`);

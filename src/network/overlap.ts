@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import { parseIPv4, type IPv4Cidr } from '../model/ipv4.js';
+import { parseIPv4, type IPv4Cidr } from './ipv4.js';
 import { cidrContains, cidrsOverlap, mustParseCidr } from './cidr.js';
 
 export type RangeKind = 'pod' | 'service' | 'node';

@@ -1,4 +1,4 @@
-import { parseIPv4, parseIPv4Cidr, type IPv4Cidr } from '../model/ipv4.js';
+import { parseIPv4, parseIPv4Cidr, type IPv4Cidr } from './ipv4.js';
 
 /** The first `bits` bits of an address, as a number (2 ** 32 fits a double exactly). */
 function prefixOf(address: number, bits: number): number {

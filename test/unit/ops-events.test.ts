@@ -82,9 +82,8 @@ test('record never blocks the caller, even when the API hangs; failures are swal
   const hanging = new Promise<void>((resolve) => (release = resolve));
   const sink: EventSink = { create: () => hanging, update: () => hanging, uidOf: async () => { throw new Error('down'); } };
   const r = recorder(sink);
-  const started = performance.now();
-  for (let i = 0; i < 100; i++) r.record(SVC, 'Normal', 'Test', `m${i}`);
-  assert.ok(performance.now() - started < 50);
+  // record is synchronous and returns nothing to wait for, while every API call hangs.
+  for (let i = 0; i < 100; i++) assert.equal(r.record(SVC, 'Normal', 'Test', `m${i}`), undefined);
   release();
   await r.flush();
   const failing = recorder({ create: async () => { throw new Error('403 forbidden'); }, update: async () => {}, uidOf: async () => undefined });

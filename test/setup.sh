@@ -11,7 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack sysctl:procps; do
+# user-mode-linux boots a 6.1 kernel with ip_vs for the IPVS tests (this machine's
+# kernel has no IP_VS); its modules load with kmod's modprobe; ipvsadm reads IPVS back.
+for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack sysctl:procps \
+  linux.uml:user-mode-linux modprobe:kmod ipvsadm:ipvsadm; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

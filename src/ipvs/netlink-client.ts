@@ -16,24 +16,41 @@ const GET_FAMILY = 3;
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
-/** Counts slots; waiters are served in arrival order. */
-class Slots {
-  private free: number;
-  private readonly waiting: Array<() => void> = [];
+/**
+ * Admits requests in arrival order: up to `size` at once, except that a dump
+ * runs alone. The package groups a multipart reply by "the parts since the
+ * last DONE", so any other reply arriving between a dump's parts (which come
+ * as the socket is read) would cut it short.
+ */
+class Admission {
+  private active = 0;
+  private dumping = false;
+  private readonly waiting: Array<{ dump: boolean; start: () => void }> = [];
 
-  constructor(size: number) {
-    this.free = size;
-  }
+  constructor(private readonly size: number) {}
 
-  async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+  async run<T>(dump: boolean, work: () => Promise<T>): Promise<T> {
+    await new Promise<void>((start) => {
+      this.waiting.push({ dump, start });
+      this.admit();
+    });
     try {
       return await work();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
+      this.active--;
+      this.dumping = false;
+      this.admit();
+    }
+  }
+
+  private admit(): void {
+    for (let next = this.waiting[0]; next; next = this.waiting[0]) {
+      const fits = next.dump ? this.active === 0 : !this.dumping && this.active < this.size;
+      if (!fits) return;
+      this.waiting.shift();
+      this.active++;
+      this.dumping = next.dump;
+      next.start();
     }
   }
 }
@@ -44,13 +61,13 @@ export interface NetlinkIpvsOptions {
 
 export class NetlinkIpvs implements IpvsClient {
   private readonly genl: GenericNetlinkSocket = createGenericNetlink();
-  private readonly slots: Slots;
+  private readonly admission: Admission;
   private family: Promise<number> | null = null;
   /** Messages sent, for callers that count the cost of a change. */
   requests = 0;
 
   constructor(options: NetlinkIpvsOptions = {}) {
-    this.slots = new Slots(options.maxInFlight ?? MAX_IN_FLIGHT);
+    this.admission = new Admission(options.maxInFlight ?? MAX_IN_FLIGHT);
   }
 
   async services(): Promise<ServiceSpec[]> {
@@ -113,7 +130,7 @@ export class NetlinkIpvs implements IpvsClient {
 
   /** Sends one request and returns the payloads (after the genl header) of its replies. */
   private request(cmd: Cmd, payload: Uint8Array[], what: string, flags = 0): Promise<Buffer[]> {
-    return this.slots.run(async () => {
+    return this.admission.run(flags === FlagsGet.DUMP, async () => {
       const family = await this.familyId();
       this.requests++;
       const header = formatGenlHeader({ cmd, version: IPVS_GENL_VERSION });

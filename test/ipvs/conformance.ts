@@ -143,6 +143,19 @@ export const SCENARIOS: ReadonlyArray<readonly [string, Scenario]> = [
     assert.equal(got.length, count);
     assert.equal(got.reduce((sum, d) => sum + d.weight, 0), Array.from({ length: count }, (_, i) => 1 + (i % 7)).reduce((a, b) => a + b, 0));
   }],
+  ['read-backs issued amid concurrent changes each see a whole table', async (c) => {
+    const marks = Array.from({ length: 20 }, (_, i): ServiceKey => ({ kind: 'fwmark', family: 4, fwmark: 0x100 + i }));
+    for (const key of marks) await c.addService(service(key));
+    await Promise.all(marks.map((key) => c.addDest(key, dest('10.3.0.1', 0))));
+    // Each service's list is read while the others gain a second real server.
+    const [lists] = await Promise.all([
+      Promise.all(marks.map((key) => c.dests(key))),
+      Promise.all(marks.map((key) => c.addDest(key, dest('10.3.0.2', 0)))),
+      c.services().then((all) => assert.equal(all.length, marks.length)),
+    ]);
+    for (const list of lists) assert.ok(list.length === 1 || list.length === 2, `a list of ${list.length}`);
+    for (const key of marks) assert.equal((await c.dests(key)).length, 2);
+  }],
 ];
 
 /** Registers every scenario, each on an emptied table. */

@@ -18,10 +18,10 @@ export function tapSummary(tap: string): TapSummary | null {
   return pass && fail ? { pass: Number(pass[1]), fail: Number(fail[1]) } : null;
 }
 
+export function nodeTestArgv(files: readonly string[]): string[] {
+  return files.length === 0 ? [] : [process.execPath, '--test', '--test-concurrency=1', '--test-reporter=tap', ...files];
+}
+
 export function runNodeTestsInUml(files: readonly string[], opts: Omit<UmlOptions, 'argv'> = {}): Promise<UmlResult> {
-  return runInUml({
-    modules: IPVS_MODULES,
-    ...opts,
-    argv: [process.execPath, '--test', '--test-concurrency=1', '--test-reporter=tap', ...files],
-  });
+  return runInUml({ modules: IPVS_MODULES, ...opts, argv: nodeTestArgv(files) });
 }

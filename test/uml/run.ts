@@ -1,14 +1,20 @@
-// `npm run test:uml -- <compiled test files...>`: runs them inside the UML
-// kernel, streams their TAP output and exits with their status.
+// `npm run test:uml -- <compiled test files...>` runs them with `node --test`
+// inside the UML kernel; `npm run test:uml -- --exec <command...>` runs any
+// command there (with the IPVS modules loaded). Output streams back; the exit
+// status is the guest command's.
 
-import { runNodeTestsInUml } from './node-tests.js';
+import { runInUml } from './harness.js';
+import { IPVS_MODULES, nodeTestArgv } from './node-tests.js';
 
-const files = process.argv.slice(2);
-if (files.length === 0) {
-  process.stderr.write('usage: run.js <compiled test file>...\n');
+const args = process.argv.slice(2);
+const argv = args[0] === '--exec' ? args.slice(1) : nodeTestArgv(args);
+if (args.length === 0 || argv.length === 0) {
+  process.stderr.write('usage: run.js <compiled test file>... | run.js --exec <command>...\n');
   process.exit(2);
 }
-const result = await runNodeTestsInUml(files, {
+const result = await runInUml({
+  argv,
+  modules: IPVS_MODULES,
   onStdout: (chunk) => process.stdout.write(chunk),
   onStderr: (chunk) => process.stderr.write(chunk),
 });

@@ -44,3 +44,15 @@ test('a kernel that does not boot in time fails the run and is killed', async ()
   await assert.rejects(runInUml({ argv: ['true'], bootTimeoutMs: 1 }), /did not boot within 1 ms/);
   assert.deepEqual(await leftovers(), []);
 });
+
+test('a command that outruns its bound fails the run and the kernel is killed', async () => {
+  await assert.rejects(runInUml({ argv: ['sleep', '600'], runTimeoutMs: 3000 }), /command did not finish within 3000 ms/);
+  assert.deepEqual(await leftovers(), []);
+});
+
+test('two runs at once each get their own guest', async () => {
+  const runs = await Promise.all(['first', 'second'].map((word) =>
+    runInUml({ argv: ['sh', '-c', 'echo "$WORD"; ip netns add probe && ip netns list'], env: { WORD: word } })));
+  assert.deepEqual(runs.map((r) => [r.code, r.stdout]), [[0, 'first\nprobe\n'], [0, 'second\nprobe\n']]);
+  assert.deepEqual(await leftovers(), []);
+});

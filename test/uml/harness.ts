@@ -62,6 +62,9 @@ export function umlKernelRelease(): string {
   return releases[0]!;
 }
 
+const runTimeout = (opts: UmlOptions) => opts.runTimeoutMs ?? 600_000;
+const bootTimeout = (opts: UmlOptions) => opts.bootTimeoutMs ?? 60_000;
+
 const quote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /**
@@ -80,6 +83,8 @@ function initScript(run: string, opts: UmlOptions): string {
     // The run directory lives under the host's /tmp: mount it before the guest's own /tmp hides it.
     `mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run && mkdir /run/uml && mount -t hostfs -o ${run} hostfs /run/uml && mount -t tmpfs tmpfs /tmp || broken mounts`,
     'echo uml-booted',
+    // Should the harness die without killing the kernel (SIGKILL), the guest still powers itself off.
+    `(sleep ${Math.ceil(runTimeout(opts) / 1000) + 5}; echo uml-init-failed watchdog; power_off) &`,
     // Like any booted system the guest has its loopback up (and with it the local routing table IPVS consults).
     'ip link set lo up || broken loopback',
     // The kernel's own module requests (e.g. for iptables matches) go through the same module tree.
@@ -133,7 +138,14 @@ function boot(run: string, opts: UmlOptions): Promise<UmlResult> {
   const killGroup = () => {
     try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
   };
+  // A signal that ends this process ends the kernel first, then takes its course.
+  const onSignal = (signal: NodeJS.Signals) => {
+    killGroup();
+    process.kill(process.pid, signal);
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   process.on('exit', killGroup);
+  for (const signal of signals) process.once(signal, onSignal);
 
   let log = '';
   const stdout: Buffer[] = [];
@@ -148,14 +160,14 @@ function boot(run: string, opts: UmlOptions): Promise<UmlResult> {
       failure ??= new Error(`${message}\n--- UML console (last 2000 bytes) ---\n${log.slice(-2000)}`);
       killGroup();
     };
-    let timer = setTimeout(() => fail(`UML kernel did not boot within ${opts.bootTimeoutMs ?? 60_000} ms`), opts.bootTimeoutMs ?? 60_000);
+    let timer = setTimeout(() => fail(`UML kernel did not boot within ${bootTimeout(opts)} ms`), bootTimeout(opts));
 
     child.stdout!.on('data', (chunk: Buffer) => {
       log += chunk.toString('utf8').replaceAll('\r\n', '\n');
       if (bootMs === null && log.includes('uml-booted\n')) {
         bootMs = Date.now() - started;
         clearTimeout(timer);
-        timer = setTimeout(() => fail(`command did not finish within ${opts.runTimeoutMs ?? 600_000} ms`), opts.runTimeoutMs ?? 600_000);
+        timer = setTimeout(() => fail(`command did not finish within ${runTimeout(opts)} ms`), runTimeout(opts));
       }
       if (modulesMs === 0 && bootMs !== null && log.includes('uml-modules-loaded\n')) modulesMs = Date.now() - started - bootMs;
       const exit = /uml-exit (\d+)\n/.exec(log);
@@ -174,6 +186,7 @@ function boot(run: string, opts: UmlOptions): Promise<UmlResult> {
       clearTimeout(timer);
       killGroup();
       process.off('exit', killGroup);
+      for (const signal of signals) process.off(signal, onSignal);
       if (failure) return reject(failure);
       const broken = /uml-init-failed (\w+)\n/.exec(log);
       if (broken) return reject(new Error(`UML guest init failed at step "${broken[1]}"\n--- UML console ---\n${log.slice(-2000)}`));

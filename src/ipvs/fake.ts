@@ -74,6 +74,7 @@ export class FakeIpvs implements IpvsClient {
     checkDest(dest, what);
     const id = destId(service, dest);
     if (entry.dests.has(id)) throw new IpvsError('EEXIST', what);
+    if (!unicast(service.family, dest.address)) throw new IpvsError('EINVAL', what);
     entry.dests.set(id, { ...dest, address: canonical(service.family, dest.address) });
   }
 
@@ -117,6 +118,13 @@ export class FakeIpvs implements IpvsClient {
 
 function destId(service: ServiceKey, dest: DestKey): string {
   return `${canonical(service.family, dest.address)}/${dest.port}`;
+}
+
+/** What the kernel accepts as a new real server: not a zero, multicast or broadcast address. */
+function unicast(family: 4 | 6, address: string): boolean {
+  const bytes = inetAddrBytes(family, address);
+  if (family === 6) return bytes[0] !== 0xff && !bytes.equals(Buffer.alloc(16));
+  return bytes[0] !== 0 && (bytes[0]! < 224 || bytes[0]! > 239) && address !== '255.255.255.255';
 }
 
 function checkDest(dest: DestSpec, what: string): void {

@@ -120,6 +120,14 @@ export const SCENARIOS: ReadonlyArray<readonly [string, Scenario]> = [
     await c.addDest(tcp80, dest('10.1.0.1', 80, 1, { lowerThreshold: 5, upperThreshold: 10 }));
     assert.deepEqual((await c.dests(tcp80)).map((d) => [d.lowerThreshold, d.upperThreshold]), [[5, 10]]);
   }],
+  ['a zero, multicast or broadcast real server is EINVAL', async (c) => {
+    await c.addService(service(tcp80));
+    await c.addService(service(v6));
+    for (const address of ['0.0.0.0', '224.0.0.1', '255.255.255.255']) await refused(c.addDest(tcp80, dest(address, 80)), 'EINVAL');
+    for (const address of ['::', 'ff02::1']) await refused(c.addDest(v6, dest(address, 80)), 'EINVAL');
+    await c.addDest(tcp80, dest('192.0.2.1', 80));
+    assert.deepEqual(await weights(c, tcp80), { '192.0.2.1:80': 1 });
+  }],
   ['deleting a service deletes its real servers', async (c) => {
     await c.addService(service(tcp80));
     await c.addDest(tcp80, dest('10.1.0.1', 80));

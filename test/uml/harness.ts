@@ -2,8 +2,9 @@
 // ip_vs modules this machine's kernel lacks, booted as an ordinary process.
 //
 // The guest's root is the host's file system through hostfs, mounted
-// read-only; the guest gets its own /proc, /sys, /run and /tmp, and one
-// writable hostfs mount of this run's temporary directory. It has no network
+// read-only; the guest gets its own /proc, /sys, /dev and /run (with TMPDIR
+// and HOME in /run/tmp), and one writable hostfs mount of this run's
+// temporary directory. It has no network
 // device at all (only its loopback and the namespaces tests create inside it),
 // so nothing it does reaches the host's network. Each run has its own
 // temporary directory and UML umid, so runs can overlap. The kernel is killed
@@ -35,7 +36,7 @@ export interface UmlOptions {
   readonly bootTimeoutMs?: number;
   /** From the guest's init running to the command's exit. */
   readonly runTimeoutMs?: number;
-  /** Extra environment for the command (the guest otherwise gets PATH and HOME only). */
+  /** Extra environment for the command (the guest otherwise gets PATH, HOME and TMPDIR only). */
   readonly env?: Readonly<Record<string, string>>;
   readonly onStdout?: (chunk: Buffer) => void;
   readonly onStderr?: (chunk: Buffer) => void;
@@ -77,11 +78,11 @@ function initScript(run: string, opts: UmlOptions): string {
   const modules = opts.modules ?? [];
   return [
     '#!/bin/sh',
-    'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp',
+    // Writable scratch space lives in the guest's /run: a tmpfs over /tmp would hide a checkout that lives there.
+    'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/run/tmp TMPDIR=/run/tmp',
     'power_off() { echo o > /proc/sysrq-trigger; sleep 3600; }',
     'broken() { echo "uml-init-failed $1"; power_off; }',
-    // The run directory lives under the host's /tmp: mount it before the guest's own /tmp hides it.
-    `mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run && mkdir /run/uml && mount -t hostfs -o ${run} hostfs /run/uml && mount -t tmpfs tmpfs /tmp || broken mounts`,
+    `mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 1777 /run/tmp && mkdir /run/uml && mount -t hostfs -o ${quote(run)} hostfs /run/uml || broken mounts`,
     'echo uml-booted',
     // Should the harness die without killing the kernel (SIGKILL), the guest still powers itself off.
     `(sleep ${Math.ceil(runTimeout(opts) / 1000) + 5}; echo uml-init-failed watchdog; power_off) &`,

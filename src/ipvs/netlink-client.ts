@@ -5,6 +5,7 @@
 
 import { constants } from 'node:os';
 import { createGenericNetlink, FlagsGet, formatGenlHeader, MessageType, parseError, parseGenlHeader, type GenericNetlinkSocket, type NetlinkMessage } from 'netlink';
+import { Admission } from './admission.js';
 import { Cmd, destPayload, IPVS_GENL_NAME, IPVS_GENL_VERSION, parseDest, parseService, servicePayload } from './codec.js';
 import { IpvsError, requestText, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
 
@@ -15,45 +16,6 @@ const TIMEOUT_MS = 5000;
 const GET_FAMILY = 3;
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
-/**
- * Admits requests in arrival order: up to `size` at once, except that a dump
- * runs alone. The package groups a multipart reply by "the parts since the
- * last DONE", so any other reply arriving between a dump's parts (which come
- * as the socket is read) would cut it short.
- */
-class Admission {
-  private active = 0;
-  private dumping = false;
-  private readonly waiting: Array<{ dump: boolean; start: () => void }> = [];
-
-  constructor(private readonly size: number) {}
-
-  async run<T>(dump: boolean, work: () => Promise<T>): Promise<T> {
-    await new Promise<void>((start) => {
-      this.waiting.push({ dump, start });
-      this.admit();
-    });
-    try {
-      return await work();
-    } finally {
-      this.active--;
-      this.dumping = false;
-      this.admit();
-    }
-  }
-
-  private admit(): void {
-    for (let next = this.waiting[0]; next; next = this.waiting[0]) {
-      const fits = next.dump ? this.active === 0 : !this.dumping && this.active < this.size;
-      if (!fits) return;
-      this.waiting.shift();
-      this.active++;
-      this.dumping = next.dump;
-      next.start();
-    }
-  }
-}
 
 export interface NetlinkIpvsOptions {
   readonly maxInFlight?: number;

@@ -80,6 +80,14 @@ function be16(n: number): Buffer {
   return b;
 }
 
+/** An IPv4 netmask travels as the kernel's __be32 mask, an IPv6 one as a host-order prefix length. */
+function netmaskBytes(family: IpvsFamily, netmask: number): Buffer {
+  if (family === 6) return u32(netmask);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(netmask >>> 0);
+  return b;
+}
+
 function serviceKeyAttrs(out: AttrStream, key: ServiceKey): void {
   out.push(Svc.AF, u16(af(key.family)));
   if (key.kind === 'fwmark') {
@@ -100,7 +108,7 @@ function serviceAttr(out: AttrStream, service: ServiceKey | ServiceSpec): void {
       // struct ip_vs_flags { flags; mask }: the mask says which bits this request sets.
       svc.push(Svc.FLAGS, Buffer.concat([u32(service.flags), u32(0xffffffff)]));
       svc.push(Svc.TIMEOUT, u32(service.timeout));
-      svc.push(Svc.NETMASK, u32(service.netmask));
+      svc.push(Svc.NETMASK, netmaskBytes(service.key.family, service.netmask));
     } else {
       serviceKeyAttrs(svc, service);
     }
@@ -188,7 +196,7 @@ export function parseService(payload: Buffer): ServiceSpec {
     scheduler: need(svc, Svc.SCHED_NAME, 'a scheduler').toString('latin1').replace(/\0.*$/s, ''),
     flags: need(svc, Svc.FLAGS, 'flags').readUInt32LE(0) & ~IP_VS_SVC_F_HASHED,
     timeout: need(svc, Svc.TIMEOUT, 'a timeout').readUInt32LE(0),
-    netmask: need(svc, Svc.NETMASK, 'a netmask').readUInt32LE(0),
+    netmask: family === 6 ? need(svc, Svc.NETMASK, 'a netmask').readUInt32LE(0) : need(svc, Svc.NETMASK, 'a netmask').readUInt32BE(0),
   };
 }
 

@@ -18,7 +18,7 @@ export interface ServiceSpec {
   readonly flags: number;
   /** Persistence timeout in seconds (used with the persistent flag). */
   readonly timeout: number;
-  /** Persistence netmask: a 32-bit mask for IPv4, a prefix length for IPv6. */
+  /** Persistence netmask: a 32-bit mask for IPv4 (0xffffff00 is /24), a prefix length for IPv6. */
   readonly netmask: number;
 }
 

@@ -28,6 +28,13 @@ test('a full address service encodes family, protocol, address, port (network or
   assert.equal(hex(payload), bytes(TCP80_FULL).toString('hex'));
 });
 
+test('an IPv4 persistence netmask travels in network order, an IPv6 one as a prefix length', () => {
+  const v4 = hex(servicePayload({ key: tcp80, scheduler: 'wrr', flags: 1, timeout: 300, netmask: 0xffffff00 }));
+  assert.ok(v4.endsWith('08000900ffffff00'), v4);
+  const v6 = hex(servicePayload({ key: { kind: 'fwmark', family: 6, fwmark: 1 }, scheduler: 'wrr', flags: 1, timeout: 300, netmask: 64 }));
+  assert.ok(v6.endsWith('0800090040000000'), v6);
+});
+
 test('a fwmark service is named by family and mark alone', () => {
   assert.equal(hex(servicePayload({ kind: 'fwmark', family: 4, fwmark: 0x4000 })), bytes('1400 0100  0600 0100 0200 0000  0800 0500 00400000').toString('hex'));
 });
@@ -57,11 +64,11 @@ test('a dumped service drops the kernel-internal hashed flag and ignores attribu
       0800 0600 72720000
       0c00 0700 03000000 ffffffff
       0800 0800 3c000000
-      0800 0900 ffffffff
+      0800 0900 ffffff00
       0800 0a00 00000000`);
   assert.deepEqual(parseService(reply), {
     key: { kind: 'address', family: 4, protocol: 'udp', address: '10.96.0.10', port: 53 },
-    scheduler: 'rr', flags: 1, timeout: 60, netmask: 0xffffffff,
+    scheduler: 'rr', flags: 1, timeout: 60, netmask: 0xffffff00,
   });
 });
 

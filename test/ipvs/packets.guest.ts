@@ -26,21 +26,29 @@ const servers: HttpServer[] = [];
 const ipvs = new NetlinkIpvs();
 let client = '';
 
-/** A veth pair from the guest's root namespace (the node) to ns, addressed, up, with ns routing back through the node. */
-async function linkToNode(ns: string, ifname: string, node: string, peer: string): Promise<void> {
+/** A veth pair from the guest's root namespace (the node) to ns, addressed, up, and unless told otherwise with ns routing back through the node. */
+async function linkToNode(ns: string, ifname: string, node: string, peer: string, routeBack = true): Promise<void> {
   await execa('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
   await execa('ip', ['addr', 'add', `${node}/24`, 'dev', ifname]);
   await execa('ip', ['link', 'set', ifname, 'up']);
   await execa('ip', ['-n', ns, 'addr', 'add', `${peer}/24`, 'dev', 'eth0']);
   await execa('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
-  await execa('ip', ['-n', ns, 'route', 'add', 'default', 'via', node]);
+  if (routeBack) await execa('ip', ['-n', ns, 'route', 'add', 'default', 'via', node]);
 }
 
 /** The body of each answer and how often it came, over `count` new connections. */
-async function spread(count: number): Promise<Record<string, number>> {
-  const summary = await httpRequests(client, `http://${CLUSTER_IP}/`, count, { timeoutMs: 10_000 });
+async function spread(count: number, clusterIp = CLUSTER_IP): Promise<Record<string, number>> {
+  const summary = await httpRequests(client, `http://${clusterIp}/`, count, { timeoutMs: 10_000 });
   assert.deepEqual(summary.errors, {});
   return summary.bodies;
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Marks new TCP connections to ip:80 with `mark` in mangle, as the node does for each frontend. */
+async function markFrontend(ip: string, mark: number): Promise<void> {
+  // This UML kernel has no nf_tables for IPv4: the legacy iptables backend marks.
+  await execa('iptables-legacy', ['-t', 'mangle', '-A', 'PREROUTING', '-d', `${ip}/32`, '-p', 'tcp', '--dport', '80', '-j', 'MARK', '--set-xmark', `${hex(mark)}/0xffffffff`]);
 }
 
 before(async () => {
@@ -51,10 +59,12 @@ before(async () => {
   await linkToNode(a, 'vs1', '10.0.2.1', s1.address);
   await linkToNode(b, 'vs2', '10.0.3.1', s2.address);
   await execa('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  // This UML kernel has no nf_tables for IPv4: the legacy iptables backend marks.
-  await execa('iptables-legacy', ['-t', 'mangle', '-A', 'PREROUTING', '-d', `${CLUSTER_IP}/32`, '-p', 'tcp', '--dport', '80', '-j', 'MARK', '--set-xmark', `0x${MARK.toString(16)}/0x${MARK.toString(16)}`]);
-  // Marked packets are for this node: IPVS takes them at local input, no address on any interface needed.
-  await execa('ip', ['rule', 'add', 'fwmark', `0x${MARK.toString(16)}/0x${MARK.toString(16)}`, 'lookup', TABLE]);
+  await markFrontend(CLUSTER_IP, MARK);
+  // Packets carrying the mark bit are for this node: IPVS takes them at local input, no address on any interface needed.
+  // IPVS sends them on still marked, and with vs/conntrack=1 NAT's LOCAL_OUT re-route looks the real server up with
+  // that mark (from iif lo): without the first rule it resolves as local and the packet leaves through lo.
+  await execa('ip', ['rule', 'add', 'pref', '100', 'iif', 'lo', 'fwmark', `${hex(MARK)}/${hex(MARK)}`, 'lookup', 'main']);
+  await execa('ip', ['rule', 'add', 'pref', '101', 'fwmark', `${hex(MARK)}/${hex(MARK)}`, 'lookup', TABLE]);
   await execa('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
   servers.push(await startHttpServer(a, s1.address, 8080, 's1'), await startHttpServer(b, s2.address, 8080, 's2'));
   await ipvs.flush();
@@ -89,4 +99,25 @@ test('a deleted real server gets nothing and the other takes all', async () => {
   await ipvs.updateDest(service, s1);
   await ipvs.deleteDest(service, s2);
   assert.deepEqual(await spread(10), { s1: 10 });
+});
+
+test('a real server with no route back answers once IPVS traffic is masqueraded with conntrack on', async () => {
+  // Like an endpoint in another cluster: it reaches the node's link address only, never the client.
+  const remoteIp = '10.96.0.11';
+  const remoteMark = MARK | 1;
+  const remote = await topology.namespace('s3');
+  await linkToNode(remote, 'vs3', '10.0.4.1', '10.0.4.2', false);
+  servers.push(await startHttpServer(remote, '10.0.4.2', 8080, 's3'));
+  await markFrontend(remoteIp, remoteMark);
+  const key: ServiceKey = { kind: 'fwmark', family: 4, fwmark: remoteMark };
+  await ipvs.addService({ key, scheduler: 'wrr', flags: 0, timeout: 0, netmask: 0xffffffff });
+  await ipvs.addDest(key, server('10.0.4.2', 1));
+
+  const unanswered = await httpRequests(client, `http://${remoteIp}/`, 1, { timeoutMs: 3000 });
+  assert.deepEqual([unanswered.ok, unanswered.errors], [0, { ETIMEDOUT: 1 }]);
+
+  // IPVS keeps its own connection table; only with vs/conntrack=1 does netfilter's NAT see (and SNAT) its traffic.
+  await execa('sysctl', ['-qw', 'net.ipv4.vs.conntrack=1']);
+  await execa('iptables-legacy', ['-t', 'nat', '-A', 'POSTROUTING', '-m', 'mark', '--mark', hex(remoteMark), '-j', 'MASQUERADE']);
+  assert.deepEqual(await spread(4, remoteIp), { s3: 4 });
 });

@@ -442,7 +442,24 @@ export function validateConfig(doc: unknown): Config {
     if (!field) throw new ConfigError(key, value, 'is not a known key');
     out[key] = field.parse(value, key);
   }
-  return out as unknown as Config;
+  const config = out as unknown as Config;
+  checkListeners(config.metricsBindAddress, config.healthzBindAddress);
+  return config;
+}
+
+/**
+ * The two listeners must not want the same port on overlapping addresses
+ * (equal, or one a wildcard); the very same address makes one listener.
+ */
+function checkListeners(metrics: string, healthz: string): void {
+  if (metrics === '' || healthz === '' || metrics === healthz) return;
+  const split = (a: string) => /^(.*):(\d+)$/.exec(a)!.slice(1) as [string, string];
+  const [mHost, mPort] = split(metrics);
+  const [hHost, hPort] = split(healthz);
+  const wildcard = (host: string) => host === '0.0.0.0' || /^\[(::|0*:)*0*\]$/.test(host);
+  if (mPort === hPort && (mHost === hHost || wildcard(mHost) || wildcard(hHost))) {
+    throw new ConfigError('healthzBindAddress', healthz, `port ${hPort} clashes with metricsBindAddress ${metrics}: use another port, or the same address for both (one listener serves all paths)`);
+  }
 }
 
 /** The configuration reference as a Markdown table, generated from FIELDS. */

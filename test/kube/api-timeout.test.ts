@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -17,6 +17,7 @@ import { createLogger, silentLogger } from '../../src/log.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { kubeConfigFor, kubeconfigYaml, TestApiServer, waitFor } from '../support/api-server.js';
 import { AGENT_BIN } from '../support/lab.js';
+import { freePort } from '../support/free-port.js';
 import { Topology } from '../support/netns.js';
 
 // One-shot runs (--once, --dry-run, offline explain) wait for the API server a
@@ -29,15 +30,6 @@ const run = promisify(execFile);
 // Errors that no retry fixes must not wait for this; a test that does hangs until node --test's own timeout.
 const HOUR = 3_600_000;
 const BOUND = { timeout: 120_000 };
-
-/** A port with nothing listening: taken from the kernel, then released. */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** An HTTP server answering every request with `status` and a Kubernetes Status body. */
 async function statusServer(t: TestContext, status: number, reason: string): Promise<string> {
@@ -68,7 +60,7 @@ async function snapshotError(server: string, timeoutMs: number): Promise<ApiUnav
 }
 
 test('a snapshot from a closed port fails after the timeout, naming the server and the refused connection', BOUND, async () => {
-  const server = `http://127.0.0.1:${await closedPort()}`;
+  const server = `http://127.0.0.1:${await freePort()}`;
   const err = await snapshotError(server, 1000);
   assert.match(err.message, new RegExp(`API server ${server}: Services and EndpointSlices not read within 1s \\(apiTimeout\\): .*ECONNREFUSED`));
 });
@@ -109,12 +101,18 @@ function capture(): { log: ReturnType<typeof createLogger>; lines: () => Record<
   return { log: createLogger('debug', sink), lines: () => chunks.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
-test('a running informer keeps retrying an error no retry can fix, and says so in its log with the server and the cause', BOUND, async (t) => {
-  const server = await statusServer(t, 403, 'Forbidden');
+/** A Services informer against `server`, retrying fast, its log kept. */
+function runningInformer(t: TestContext, server: string) {
   const { log, lines } = capture();
   const informer = new ResilientInformer<V1Service>(kubeConfigFor(server), SERVICES, { onUpsert: () => {}, onDelete: () => {} }, log, { backoff: { initialMs: 10, maxMs: 20 } });
   t.after(() => informer.stop());
   informer.start();
+  return { informer, lines };
+}
+
+test('a running informer keeps retrying an error no retry can fix, and says so in its log with the server and the cause', BOUND, async (t) => {
+  const server = await statusServer(t, 403, 'Forbidden');
+  const { informer, lines } = runningInformer(t, server);
   await waitFor(() => informer.reconnectAttempts >= 3, 'three retries');
   const errors = lines().filter((l) => l.level === 'error');
   assert.ok(errors.length >= 3);
@@ -127,11 +125,8 @@ test('a running informer keeps retrying an error no retry can fix, and says so i
 });
 
 test('a running informer logs a refused connection as retryable, at warn, with the server', BOUND, async (t) => {
-  const server = `http://127.0.0.1:${await closedPort()}`;
-  const { log, lines } = capture();
-  const informer = new ResilientInformer<V1Service>(kubeConfigFor(server), SERVICES, { onUpsert: () => {}, onDelete: () => {} }, log, { backoff: { initialMs: 10, maxMs: 20 } });
-  t.after(() => informer.stop());
-  informer.start();
+  const server = `http://127.0.0.1:${await freePort()}`;
+  const { informer, lines } = runningInformer(t, server);
   await waitFor(() => informer.reconnectAttempts >= 2, 'two retries');
   const warnings = lines().filter((l) => l.level === 'warn');
   assert.ok(warnings.length >= 2);
@@ -163,7 +158,7 @@ function lastLine(stderr: string): string {
 }
 
 test('--dry-run against a closed port exits 1 after --api-timeout with one line naming the server and the cause', BOUND, async (t) => {
-  const server = `http://127.0.0.1:${await closedPort()}`;
+  const server = `http://127.0.0.1:${await freePort()}`;
   const r = await agent(['--dry-run', '--kubeconfig', await kubeconfigFile(t, server), '--api-timeout', '1s']);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '', 'no payload');
@@ -186,7 +181,7 @@ test('offline explain answered 401 exits 1 at once, naming the server and the re
 });
 
 test('offline explain and --once bound the ConfigMap read too: a closed port fails after the timeout naming the ConfigMap', BOUND, async (t) => {
-  const server = `http://127.0.0.1:${await closedPort()}`;
+  const server = `http://127.0.0.1:${await freePort()}`;
   const kubeconfig = await kubeconfigFile(t, server);
   const r = await agent(['explain', 'default/x', '--kubeconfig', kubeconfig, '--configmap', 'kube-system/cp', '--api-timeout', '1s']);
   assert.equal(r.code, 1);

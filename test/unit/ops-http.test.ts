@@ -12,6 +12,7 @@ import { Operations } from '../../src/ops/operations.js';
 import { TABLES, type Table } from '../../src/plan/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
+import { freePort } from '../support/free-port.js';
 
 const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }] };
 
@@ -109,15 +110,6 @@ test('a read is reused only for its maximum age', async () => {
   now = 1000;
   assert.equal(await shared.get(), 2);
 });
-
-/** A port the kernel just handed out and took back: free unless raced. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 test('/explain over HTTP answers from the agent\'s state', async (t) => {
   const fake = new FakeIptables('nft');

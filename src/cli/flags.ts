@@ -141,8 +141,9 @@ Flags:
   --kubeconfig FILE    offline: read Services and EndpointSlices with this kubeconfig
   --config FILE        offline: the agent's config file
   --configmap NS/NAME  offline: read the config from this ConfigMap (wins over --config)
-  --api-timeout DURATION  offline: how long to wait for the API server (default: the
-                       config's apiTimeout, 30s)
+  --api-timeout DURATION
+                       offline: how long to wait for the API server
+                       (default: the config's apiTimeout, 30s)
   --json               print the explanation as JSON
   -h, --help           this text
 `;

@@ -130,7 +130,7 @@ function integer(min: number, max: number) {
 }
 
 /** kube-proxy's --iptables-masquerade-bit default. */
-export const KUBE_PROXY_MASQUERADE_BIT = 14;
+const KUBE_PROXY_MASQUERADE_BIT = 14;
 
 function masqueradeBit(value: unknown, key: string): number {
   const bit = integer(0, 31)(value, key);

@@ -1,7 +1,7 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/schema.js';
 import { RestoreError, type IptablesBackend } from '../iptables/backend.js';
-import { observe, type TableDump } from '../iptables/observe.js';
+import { observe, staleKey, type TableDump } from '../iptables/observe.js';
 import { batchUnits, renderPayload, unitAtLine } from '../iptables/render.js';
 import type { BackoffOptions } from '../kube/backoff.js';
 import { parseSave } from '../iptables/save-format.js';
@@ -12,7 +12,8 @@ import { convertService, convertSlice, serviceRef, sliceRef } from '../model/rec
 import { ModelStore } from '../model/store.js';
 import { diffFragment, diffPlans, TEARDOWN_KEY } from '../plan/diff.js';
 import { assemblePlan, EMPTY_PLAN, planGroup, type PlanContext } from '../plan/planner.js';
-import { SKELETON_KEY, TABLES, type Fragment, type Plan, type Table, type UnitChange } from '../plan/types.js';
+import { serviceChainName } from '../plan/names.js';
+import { SKELETON_KEY, TABLES, type Fragment, type OwnedChain, type Plan, type SetRule, type Table, type UnitChange } from '../plan/types.js';
 import { ProblemLog } from './problem-log.js';
 import { Quarantine, type FaultStage, type GroupFault, type GroupStatus } from './quarantine.js';
 import { analyseNetworks } from '../network/overlap.js';
@@ -375,8 +376,13 @@ export class SyncEngine {
     /** While bisecting: the groups of the last refused restore, one of which at least the kernel refuses. */
     let suspects: string[] | null = null;
     for (;;) {
-      const desired = assemblePlan(fragments, this.planCtx);
-      const observed = observe(await this.readKernel(), desired);
+      let desired = assemblePlan(fragments, this.planCtx);
+      const dumps = await this.readKernel();
+      let observed = observe(dumps, desired);
+      if (first && this.adoptHeld(fragments, held, observed.plan)) {
+        desired = assemblePlan(fragments, this.planCtx);
+        observed = observe(dumps, desired);
+      }
       // A trial applies the first half of the suspects; every other group keeps what the kernel holds.
       const trial = suspects ? new Set(suspects.slice(0, Math.ceil(suspects.length / 2))) : null;
       const target = trial ? holdBack(desired, observed.plan, (key) => !trial.has(key)) : desired;
@@ -434,6 +440,41 @@ export class SyncEngine {
       set(groups[0]!);
       suspects = null;
     }
+  }
+
+  /**
+   * A held group this process never applied (the agent restarted) keeps the
+   * rules the kernel holds for it: the chains its ports name and the dispatch
+   * rules jumping to them. Otherwise they would be deleted as nobody's.
+   */
+  private adoptHeld(fragments: Map<string, Fragment>, held: ReadonlySet<string>, kernel: Plan): boolean {
+    let adopted = false;
+    for (const key of held) {
+      if (fragments.has(key)) continue;
+      const chains: OwnedChain[] = [];
+      const setRules: SetRule[] = [];
+      for (const name of this.chainNamesOf(key)) {
+        const stale = kernel.fragments.get(staleKey('nat', name));
+        chains.push(...(stale?.chains ?? []));
+        setRules.push(...(stale?.setRules ?? []));
+      }
+      if (chains.length === 0) continue;
+      fragments.set(key, { key, chains, setRules });
+      adopted = true;
+    }
+    return adopted;
+  }
+
+  /** The service chains a group's ports name, whatever its policy programs; none when its model does not build. */
+  private chainNamesOf(key: string): string[] {
+    let group;
+    try {
+      group = buildGroup(key, this.store, this.groupCtx).group;
+    } catch {
+      return [];
+    }
+    const members = group ? [...group.frontends, ...(group.local ? [group.local] : [])] : [];
+    return members.flatMap((fe) => fe.ports.map((p) => serviceChainName(fe.namespace, fe.name, p.label, p.protocol)));
   }
 
   /** Whether the tool applies an empty payload: a refusal of one group alone is then that group's fault. */

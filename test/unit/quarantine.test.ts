@@ -253,3 +253,28 @@ test('a quarantined group is retried on its own backoff, reported once, and heal
   assert.equal(changes[1]!.fault, null);
   assert.equal(changes[1]!.previous!.failures, 5);
 });
+
+test('after a restart, a group whose planning throws keeps the rules the previous run left', async () => {
+  const { fake, engine } = setup();
+  put(engine, 1, ['10.2.0.10']);
+  put(engine, 2, ['10.2.0.77']);
+  await engine.syncFull();
+  const before = await fake.save('nat');
+  // A new process on the same kernel, whose planning of svc2 throws.
+  const changes: QuarantineChange[] = [];
+  const restarted = new SyncEngine({ config, backend: fake, log: silentLogger(), health: THROWING_HEALTH, onQuarantine: (c) => changes.push(c) });
+  put(restarted, 1, ['10.2.0.11']);
+  put(restarted, 2, ['10.2.0.77']);
+  const result = await restarted.syncFull();
+  assert.equal(result.quarantined, 1);
+  assert.equal(changes[0]!.group, 'default/svc2');
+  const after = await fake.save('nat');
+  assert.deepEqual(await targets(fake, 2), ['10.2.0.77:8080'], 'its chain stays');
+  const dispatch = (text: string) => text.split('\n').filter((l) => l.includes(`-j ${chainOf(2)}`));
+  assert.equal(dispatch(after).length, 1);
+  assert.deepEqual(dispatch(after), dispatch(before), 'its dispatch rule stays');
+  assert.deepEqual(await targets(fake, 1), ['10.2.0.11:8080']);
+  // And it stays through the next full sync.
+  await restarted.syncFull();
+  assert.equal(await fake.save('nat'), after);
+});

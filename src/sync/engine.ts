@@ -182,7 +182,10 @@ export class SyncEngine {
 
   private markDirty(keys: readonly string[]): boolean {
     if (keys.length === 0) return false;
-    for (const key of keys) this.dirty.add(key);
+    for (const key of keys) {
+      this.dirty.add(key);
+      this.quarantine.wake(key);
+    }
     this.dirtySince ??= performance.now();
     return true;
   }
@@ -261,7 +264,7 @@ export class SyncEngine {
 
   /** The complete desired plan; also refreshes every group's problems. A group whose planning throws keeps what it has. */
   desiredPlan(): Plan {
-    return assemblePlan(this.planAll(new Set()).fragments, this.planCtx);
+    return assemblePlan(this.planAll().fragments, this.planCtx);
   }
 
   /** The restore payload that would build the whole data plane from nothing (--dry-run). */
@@ -270,17 +273,16 @@ export class SyncEngine {
   }
 
   /**
-   * Every group's fragment. Quarantined groups whose retry is not due and
-   * whose objects did not change (`changed`) are not replanned: they keep
-   * their last applied fragment, as does a group whose planning throws now.
-   * `held` lists the groups keeping their old fragment.
+   * Every group's fragment. Quarantined groups whose retry is not due (a
+   * change to their objects makes it due) are not replanned: they keep their
+   * last applied fragment, as does a group whose planning throws now. `held`
+   * lists the groups keeping their old fragment.
    */
-  private planAll(changed: ReadonlySet<string>): { fragments: Map<string, Fragment>; held: Set<string> } {
+  private planAll(): { fragments: Map<string, Fragment>; held: Set<string> } {
     const fragments = new Map<string, Fragment>();
     const held = new Set<string>();
     for (const key of this.store.allGroupKeys()) {
-      const waiting = this.quarantine.isWaiting(key) && !changed.has(key);
-      const planned = waiting ? null : this.planned(key);
+      const planned = this.quarantine.isWaiting(key) ? null : this.planned(key);
       const f = planned ? planned.fragment : this.applied.get(key);
       if (!planned) held.add(key);
       if (f) fragments.set(key, f);
@@ -310,7 +312,7 @@ export class SyncEngine {
   async syncFull(): Promise<SyncResult> {
     const started = performance.now();
     const taken = this.takeDirty();
-    const { fragments, held } = this.planAll(taken.keys);
+    const { fragments, held } = this.planAll();
     let outcome;
     try {
       outcome = await this.applyIsolating(fragments, held);
@@ -333,6 +335,8 @@ export class SyncEngine {
     const units: UnitChange[] = [];
     const next = new Map<string, Fragment | undefined>();
     for (const key of new Set([...taken.keys, ...this.quarantine.due()])) {
+      // Put back after a failed sync: it waits for its retry.
+      if (this.quarantine.isWaiting(key)) continue;
       const planned = this.planned(key);
       if (!planned) continue;
       next.set(key, planned.fragment);
@@ -370,12 +374,15 @@ export class SyncEngine {
    */
   private async applyIsolating(fragments: Map<string, Fragment>, held: Set<string>): Promise<{ stats: ApplyStats; plan: Plan }> {
     let total: ApplyStats = { restores: 0, payloadBytes: 0, chainsWritten: 0, units: 0 };
+    /** Restores spent after the first attempt, probes included. */
     let extra = 0;
     let first = true;
     let applied = false;
-    /** While bisecting: the groups of the last refused restore, one of which at least the kernel refuses. */
-    let suspects: string[] | null = null;
-    for (;;) {
+    let lastError: unknown = null;
+    /** While bisecting: groups among which the kernel refuses one at least, and that refusal. */
+    let bisect: { suspects: string[]; error: RestoreError; batch: readonly UnitChange[] } | null = null;
+    for (;; first = false) {
+      if (extra >= MAX_ISOLATION_RESTORES) throw lastError;
       let desired = assemblePlan(fragments, this.planCtx);
       const dumps = await this.readKernel();
       let observed = observe(dumps, desired);
@@ -384,22 +391,16 @@ export class SyncEngine {
         observed = observe(dumps, desired);
       }
       // A trial applies the first half of the suspects; every other group keeps what the kernel holds.
-      const trial = suspects ? new Set(suspects.slice(0, Math.ceil(suspects.length / 2))) : null;
+      const trial = bisect ? new Set(bisect.suspects.slice(0, Math.ceil(bisect.suspects.length / 2))) : null;
       const target = trial ? holdBack(desired, observed.plan, (key) => !trial.has(key)) : desired;
       const { units } = diffPlans(observed.plan, target, observed.strayJumps);
       if (first && units.length > 0) {
         this.opts.log.info({ units: units.length, staleOrDrifted: units.map((u) => u.key).filter((k) => k !== '').slice(0, 20) }, 'full sync: kernel state differs from the desired plan; repairing');
       }
-      first = false;
       const { stats, refused } = await this.applyUntilRefused(units);
       total = addStats(total, stats);
+      if (!first) extra += stats.restores + (refused && !refused.rendering ? 1 : 0);
       applied ||= stats.restores > 0;
-      if (!refused) {
-        if (!trial) return { stats: total, plan: desired };
-        suspects = null;
-        continue;
-      }
-      const { error, batch } = refused;
       const setAside = (key: string, stage: FaultStage, reason: string) => {
         // Blamed again while held: its old rules are refused too, so it gets none.
         const fallback = held.has(key) ? undefined : this.applied.get(key) ?? observed.plan.fragments.get(key);
@@ -409,26 +410,34 @@ export class SyncEngine {
         this.pendingDecisions.delete(key);
         this.fault(key, stage, reason);
       };
+      if (!refused) {
+        if (!bisect || !trial) return { stats: total, plan: desired };
+        // The trial went in, so the refused group is among the other suspects.
+        const rest: string[] = bisect.suspects.filter((k) => !trial.has(k));
+        if (rest.length === 1) setAside(rest[0]!, 'kernel', refusalReason(bisect.error, bisect.batch));
+        bisect = rest.length === 1 ? null : { suspects: rest, error: bisect.error, batch: bisect.batch };
+        continue;
+      }
+      const { error, batch } = refused;
+      lastError = error;
       if (refused.rendering) {
         const failing = unrenderable(batch).filter(([u]) => isGroupKey(u.key));
         if (failing.length === 0) throw error;
         for (const [u, err] of failing) setAside(u.key, 'plan', `rendering its rules failed: ${errorText(err)}`);
         continue;
       }
-      if (!(error instanceof RestoreError) || extra >= MAX_ISOLATION_RESTORES) throw error;
-      extra++;
-      const set = (key: string) => setAside(key, 'kernel', refusalReason(error, batch));
+      if (!(error instanceof RestoreError)) throw error;
       const blamed = error.line === undefined ? null : unitAtLine(batch, error.line);
       if (blamed && isGroupKey(blamed.key)) {
-        set(blamed.key);
-        suspects = null;
+        setAside(blamed.key, 'kernel', refusalReason(error, batch));
+        bisect = null;
         continue;
       }
       const groups = batch.map((u) => u.key).filter(isGroupKey);
       // Nothing of a group was refused (the skeleton, or the tool itself failing): not a group's fault.
       if (groups.length === 0) throw error;
       if (groups.length > 1) {
-        suspects = groups;
+        bisect = { suspects: groups, error, batch };
         continue;
       }
       // One group refused alone: its fault, unless nothing at all gets through (a held lock, a broken tool).
@@ -437,8 +446,8 @@ export class SyncEngine {
         if (!(await this.restoreWorks())) throw error;
         applied = true;
       }
-      set(groups[0]!);
-      suspects = null;
+      setAside(groups[0]!, 'kernel', refusalReason(error, batch));
+      bisect = null;
     }
   }
 

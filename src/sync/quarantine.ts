@@ -33,7 +33,7 @@ export const QUARANTINE_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_0
  * Pure bookkeeping: the engine decides what fails and what heals.
  */
 export class Quarantine {
-  private readonly faults = new Map<string, { fault: GroupFault; backoff: Backoff }>();
+  private readonly faults = new Map<string, { fault: GroupFault; readonly backoff: Backoff }>();
 
   constructor(
     private readonly now: () => number,
@@ -52,6 +52,12 @@ export class Quarantine {
     fault.retryAt = this.now() + backoff.next();
     this.faults.set(key, { fault, backoff });
     return entry?.fault.reason === reason ? null : fault;
+  }
+
+  /** One of the group's objects changed: it is tried at the next sync, whatever its backoff says. */
+  wake(key: string): void {
+    const entry = this.faults.get(key);
+    if (entry) entry.fault = { ...entry.fault, retryAt: Math.min(entry.fault.retryAt, this.now()) };
   }
 
   /** Lifts the group's quarantine; returns the fault it had, if any. */

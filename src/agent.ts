@@ -126,7 +126,7 @@ export class Agent {
   }
 
   private logSync(r: SyncResult): void {
-    const fields = { full: r.full, durationMs: Math.round(r.durationMs * 10) / 10, restores: r.restores, payloadBytes: r.payloadBytes, chainsWritten: r.chainsWritten };
+    const fields = { full: r.full, durationMs: Math.round(r.durationMs * 10) / 10, restores: r.restores, payloadBytes: r.payloadBytes, chainsWritten: r.chainsWritten, quarantined: r.quarantined };
     if (r.full) this.opts.log.info(fields, 'full sync done');
     else this.opts.log.debug(fields, 'partial sync done');
     this.ops.synced(r);

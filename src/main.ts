@@ -19,18 +19,18 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger(flags.logLevel ?? 'info');
   const configMap = configMapRefOf(flags.configMap);
+  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
   // The ConfigMap, when there is one, is watched from the start: its first state is the config to start with.
-  const start = await loadStartConfig({ file: flags.config, configMap, overrides: flagOverrides(flags), kubeConfig: () => loadKubeConfig(flags.kubeconfig), log });
+  const start = await loadStartConfig({ file: flags.config, configMap, overrides: flagOverrides(flags), kubeConfig: () => loadKubeConfig(flags.kubeconfig), log, bounded: !keepWatch });
   const config = start.config;
   log.level = config.logLevel;
-  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
   if (!keepWatch) await start.watch?.stop();
   const nodeName = flags.hostnameOverride ?? process.env.NODE_NAME ?? hostname();
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone.
     const engine = new SyncEngine({ config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
-    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log);
+    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
     return 0;
   }
@@ -48,7 +48,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   if (flags.once) {
     const engine = new SyncEngine({ config, backend, log });
-    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log);
+    await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     const result = await engine.syncFull();
     log.info({ durationMs: Math.round(result.durationMs), restores: result.restores, payloadBytes: result.payloadBytes }, 'one full sync done');
     return 0;
@@ -67,10 +67,11 @@ async function run(argv: readonly string[]): Promise<number> {
   return stopped;
 }
 
-function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend'> {
+function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout'> {
   return {
     ...(flags.logLevel ? { logLevel: flags.logLevel } : {}),
     ...(flags.iptablesBackend ? { iptablesBackend: flags.iptablesBackend } : {}),
+    ...(flags.apiTimeout !== undefined ? { apiTimeout: flags.apiTimeout } : {}),
   };
 }
 

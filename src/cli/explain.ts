@@ -1,5 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
+import { ApiDeadline } from '../kube/api-deadline.js';
+import { serverOf } from '../kube/api-failure.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { startClusterWatches } from '../kube/watch.js';
 import { createLogger, type Logger } from '../log.js';
@@ -39,10 +41,11 @@ async function fromAgent(agent: string, service: string): Promise<ExplainReport>
 async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespace: string; name: string }): Promise<ExplainReport> {
   const log = createLogger('warn');
   const kc = loadKubeConfig(kubeconfig);
-  const start = await loadStartConfig({ file: flags.config, configMap: configMapRefOf(flags.configMap ?? ''), overrides: {}, kubeConfig: () => kc, log });
+  const overrides = flags.apiTimeout === undefined ? {} : { apiTimeout: flags.apiTimeout };
+  const start = await loadStartConfig({ file: flags.config, configMap: configMapRefOf(flags.configMap ?? ''), overrides, kubeConfig: () => kc, log, bounded: true });
   await start.watch?.stop();
   const engine = new SyncEngine({ config: start.config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
-  await snapshotInto(kc, engine, log);
+  await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: Awaited<ReturnType<typeof readKernelTables>>;
   try {
     kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
@@ -52,14 +55,19 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   return explain(engine, query, kernel, () => 'not probed (offline: the agent\'s prober is not consulted)');
 }
 
-/** One consistent snapshot of every Service and EndpointSlice, fed to the engine. */
-export async function snapshotInto(kc: KubeConfig, engine: SyncEngine, log: Logger): Promise<void> {
+/**
+ * One consistent snapshot of every Service and EndpointSlice, fed to the
+ * engine; fails (ApiUnavailableError) after `timeoutMs` without one, or at
+ * once on an error no retry can fix.
+ */
+export async function snapshotInto(kc: KubeConfig, engine: SyncEngine, log: Logger, timeoutMs: number): Promise<void> {
+  const deadline = new ApiDeadline(serverOf(kc), timeoutMs);
   const watches = startClusterWatches(kc, {
     services: { onUpsert: (o) => engine.upsertService(o), onDelete: (o) => engine.deleteService(o) },
     endpointSlices: { onUpsert: (o) => engine.upsertSlice(o), onDelete: (o) => engine.deleteSlice(o) },
-  }, log);
+  }, log, { onFailure: deadline.onFailure });
   try {
-    await watches.whenSynced();
+    await deadline.wait('Services and EndpointSlices', watches.whenSynced());
   } finally {
     await watches.stop();
   }

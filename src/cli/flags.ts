@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
-import type { BackendSetting } from '../config/schema.js';
+import { ConfigError, FIELDS, type BackendSetting } from '../config/schema.js';
 
 export interface Flags {
   readonly kubeconfig?: string;
@@ -13,6 +13,8 @@ export interface Flags {
   readonly cleanup: boolean;
   readonly logLevel?: LogLevel;
   readonly iptablesBackend?: BackendSetting;
+  /** Milliseconds; overrides the config's apiTimeout. */
+  readonly apiTimeout?: number;
   readonly help: boolean;
 }
 
@@ -33,6 +35,9 @@ Flags:
   --cleanup                  remove every chain, rule and jump the agent owns, then exit
   --log-level LEVEL          ${LOG_LEVELS.join('|')} (overrides the config)
   --iptables-backend MODE    auto|nft|legacy (overrides the config)
+  --api-timeout DURATION     how long --once, --dry-run (and a ConfigMap read by
+                             --cleanup) wait for the API server before failing
+                             (overrides the config's apiTimeout, default 30s)
   -h, --help                 this text
 `;
 
@@ -55,6 +60,7 @@ export function parseFlags(argv: readonly string[]): Flags {
         cleanup: { type: 'boolean', default: false },
         'log-level': { type: 'string' },
         'iptables-backend': { type: 'string' },
+        'api-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -85,8 +91,20 @@ export function parseFlags(argv: readonly string[]): Flags {
     cleanup: values.cleanup!,
     logLevel: logLevel as LogLevel | undefined,
     iptablesBackend: backend as BackendSetting | undefined,
+    apiTimeout: apiTimeoutFlag(values['api-timeout']),
     help: values.help!,
   };
+}
+
+/** --api-timeout, validated as the config key is. */
+function apiTimeoutFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return FIELDS.apiTimeout.parse(text, 'apiTimeout');
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`--api-timeout ${err.message.replace(/^config key "apiTimeout": /, '')}`);
+    throw err;
+  }
 }
 
 const CONFIGMAP_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -100,6 +118,8 @@ export interface ExplainFlags {
   readonly configMap?: string;
   /** The running agent's metrics address. */
   readonly agent: string;
+  /** Offline: milliseconds to wait for the API server; overrides the config's apiTimeout. */
+  readonly apiTimeout?: number;
   readonly json: boolean;
   readonly help: boolean;
 }
@@ -121,6 +141,9 @@ Flags:
   --kubeconfig FILE    offline: read Services and EndpointSlices with this kubeconfig
   --config FILE        offline: the agent's config file
   --configmap NS/NAME  offline: read the config from this ConfigMap (wins over --config)
+  --api-timeout DURATION
+                       offline: how long to wait for the API server
+                       (default: the config's apiTimeout, 30s)
   --json               print the explanation as JSON
   -h, --help           this text
 `;
@@ -137,6 +160,7 @@ export function parseExplainFlags(argv: readonly string[]): ExplainFlags {
         kubeconfig: { type: 'string' },
         config: { type: 'string' },
         configmap: { type: 'string' },
+        'api-timeout': { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -151,12 +175,14 @@ export function parseExplainFlags(argv: readonly string[]): ExplainFlags {
     throw new UsageError(`--configmap must be NAMESPACE/NAME (got "${values.configmap}")`);
   }
   if (values.agent !== undefined && values.kubeconfig !== undefined) throw new UsageError('--agent and --kubeconfig exclude each other');
+  if (values['api-timeout'] !== undefined && values.kubeconfig === undefined) throw new UsageError('--api-timeout needs --kubeconfig (it bounds the offline API reads)');
   return {
     service: positionals[0]!,
     kubeconfig: values.kubeconfig,
     config: values.config,
     configMap: values.configmap,
     agent: values.agent ?? DEFAULT_AGENT_URL,
+    apiTimeout: apiTimeoutFlag(values['api-timeout']),
     json: values.json!,
     help: false,
   };

@@ -1,4 +1,4 @@
-import { parseDuration, formatDuration } from './duration.js';
+import { parseDuration, formatDuration, MAX_TIMER_MS } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseIPv4Cidr } from '../network/ipv4.js';
 import { parseMode, PolicySyntaxError, POLICY_MODES, type PolicyConfig, type PolicyEntry } from '../policy/policy.js';
@@ -52,6 +52,8 @@ export interface Config {
   readonly healthzBindAddress: string;
   /** Milliseconds a queued change may wait unapplied before /healthz fails. */
   readonly healthzTimeout: number;
+  /** Milliseconds a one-shot run (--once, --dry-run, offline explain) waits for the API server. */
+  readonly apiTimeout: number;
   /** Traffic policy: the default and per-service entries (`namespace/name` of the logical service). */
   readonly trafficPolicy: PolicyConfig;
   readonly healthProbe: ProbeSettings;
@@ -86,13 +88,36 @@ function str(value: unknown, key: string): string {
   return value;
 }
 
-function duration(min: number) {
+/**
+ * Every duration key (nested ones by their path) with its bounds, in
+ * milliseconds. The upper bound keeps each one far below what a timer can
+ * hold (MAX_TIMER_MS): Node turns a longer delay into 1 ms.
+ */
+export const DURATION_BOUNDS = {
+  minSyncInterval: { min: 0, max: 60_000 },
+  syncPeriod: { min: 1000, max: 86_400_000 },
+  healthzTimeout: { min: 1000, max: 86_400_000 },
+  apiTimeout: { min: 1000, max: 3_600_000 },
+  'healthProbe.interval': { min: 100, max: 3_600_000 },
+  'healthProbe.timeout': { min: 10, max: 60_000 },
+} as const satisfies Record<string, { min: number; max: number }>;
+
+type DurationKey = keyof typeof DURATION_BOUNDS;
+
+function duration(path: DurationKey) {
+  const { min, max } = DURATION_BOUNDS[path];
+  if (max > MAX_TIMER_MS) throw new Error(`duration bound of ${path} exceeds what a timer holds`);
   return (value: unknown, key: string): number => {
     const ms = parseDuration(str(value, key));
     if (ms === null) throw new ConfigError(key, value, 'must be a duration such as 100ms, 30s or 1m');
-    if (ms < min) throw new ConfigError(key, value, `must be at least ${formatDuration(min)}`);
+    if (ms < min || ms > max) throw new ConfigError(key, value, `must be from ${formatDuration(min)} to ${formatDuration(max)}`);
     return ms;
   };
+}
+
+/** The bounds as the reference states them. */
+function range(path: DurationKey): string {
+  return `${formatDuration(DURATION_BOUNDS[path].min)} to ${formatDuration(DURATION_BOUNDS[path].max)}`;
 }
 
 function integer(min: number, max: number) {
@@ -102,6 +127,17 @@ function integer(min: number, max: number) {
     }
     return value;
   };
+}
+
+/** kube-proxy's --iptables-masquerade-bit default. */
+const KUBE_PROXY_MASQUERADE_BIT = 14;
+
+function masqueradeBit(value: unknown, key: string): number {
+  const bit = integer(0, 31)(value, key);
+  if (bit === KUBE_PROXY_MASQUERADE_BIT) {
+    throw new ConfigError(key, value, `must not be kube-proxy's masquerade bit ${KUBE_PROXY_MASQUERADE_BIT}: kube-proxy's KUBE-POSTROUTING masquerades packets carrying it and clears it, so each agent would act on the other's marks`);
+  }
+  return bit;
 }
 
 function oneOf<T extends string>(choices: readonly T[]) {
@@ -253,8 +289,8 @@ function healthProbe(value: unknown, key: string): ProbeSettings {
   const pick = <K extends keyof ProbeSettings>(k: K, parse: (v: unknown, at: string) => ProbeSettings[K]): ProbeSettings[K] =>
     obj[k] === undefined ? PROBE_DEFAULTS[k] : parse(obj[k], `${key}.${k}`);
   const probe: ProbeSettings = {
-    interval: pick('interval', duration(100)),
-    timeout: pick('timeout', duration(10)),
+    interval: pick('interval', duration('healthProbe.interval')),
+    timeout: pick('timeout', duration('healthProbe.timeout')),
     unhealthyThreshold: pick('unhealthyThreshold', integer(1, 100)),
     healthyThreshold: pick('healthyThreshold', integer(1, 100)),
     endpointsPerCluster: pick('endpointsPerCluster', integer(1, 100)),
@@ -327,16 +363,16 @@ export const FIELDS: Fields = {
     doc: 'Name prefix of the Services Karmada derives from a ServiceImport.',
   },
   minSyncInterval: {
-    key: 'minSyncInterval', default: 100, shownDefault: '100ms', parse: duration(0),
-    doc: 'Least time between two syncs: changes arriving within it are applied together in one restore.',
+    key: 'minSyncInterval', default: 100, shownDefault: '100ms', parse: duration('minSyncInterval'),
+    doc: `Least time between two syncs: changes arriving within it are applied together in one restore. Range: ${range('minSyncInterval')}.`,
   },
   syncPeriod: {
-    key: 'syncPeriod', default: 60_000, shownDefault: '1m', parse: duration(1000),
-    doc: 'Interval of the full sync that reads the kernel state back and repairs drift.',
+    key: 'syncPeriod', default: 60_000, shownDefault: '1m', parse: duration('syncPeriod'),
+    doc: `Interval of the full sync that reads the kernel state back and repairs drift. Range: ${range('syncPeriod')}.`,
   },
   masqueradeBit: {
-    key: 'masqueradeBit', default: 12, shownDefault: '12', parse: integer(0, 31),
-    doc: 'Bit of the packet mark that flags traffic for masquerade (kube-proxy uses 14; keep them apart).',
+    key: 'masqueradeBit', default: 12, shownDefault: '12', parse: masqueradeBit,
+    doc: `Bit of the packet mark that flags traffic for masquerade, 0 to 31 except ${KUBE_PROXY_MASQUERADE_BIT} (kube-proxy's: sharing it would mix the two agents' masquerade marks).`,
   },
   clusterCIDR: {
     key: 'clusterCIDR', default: '', shownDefault: '""', parse: cidr,
@@ -367,8 +403,12 @@ export const FIELDS: Fields = {
     doc: 'Address of `/healthz` and `/readyz`, which the DaemonSet\'s probes use. `""` disables it.',
   },
   healthzTimeout: {
-    key: 'healthzTimeout', default: 60_000, shownDefault: '1m', parse: duration(1000),
-    doc: '`/healthz` fails when a queued change has waited this long unapplied, or when no sync has succeeded for `syncPeriod` plus this long.',
+    key: 'healthzTimeout', default: 60_000, shownDefault: '1m', parse: duration('healthzTimeout'),
+    doc: `\`/healthz\` fails when a queued change has waited this long unapplied, or when no sync has succeeded for \`syncPeriod\` plus this long. Range: ${range('healthzTimeout')}.`,
+  },
+  apiTimeout: {
+    key: 'apiTimeout', default: 30_000, shownDefault: '30s', parse: duration('apiTimeout'),
+    doc: `How long \`--once\`, \`--dry-run\` and offline \`explain\` wait for the API server (the ConfigMap and the first complete lists) before they fail, naming the server and the cause; \`--api-timeout\` overrides it. An error no retry can fix (TLS, protocol, 401/403) fails them at once. The running agent retries without limit. Range: ${range('apiTimeout')}.`,
   },
   trafficPolicy: {
     key: 'trafficPolicy', default: POLICY_DEFAULTS, shownDefault: '{default: local-first, unifiedName: true}', parse: trafficPolicy,
@@ -378,7 +418,7 @@ export const FIELDS: Fields = {
     key: 'healthProbe', default: PROBE_DEFAULTS,
     shownDefault: '{interval: 2s, timeout: 1s, unhealthyThreshold: 3, healthyThreshold: 2, endpointsPerCluster: 3, concurrency: 16, probeLocal: false}',
     parse: healthProbe,
-    doc: 'TCP probes of remote clusters: every `interval` a few endpoints per cluster (rotating) are dialled; `unhealthyThreshold` failed rounds in a row take the cluster out of every selection, `healthyThreshold` good rounds bring it back. `probeLocal` also probes each local endpoint.',
+    doc: `TCP probes of remote clusters: every \`interval\` (${range('healthProbe.interval')}) a few endpoints per cluster (rotating) are dialled, each for at most \`timeout\` (${range('healthProbe.timeout')}, shorter than \`interval\`); \`unhealthyThreshold\` failed rounds in a row take the cluster out of every selection, \`healthyThreshold\` good rounds bring it back. \`probeLocal\` also probes each local endpoint.`,
   },
   gateway: {
     key: 'gateway', default: GATEWAY_DEFAULTS,
@@ -402,7 +442,24 @@ export function validateConfig(doc: unknown): Config {
     if (!field) throw new ConfigError(key, value, 'is not a known key');
     out[key] = field.parse(value, key);
   }
-  return out as unknown as Config;
+  const config = out as unknown as Config;
+  checkListeners(config.metricsBindAddress, config.healthzBindAddress);
+  return config;
+}
+
+/**
+ * The two listeners must not want the same port on overlapping addresses
+ * (equal, or one a wildcard); the very same address makes one listener.
+ */
+function checkListeners(metrics: string, healthz: string): void {
+  if (metrics === '' || healthz === '' || metrics === healthz) return;
+  const split = (a: string) => /^(.*):(\d+)$/.exec(a)!.slice(1) as [string, string];
+  const [mHost, mPort] = split(metrics);
+  const [hHost, hPort] = split(healthz);
+  const wildcard = (host: string) => host === '0.0.0.0' || /^\[(::|0*:)*0*\]$/.test(host);
+  if (mPort === hPort && (mHost === hHost || wildcard(mHost) || wildcard(hHost))) {
+    throw new ConfigError('healthzBindAddress', healthz, `port ${hPort} clashes with metricsBindAddress ${metrics}: use another port, or the same address for both (one listener serves all paths)`);
+  }
 }
 
 /** The configuration reference as a Markdown table, generated from FIELDS. */

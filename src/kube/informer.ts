@@ -1,7 +1,8 @@
 import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { classifyApiFailure, serverOf, type ApiFailure } from './api-failure.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { KubeApiError, listAll } from './client.js';
+import { listAll } from './client.js';
 
 /**
  * Receives the informer's view of a collection. Objects arrive as the API
@@ -30,10 +31,21 @@ export interface ResourceSpec {
   trim?(obj: KubernetesObject): KubernetesObject;
 }
 
+/**
+ * Restarts after a failure wait 200 ms doubling up to 5 s (jittered): after a
+ * long outage the informer is back within seconds of the server's return. A
+ * successful reconnect resets it.
+ */
+export const RECONNECT_BACKOFF: Readonly<BackoffOptions> = { initialMs: 200, maxMs: 5000 };
+
 export interface InformerOptions {
   backoff?: BackoffOptions;
-  /** A restart that then ran this long without failing resets the backoff. */
-  healthyResetMs?: number;
+  /**
+   * Called with each failure, classified. A caller that passes it reports
+   * failures itself (a one-shot run's deadline): they are then logged at
+   * debug only.
+   */
+  onFailure?: (failure: ApiFailure) => void;
   /**
    * Each watch asks the server to end it after between this and twice this many
    * seconds; client-node then resumes from the last resourceVersion. This bounds
@@ -80,6 +92,7 @@ class ManagedWatch extends Watch {
     kc: KubeConfig,
     private readonly timeoutSeconds: () => number,
     private readonly onWatchStart: () => void,
+    private readonly onExpired: () => void,
     private readonly trim: ((obj: never) => unknown) | undefined,
   ) {
     super(kc);
@@ -93,10 +106,12 @@ class ManagedWatch extends Watch {
     const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.timeoutSeconds() };
     const trim = this.trim;
     // ERROR and BOOKMARK objects are no cached objects: they pass as they are.
-    const deliver: WatchArgs[2] = trim
-      ? (phase, apiObj, watchObj) => callback(phase, isObjectEvent(phase, apiObj) ? trim(apiObj as never) : apiObj, watchObj)
-      : callback;
+    const deliver: WatchArgs[2] = (phase, apiObj, watchObj) => {
+      if (phase === 'ERROR' && isGone(apiObj)) this.onExpired();
+      return callback(phase, trim && isObjectEvent(phase, apiObj) ? trim(apiObj as never) : apiObj, watchObj);
+    };
     controller = await super.watch(path, params, deliver, (err: unknown) => {
+      if (isGone(err)) this.onExpired();
       finished = true;
       if (controller) this.open.delete(controller);
       done(err);
@@ -113,6 +128,11 @@ class ManagedWatch extends Watch {
   }
 }
 
+/** A 410 Gone Status event or error: client-node relists. */
+function isGone(obj: unknown): boolean {
+  return typeof obj === 'object' && obj !== null && (('code' in obj && obj.code === 410) || ('statusCode' in obj && obj.statusCode === 410));
+}
+
 function isObjectEvent(phase: string, obj: unknown): boolean {
   return (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') && typeof obj === 'object' && obj !== null && 'metadata' in obj;
 }
@@ -126,7 +146,10 @@ export class ResilientInformer<T extends KubernetesObject> {
   private readonly listWatch: ListWatch<T>;
   private readonly watch: ManagedWatch;
   private readonly backoff: Backoff;
-  private readonly healthyResetMs: number;
+  private readonly server: string;
+  private readonly onFailureHook: ((failure: ApiFailure) => void) | undefined;
+  /** Set when the server answered 410 Gone: the next list is client-node's relist. */
+  private expired = false;
   private readonly listAbort = new AbortController();
   private readonly syncedPromise: Promise<void>;
   private resolveSynced!: () => void;
@@ -134,7 +157,6 @@ export class ResilientInformer<T extends KubernetesObject> {
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   private isSynced = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  private startedAt = 0;
   private failures = 0;
 
   constructor(
@@ -144,8 +166,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     private readonly log: Logger,
     opts: InformerOptions = {},
   ) {
-    this.backoff = new Backoff(opts.backoff);
-    this.healthyResetMs = opts.healthyResetMs ?? 60_000;
+    this.backoff = new Backoff(opts.backoff ?? RECONNECT_BACKOFF);
+    this.server = serverOf(kc);
+    this.onFailureHook = opts.onFailure;
     const watchTimeout = opts.watchTimeoutSeconds ?? 300;
     this.syncedPromise = new Promise<void>((resolve, reject) => {
       this.resolveSynced = resolve;
@@ -159,10 +182,16 @@ export class ResilientInformer<T extends KubernetesObject> {
       () => Math.floor(watchTimeout * (1 + Math.random())),
       // ListWatch opens its first watch right after handing every listed object to the callbacks.
       () => this.markSynced(),
+      () => {
+        this.expired = true;
+      },
       spec.trim,
     );
-    const listFn = () =>
-      listAll<T>(kc, spec.path, {
+    const listFn = () => {
+      // Expected now and then (the server keeps a limited history): not a failure.
+      if (this.expired) this.log.info({ resource: spec.resource }, 'resourceVersion expired (410 Gone); relisting');
+      this.expired = false;
+      return listAll<T>(kc, spec.path, {
         labelSelector: spec.labelSelector,
         fieldSelector: spec.fieldSelector,
         pageSize: opts.listPageSize,
@@ -170,6 +199,7 @@ export class ResilientInformer<T extends KubernetesObject> {
         signal: this.listAbort.signal,
         map: spec.trim ? (obj: T) => spec.trim!(obj) as T : undefined,
       });
+    };
     this.listWatch = new ListWatch<T>(spec.path, this.watch, listFn, false, spec.labelSelector, spec.fieldSelector);
     this.listWatch.on('add', (obj) => this.deliver('upsert', obj));
     this.listWatch.on('update', (obj) => this.deliver('upsert', obj));
@@ -186,6 +216,11 @@ export class ResilientInformer<T extends KubernetesObject> {
   /** The last resourceVersion seen (list, event or bookmark); '' before the first list. */
   get resourceVersion(): string {
     return this.listWatch.latestResourceVersion();
+  }
+
+  /** Failed restarts since the last successful (re)connect; 0 while connected. */
+  get reconnectAttempts(): number {
+    return this.backoff.attempts;
   }
 
   /** Resolves once synced; rejects if stopped before that. */
@@ -214,7 +249,6 @@ export class ResilientInformer<T extends KubernetesObject> {
   private async run(): Promise<void> {
     if (this.state !== 'running') return;
     const failuresBefore = this.failures;
-    this.startedAt = Date.now();
     try {
       // Resolves once the watch is connected or the attempt failed (reported through 'error').
       await this.listWatch.start();
@@ -224,6 +258,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     }
     if (this.state === 'running' && this.failures === failuresBefore && this.backoff.attempts > 0) {
       this.log.info({ resource: this.spec.resource, failures: this.backoff.attempts, resourceVersion: this.resourceVersion }, 'watch recovered');
+      this.backoff.reset();
     }
   }
 
@@ -231,12 +266,21 @@ export class ResilientInformer<T extends KubernetesObject> {
     // Errors after stop() come from our own aborts; one restart pending is enough.
     if (this.state !== 'running' || this.retryTimer) return;
     this.failures++;
-    if (Date.now() - this.startedAt >= this.healthyResetMs) this.backoff.reset();
     const delay = this.backoff.next();
-    this.log.warn(
-      { resource: this.spec.resource, error: describeError(err), attempt: this.backoff.attempts, retryInMs: delay },
-      'watch failed, restarting',
-    );
+    const failure = classifyApiFailure(err, this.server);
+    const gone = isGone(err);
+    const fields = { resource: this.spec.resource, server: this.server, error: failure.cause, retryable: failure.retryable, attempt: this.backoff.attempts, retryInMs: delay };
+    if (this.onFailureHook) {
+      this.onFailureHook(failure);
+      this.log.debug(fields, 'watch failed, restarting');
+    } else if (gone) {
+      // A list continue token expired between pages: relisting is the remedy.
+      this.log.info(fields, 'list expired (410 Gone), relisting');
+    } else if (failure.retryable) {
+      this.log.warn(fields, 'watch failed, restarting');
+    } else {
+      this.log.error(fields, 'watch failed with an error no retry can fix (check the kubeconfig\'s server, certificate authority and credentials, and RBAC); retrying anyway');
+    }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.run();
@@ -257,18 +301,9 @@ export class ResilientInformer<T extends KubernetesObject> {
       else this.handlers.onDelete(obj);
     } catch (err) {
       this.log.error(
-        { resource: this.spec.resource, namespace: obj.metadata?.namespace, name: obj.metadata?.name, error: describeError(err) },
+        { resource: this.spec.resource, namespace: obj.metadata?.namespace, name: obj.metadata?.name, error: err instanceof Error ? err.message : String(err) },
         `${kind} handler threw`,
       );
     }
   }
-}
-
-/** One line for a log: the message, prefixed by the HTTP status where there is one. */
-function describeError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  if (!(err instanceof KubeApiError) && 'statusCode' in err && typeof err.statusCode === 'number') {
-    return `HTTP ${err.statusCode}: ${err.message}`;
-  }
-  return err.message;
 }

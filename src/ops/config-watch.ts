@@ -1,7 +1,7 @@
 import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { parseConfigText } from '../config/load.js';
 import { ConfigError, FIELDS, type Config } from '../config/schema.js';
-import { ResilientInformer } from '../kube/informer.js';
+import { ResilientInformer, type InformerOptions } from '../kube/informer.js';
 import { safely, trimConfigMap } from '../kube/projection.js';
 import type { Logger } from '../log.js';
 
@@ -14,7 +14,7 @@ export interface ConfigMapRef {
 }
 
 /** Flag values that win over any config source. */
-export type ConfigOverrides = Partial<Pick<Config, 'logLevel' | 'iptablesBackend'>>;
+export type ConfigOverrides = Partial<Pick<Config, 'logLevel' | 'iptablesBackend' | 'apiTimeout'>>;
 
 /** The config a ConfigMap asks for, flags applied; throws a ConfigError naming the key and value. */
 export function configFromConfigMap(cm: V1ConfigMap, overrides: ConfigOverrides): Config {
@@ -63,7 +63,7 @@ export class ConfigMapWatch {
   private startedWith: V1ConfigMap | null = null;
   private subscriber: ((cm: V1ConfigMap | null) => void) | null = null;
 
-  constructor(kc: KubeConfig, readonly ref: ConfigMapRef, log: Logger) {
+  constructor(kc: KubeConfig, readonly ref: ConfigMapRef, log: Logger, opts?: InformerOptions) {
     this.informer = new ResilientInformer<V1ConfigMap>(kc, {
       resource: 'configmaps',
       path: `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/configmaps`,
@@ -72,7 +72,7 @@ export class ConfigMapWatch {
     }, {
       onUpsert: (cm) => this.deliver(cm),
       onDelete: () => this.deliver(null),
-    }, log);
+    }, log, opts);
   }
 
   /** Starts watching; resolves with the ConfigMap, or null when it does not exist. */

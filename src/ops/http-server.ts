@@ -33,22 +33,33 @@ export class OpsServers {
     const health: Route[] = ['/healthz', '/readyz'];
     const all: Route[] = ['/metrics', '/explain', ...health];
     const plan = addresses.metrics === addresses.healthz
-      ? [{ address: addresses.metrics, routes: all }]
-      : [{ address: addresses.metrics, routes: all }, { address: addresses.healthz, routes: health }];
-    for (const { address, routes } of plan) {
-      if (address === '') continue;
-      const server = http.createServer((req, res) => void this.handle(new Set(routes), req, res));
-      const { host, port } = splitHostPort(address);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      this.servers.push(server);
-      this.log.info({ address, paths: routes }, 'serving');
+      ? [{ key: 'metricsBindAddress', address: addresses.metrics, routes: all }]
+      : [{ key: 'metricsBindAddress', address: addresses.metrics, routes: all }, { key: 'healthzBindAddress', address: addresses.healthz, routes: health }];
+    try {
+      for (const { key, address, routes } of plan) await this.listen(key, address, routes);
+    } catch (err) {
+      await this.stop();
+      throw err;
     }
+  }
+
+  private async listen(key: string, address: string, routes: Route[]): Promise<void> {
+    if (address === '') return;
+    const server = http.createServer((req, res) => void this.handle(new Set(routes), req, res));
+    const { host, port } = splitHostPort(address);
+    await new Promise<void>((resolve, reject) => {
+      const failed = (err: NodeJS.ErrnoException) => {
+        const why = err.code === 'EADDRINUSE' ? `port ${port} is already in use on ${host}` : err.message;
+        reject(new Error(`cannot serve ${routes.join(', ')} on ${address} (${key}): ${why}`));
+      };
+      server.once('error', failed);
+      server.listen(port, host, () => {
+        server.off('error', failed);
+        resolve();
+      });
+    });
+    this.servers.push(server);
+    this.log.info({ address, paths: routes }, 'serving');
   }
 
   async stop(): Promise<void> {

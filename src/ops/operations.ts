@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { QuarantineChange, SyncEngine, SyncResult } from '../sync/engine.js';
 import { configFromConfigMap, planConfigChange, type ConfigChange, type ConfigMapWatch, type ConfigOverrides } from './config-watch.js';
 import { apiEventSink, EventRecorder, type EventSink, type ObjectRef } from './event-recorder.js';
-import { endpointState, explain, parseServiceArg, readKernelTables } from './explain.js';
+import { endpointState } from './explain.js';
+import { ExplainEndpoint } from './explain-endpoint.js';
 import { HealthState } from './health.js';
 import { OpsServers } from './http-server.js';
 import { AgentMetrics, type EndpointCount, type EndpointState } from './metrics.js';
@@ -37,6 +38,7 @@ export class Operations {
   readonly events: EventRecorder;
   readonly reporter: OpsReporter;
   private readonly servers: OpsServers;
+  private readonly explainer: ExplainEndpoint;
   private configWatch: ConfigMapWatch | null = null;
   /** The config in force (the ConfigMap changes it). */
   private config: Config;
@@ -53,6 +55,7 @@ export class Operations {
     this.events = new EventRecorder({ sink: opts.eventSink ?? apiEventSink(opts.kubeConfig), component: COMPONENT, host: opts.nodeName, log });
     this.reporter = new OpsReporter(this.metrics, this.events, { apiVersion: 'v1', kind: 'Node', name: opts.nodeName });
     engine.onProblem = (problem, scope) => this.reporter.problem(problem, scope);
+    this.explainer = new ExplainEndpoint(engine, opts.backend, (c) => this.healthText(c));
     this.servers = new OpsServers({
       metrics: () => this.metrics.exposition(),
       unhealthyReason: () => this.health.unhealthyReason(),
@@ -61,7 +64,7 @@ export class Operations {
         return at === null ? null : new Date(performance.timeOrigin + at);
       },
       ready: () => this.health.ready,
-      explain: (service) => this.explain(service),
+      explain: (service) => this.explainer.answer(service),
     }, log);
   }
 
@@ -83,11 +86,14 @@ export class Operations {
   }
 
   synced(r: SyncResult): void {
+    this.explainer.synced();
     this.metrics.synced(r);
     this.health.synced(r.full, r.durationMs, this.opts.engine.hasPendingChanges);
   }
 
   syncFailed(err: unknown): void {
+    // A sync of several restores may have applied some before failing.
+    this.explainer.synced();
     this.metrics.syncFailed(err);
   }
 
@@ -167,13 +173,6 @@ export class Operations {
         this.events.record(configMapRef(cm), 'Warning', 'RestartRequired', `${change.restart.join(', ')} changed: restart the agent (roll the DaemonSet) to apply`);
       }
     });
-  }
-
-  private async explain(service: string): Promise<{ status: number; body: unknown }> {
-    const query = parseServiceArg(service);
-    if (!query) return { status: 400, body: { error: `service must be NAMESPACE/NAME (got ${JSON.stringify(service)})` } };
-    const kernel = await readKernelTables(this.opts.backend);
-    return { status: 200, body: explain(this.opts.engine, query, kernel, (c) => this.healthText(c)) };
   }
 
   private healthText(cluster: string): string {

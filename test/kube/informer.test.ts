@@ -3,6 +3,8 @@ import { PassThrough } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import type { KubernetesObject, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { Backoff } from '../../src/kube/backoff.js';
+import { RECONNECT_BACKOFF } from '../../src/kube/informer.js';
 import { ResilientInformer, SERVICES, startClusterWatches, type InformerOptions, type ResourceSpec } from '../../src/kube/watch.js';
 import { kubeConfigFor, TestApiServer, waitFor } from '../support/api-server.js';
 
@@ -221,10 +223,11 @@ test('on 410 after a clean stream end, client-node relists by itself: objects de
   assert.equal(watches[1].query.resourceVersion, watches[0].query.resourceVersion);
   assert.equal(watches[2].query.resourceVersion, server.resourceVersion);
   assert.deepEqual(
-    captured.lines().filter((l) => l.level === 'warn'),
+    captured.lines().filter((l) => l.level === 'warn' || l.level === 'error'),
     [],
     'client-node handled it: no failure, no restart',
   );
+  assert.deepEqual(captured.lines().filter((l) => /410/.test(String(l.msg))).map((l) => [l.level, l.msg]), [['info', 'resourceVersion expired (410 Gone); relisting']]);
   assert.equal(informer.synced, true);
 });
 
@@ -295,23 +298,37 @@ for (const mode of ['unavailable', 'reset'] as const) {
   });
 }
 
-test('the backoff resets once a restarted informer has stayed healthy for healthyResetMs', async (t) => {
+test('during a long outage the reconnect backoff stops growing at its cap, and the first successful reconnect resets it', async (t) => {
   const server = await startServer(t);
   const captured = capturingLogger();
-  const { informer } = startInformer<V1Service>(t, server, { ...FAST, healthyResetMs: 300 }, captured.log);
+  const { informer } = startInformer<V1Service>(t, server, FAST, captured.log);
   await syncedAndWatching(informer, server);
-  const attempts = () => captured.lines().filter((l) => l.level === 'warn').map((l) => l.attempt);
-  const fail = async (count: number) => {
-    server.closeWatches('abort');
-    await waitFor(() => attempts().length === count && server.openWatches === 1, `failure ${count} and recovery`);
-  };
-  await fail(1);
-  await fail(2);
-  assert.deepEqual(attempts(), [1, 2], 'quick successive failures escalate');
-  const healthySince = Date.now();
-  await waitFor(() => Date.now() - healthySince > 350, 'a healthy period');
-  await fail(3);
-  assert.deepEqual(attempts(), [1, 2, 1]);
+  const failures = () => captured.lines().filter((l) => l.msg === 'watch failed, restarting');
+  server.pause('reset');
+  server.closeWatches('abort');
+  // initialMs 20 doubles past maxMs 100 by the fourth retry; eight cover several capped ones.
+  await waitFor(() => informer.reconnectAttempts >= 8, 'eight failed reconnects', { timeoutMs: 20_000 });
+  const outage = failures();
+  assert.deepEqual(outage.map((l) => l.attempt), outage.map((_, i) => i + 1), 'attempts escalate while the server is away');
+  assert.ok(outage.every((l) => Number(l.retryInMs) <= 100), `every delay within the cap: ${outage.map((l) => l.retryInMs).join(',')}`);
+  assert.ok(outage.slice(4).every((l) => Number(l.retryInMs) >= 50), 'capped delays are drawn from [cap/2, cap]');
+
+  server.resume();
+  await waitFor(() => server.openWatches === 1 && informer.reconnectAttempts === 0, 'reconnected with the backoff reset');
+  assert.equal(captured.lines().filter((l) => l.msg === 'watch recovered').length, 1);
+  const before = failures().length;
+  server.closeWatches('abort');
+  await waitFor(() => failures().length > before && server.openWatches === 1, 'the next failure and reconnect');
+  const next = failures()[before]!;
+  assert.equal(next.attempt, 1, 'the next outage starts again from the first attempt');
+  assert.ok(Number(next.retryInMs) <= 20, `first delay from initialMs: ${next.retryInMs}`);
+});
+
+test('the default reconnect backoff is capped at a few seconds, so the agent is back soon after a long outage', () => {
+  assert.ok(RECONNECT_BACKOFF.maxMs! <= 5000);
+  const backoff = new Backoff({ ...RECONNECT_BACKOFF, random: () => 1 });
+  const delays = Array.from({ length: 40 }, () => backoff.next());
+  assert.equal(Math.max(...delays), RECONNECT_BACKOFF.maxMs);
 });
 
 test('the watch asks for timeoutSeconds; when the server ends it, the informer re-watches from its last resourceVersion without relisting', async (t) => {

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse as parseYaml } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
-import { ConfigError, DEFAULT_CONFIG, FIELDS, configReferenceTable } from '../../src/config/schema.js';
-import { parseDuration } from '../../src/config/duration.js';
+import { ConfigError, DEFAULT_CONFIG, DURATION_BOUNDS, FIELDS, configReferenceTable, validateConfig, type Config } from '../../src/config/schema.js';
+import { MAX_TIMER_MS, parseDuration } from '../../src/config/duration.js';
 
 test('durations parse in Go syntax and reject anything else', () => {
   assert.equal(parseDuration('100ms'), 100);
@@ -67,4 +67,49 @@ test('README carries the generated configuration reference, unchanged', async ()
   const section = /<!-- config-reference:start -->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme);
   assert.ok(section, 'README has the config-reference markers');
   assert.equal(section[1], configReferenceTable());
+});
+
+/** Every path of a number in the defaults: each duration key (as milliseconds) and every integer key. */
+function numberPaths(value: unknown, path: string[] = []): string[][] {
+  if (typeof value === 'number') return [path];
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [];
+  return Object.entries(value).flatMap(([k, v]) => numberPaths(v, [...path, k]));
+}
+
+function withValue(path: readonly string[], value: unknown): Record<string, unknown> {
+  return path.reduceRight<unknown>((inner, key) => ({ [key]: inner }), value) as Record<string, unknown>;
+}
+
+test('every numeric key, duration or not, refuses 1000h naming the key (a longer delay than a timer holds becomes 1 ms)', () => {
+  const paths = numberPaths(DEFAULT_CONFIG);
+  // Guards the walk itself: it must reach top-level and nested durations.
+  for (const key of Object.keys(DURATION_BOUNDS)) assert.ok(paths.some((p) => p.join('.') === key), key);
+  for (const path of paths) {
+    const key = path.join('.');
+    assert.throws(() => validateConfig(withValue(path, '1000h')), (err: unknown) => err instanceof ConfigError && err.key === key, key);
+  }
+});
+
+test('each duration key accepts its bounds and refuses a millisecond more or less, naming the key', () => {
+  for (const [key, { min, max }] of Object.entries(DURATION_BOUNDS)) {
+    assert.ok(max <= MAX_TIMER_MS, `${key}: ${max} fits a timer`);
+    const path = key.split('.');
+    // The probe timeout must stay below the interval: pair each with the other's extreme.
+    const doc = (ms: number) => {
+      const d = withValue(path, `${ms}ms`);
+      if (key === 'healthProbe.timeout') (d.healthProbe as Record<string, unknown>).interval = `${DURATION_BOUNDS['healthProbe.interval'].max}ms`;
+      if (key === 'healthProbe.interval') (d.healthProbe as Record<string, unknown>).timeout = `${DURATION_BOUNDS['healthProbe.timeout'].min}ms`;
+      return d;
+    };
+    const read = (c: Config) => path.reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], c);
+    assert.equal(read(validateConfig(doc(max))), max, `${key} at its maximum`);
+    assert.equal(read(validateConfig(doc(min))), min, `${key} at its minimum`);
+    assert.throws(() => validateConfig(doc(max + 1)), (err: unknown) => err instanceof ConfigError && err.key === key && /must be from/.test(err.message), `${key} above`);
+    if (min > 0) assert.throws(() => validateConfig(doc(min - 1)), (err: unknown) => err instanceof ConfigError && err.key === key, `${key} below`);
+  }
+});
+
+test("masqueradeBit 14 is refused with the reason: it is kube-proxy's masquerade mark", () => {
+  assert.throws(() => validateConfig({ masqueradeBit: 14 }), (err: unknown) => err instanceof ConfigError && err.key === 'masqueradeBit' && /kube-proxy's masquerade bit 14/.test(err.message));
+  assert.equal(validateConfig({ masqueradeBit: 13 }).masqueradeBit, 13);
 });

@@ -99,7 +99,7 @@ test('RBAC is least privilege: read Services, EndpointSlices, Nodes, its own Con
   }
 });
 
-test('the DaemonSet runs privileged on the host network, everywhere, sharing the xtables lock, probed on the health port', async () => {
+test('the DaemonSet runs unprivileged with NET_ADMIN and NET_RAW on the host network, everywhere, with a memory request and limit, sharing the xtables lock, probed on the health port', async () => {
   const [ds] = find(await manifests(), 'DaemonSet');
   const pod = ds!.spec.template.spec;
   const [c] = pod.containers;
@@ -107,8 +107,11 @@ test('the DaemonSet runs privileged on the host network, everywhere, sharing the
   assert.equal(pod.priorityClassName, 'system-node-critical');
   assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
   assert.equal(pod.serviceAccountName, 'clusterset-proxy');
-  assert.equal(c.securityContext.privileged, true);
-  assert.ok(c.resources.requests.cpu && c.resources.requests.memory);
+  assert.equal(c.securityContext.privileged, false);
+  assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] });
+  assert.ok(c.resources.requests.cpu);
+  const mebibytes = (q: string) => Number(/^(\d+)Mi$/.exec(q)![1]);
+  assert.ok(mebibytes(c.resources.limits.memory) > mebibytes(c.resources.requests.memory), 'a memory limit above the request');
   const lock = pod.volumes.find((v: any) => v.hostPath?.path === '/run/xtables.lock');
   assert.deepEqual(lock.hostPath, { path: '/run/xtables.lock', type: 'FileOrCreate' });
   assert.ok(c.volumeMounts.some((m: any) => m.name === lock.name && m.mountPath === '/run/xtables.lock'));

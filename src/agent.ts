@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
 import { startClusterWatches } from './kube/watch.js';
-import type { Logger } from './log.js';
+import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
 import { Prober } from './health/prober.js';
 import { SyncEngine, type SyncResult } from './sync/engine.js';
@@ -56,6 +56,7 @@ export class Agent {
       config, backend: opts.backend, log, health: this.prober,
       onSync: (r) => this.logSync(r),
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
+      onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
     this.ops = new Operations({ config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
@@ -65,9 +66,7 @@ export class Agent {
       period: config.syncPeriod,
       initialBackoff: 1000,
       maxBackoff: 60_000,
-      run: async (full) => {
-        await (full ? this.engine.syncFull() : this.engine.syncPartial());
-      },
+      run: (full) => (full ? this.engine.syncFull() : this.engine.syncPartial()),
       onError: (err, failures, retryInMs) => {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
@@ -127,13 +126,11 @@ export class Agent {
   }
 
   private logSync(r: SyncResult): void {
-    const fields = { full: r.full, durationMs: Math.round(r.durationMs * 10) / 10, restores: r.restores, payloadBytes: r.payloadBytes, chainsWritten: r.chainsWritten };
+    const fields = { full: r.full, durationMs: Math.round(r.durationMs * 10) / 10, restores: r.restores, payloadBytes: r.payloadBytes, chainsWritten: r.chainsWritten, quarantined: r.quarantined };
     if (r.full) this.opts.log.info(fields, 'full sync done');
     else this.opts.log.debug(fields, 'partial sync done');
     this.ops.synced(r);
   }
 }
 
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorText } from './log.js';

@@ -27,3 +27,8 @@ export function createLogger(level: LogLevel = 'info', destination: NodeJS.Writa
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/** An error's message for a log field or a status line. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

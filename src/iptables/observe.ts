@@ -17,6 +17,13 @@ export interface ObservedState {
   readonly ownedRules: number;
 }
 
+const STALE = '~stale:';
+
+/** The key of the fragment holding an owned chain no desired fragment owns, with the dispatch rules jumping to it. */
+export function staleKey(table: Table, chain: string): string {
+  return `${STALE}${chainKey(table, chain)}`;
+}
+
 const BUILTIN = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
 
 /**
@@ -68,12 +75,12 @@ export function observe(dumps: ReadonlyMap<Table, TableDump>, desired: Plan): Ob
           const target = jumpTarget(spec);
           const targetId = target?.startsWith(CHAIN_PREFIX) ? chainKey(table, target) : null;
           const key = owner.get(`${id}\0${spec}`)
-            ?? (targetId !== null ? owner.get(targetId) ?? `~stale:${targetId}` : `~stale:${id}\0${spec}`);
+            ?? (targetId !== null ? owner.get(targetId) ?? `${STALE}${targetId}` : `${STALE}${id}\0${spec}`);
           fragment(key).setRules.push({ table, chain: name, spec });
         }
         continue;
       }
-      fragment(owner.get(id) ?? `~stale:${id}`).chains.push({ table, name, rules });
+      fragment(owner.get(id) ?? staleKey(table, name)).chains.push({ table, name, rules });
     }
   }
 

@@ -48,3 +48,33 @@ export function batchUnits(units: readonly UnitChange[], maxChains: number): Uni
   if (current.length > 0) batches.push(current);
   return batches;
 }
+
+/**
+ * The unit that wrote 1-based line `line` of renderPayload(units), or null
+ * for a table header, a COMMIT or a line past the end. Walks the sections in
+ * renderPayload's order, counting instead of rendering: it turns the line a
+ * refused restore blames into the group to blame.
+ */
+export function unitAtLine(units: readonly UnitChange[], line: number): UnitChange | null {
+  let at = 0;
+  for (const table of TABLES) {
+    const parts = units.map((u) => u.ops[table]);
+    if (parts.every(isEmptyOps)) continue;
+    at++; // *table
+    if (line <= at) return null;
+    for (const pick of SECTION_ORDER) {
+      for (let i = 0; i < parts.length; i++) {
+        at += pick(parts[i]!).length;
+        if (line <= at) return units[i]!;
+      }
+    }
+    at++; // COMMIT
+    if (line <= at) return null;
+  }
+  return null;
+}
+
+/** The lists of one table's operations in the order renderPayload writes them. */
+const SECTION_ORDER: readonly ((ops: TableOps) => readonly unknown[])[] = [
+  (o) => o.declare, (o) => o.deleteRules, (o) => o.appendRules, (o) => o.insertFirst, (o) => o.deleteChains,
+];

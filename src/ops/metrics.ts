@@ -30,6 +30,7 @@ export const METRIC_DEFS = {
   ownedRules: def('owned_rules', 'gauge', [], 'Rules the agent owns (jumps included), counted at each full sync.'),
   endpoints: def('endpoints', 'gauge', ['cluster', 'state'], 'Endpoints of service-group ports by cluster and state: ready, serving_terminating (used when none is ready), not_ready.'),
   objectProblems: def('object_problems', 'gauge', [], 'Problems standing now with Services and EndpointSlices (malformed objects, parts skipped).'),
+  quarantinedGroups: def('quarantined_groups', 'gauge', [], 'Service groups set aside now because planning their rules failed or the kernel refused them; each keeps its last applied rules and is retried with backoff while the rest syncs.'),
   clusterHealthy: def('cluster_healthy', 'gauge', ['cluster'], '1 while a cluster is judged reachable, 0 while not; a series per cluster once probed.'),
   failovers: def('failovers_total', 'counter', ['from', 'to'], 'Service groups whose traffic moved, by decision before and after: local, remote, mixed, none.'),
   gatewayActive: def('gateway_active', 'gauge', ['cluster', 'gateway'], '1 for the gateway node currently carrying the cluster\'s cross-cluster traffic (from the route controller).'),
@@ -58,6 +59,7 @@ export interface EndpointCount {
 export interface ScrapeSources {
   endpointCounts(): readonly EndpointCount[];
   problemCount(): number;
+  quarantinedCount(): number;
 }
 
 const SYNC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -104,6 +106,12 @@ export class AgentMetrics {
       ...base(m.objectProblems),
       collect() {
         this.set(sources.problemCount());
+      },
+    });
+    new Gauge({
+      ...base(m.quarantinedGroups),
+      collect() {
+        this.set(sources.quarantinedCount());
       },
     });
     this.clusterHealthy = new Gauge(base(m.clusterHealthy)) as Gauge<'cluster'>;

@@ -2,7 +2,7 @@ import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { ConfigError, type Config } from '../config/schema.js';
 import type { IptablesBackend } from '../iptables/backend.js';
 import type { Logger } from '../log.js';
-import type { SyncEngine, SyncResult } from '../sync/engine.js';
+import type { QuarantineChange, SyncEngine, SyncResult } from '../sync/engine.js';
 import { configFromConfigMap, planConfigChange, type ConfigChange, type ConfigMapWatch, type ConfigOverrides } from './config-watch.js';
 import { apiEventSink, EventRecorder, type EventSink, type ObjectRef } from './event-recorder.js';
 import { endpointState } from './explain.js';
@@ -46,7 +46,11 @@ export class Operations {
   constructor(private readonly opts: OperationsOptions) {
     const { config, engine, log } = opts;
     this.config = config;
-    this.metrics = new AgentMetrics({ endpointCounts: () => endpointCounts(engine), problemCount: () => engine.currentProblems().length });
+    this.metrics = new AgentMetrics({
+      endpointCounts: () => endpointCounts(engine),
+      problemCount: () => engine.currentProblems().length,
+      quarantinedCount: () => engine.quarantinedCount,
+    });
     this.health = new HealthState(config.healthzTimeout, config.syncPeriod);
     this.events = new EventRecorder({ sink: opts.eventSink ?? apiEventSink(opts.kubeConfig), component: COMPONENT, host: opts.nodeName, log });
     this.reporter = new OpsReporter(this.metrics, this.events, { apiVersion: 'v1', kind: 'Node', name: opts.nodeName });
@@ -95,10 +99,24 @@ export class Operations {
 
   /** A group's traffic moved: metric and Event on the Service carrying it. */
   decisionChanged(groupKey: string, before: DecisionView | null, after: DecisionView | null): void {
-    const fe = this.opts.engine.groupModel(groupKey).group?.frontends[0];
+    this.reporter.decisionChanged(this.serviceOf(groupKey), before, after);
+  }
+
+  /** A group was quarantined or healed: Event on the Service carrying it (the gauge is read at scrape time). */
+  quarantineChanged(change: QuarantineChange): void {
+    this.reporter.quarantine(this.serviceOf(change.group), change.fault?.reason ?? null, change.previous?.reason ?? null);
+  }
+
+  /** The Service carrying a group's traffic; its model may not build, so the key is the fallback. */
+  private serviceOf(groupKey: string): ObjectRef {
+    let fe;
+    try {
+      fe = this.opts.engine.groupModel(groupKey).group?.frontends[0];
+    } catch {
+      fe = undefined;
+    }
     const slash = groupKey.indexOf('/');
-    const service: ObjectRef = { apiVersion: 'v1', kind: 'Service', namespace: fe?.namespace ?? groupKey.slice(0, slash), name: fe?.name ?? groupKey.slice(slash + 1) };
-    this.reporter.decisionChanged(service, before, after);
+    return { apiVersion: 'v1', kind: 'Service', namespace: fe?.namespace ?? groupKey.slice(0, slash), name: fe?.name ?? groupKey.slice(slash + 1) };
   }
 
   /**

@@ -55,6 +55,18 @@ export class OpsReporter {
     this.events.record(ref, 'Warning', scope === 'object' ? 'Malformed' : 'Inconsistent', `${p.message} (${scope === 'object' ? 'skipped, or only the bad part' : 'the rest of the service is served'})`);
   }
 
+  /**
+   * A group was set aside (`reason` set) or healed (`reason` null); called
+   * once per change, not per retry. The Event goes on the Service carrying the group.
+   */
+  quarantine(service: ObjectRef, reason: string | null, previous: string | null): void {
+    if (reason !== null) {
+      this.events.record(service, 'Warning', 'Quarantined', `rules of ${service.namespace}/${service.name} not applied: ${reason}; it keeps its last applied rules, every other service is synced, and it is retried with backoff`);
+    } else if (previous !== null) {
+      this.events.record(service, 'Normal', 'QuarantineLifted', `rules of ${service.namespace}/${service.name} applied again (was: ${previous})`);
+    }
+  }
+
   /** The prober's verdict on a cluster changed (or was first given). */
   clusterHealth(cluster: string, healthy: boolean, detail = ''): void {
     const before = this.clusters.get(cluster);

@@ -18,7 +18,8 @@ export interface RunnerOptions {
   /** First retry delay after a failure (ms); doubles per failure up to maxBackoff. */
   readonly initialBackoff: number;
   readonly maxBackoff: number;
-  readonly run: (full: boolean) => Promise<void>;
+  /** One sync; it may ask for another in `retryInMs` (a quarantined group's retry falls due). */
+  readonly run: (full: boolean) => Promise<{ readonly retryInMs: number | null } | void>;
   readonly onError: (err: unknown, failures: number, retryInMs: number) => void;
   readonly clock?: Clock;
 }
@@ -29,7 +30,8 @@ export interface RunnerOptions {
  * request made when the last sync started more than minInterval ago runs at
  * once (on the next tick, to gather a synchronous burst); otherwise it waits
  * for the interval to pass. A failed sync is retried as a full sync with
- * exponential backoff.
+ * exponential backoff. A sync that set groups aside names when the first is
+ * due for a retry, and a partial sync is requested then.
  */
 export class SyncRunner {
   private readonly clock: Clock;
@@ -39,6 +41,7 @@ export class SyncRunner {
   private timer: unknown = null;
   private timerAt = Infinity;
   private periodTimer: unknown = null;
+  private retryTimer: unknown = null;
   private lastStart = -Infinity;
   private notBefore = -Infinity;
   private failures = 0;
@@ -78,6 +81,7 @@ export class SyncRunner {
     this.stopped = true;
     this.cancelTimer();
     if (this.periodTimer !== null) this.clock.clearTimeout(this.periodTimer);
+    if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
     await this.running;
   }
 
@@ -108,10 +112,11 @@ export class SyncRunner {
     this.pendingPartial = false;
     this.lastStart = this.clock.now();
     this.running = this.opts.run(full).then(
-      () => {
+      (outcome) => {
         this.failures = 0;
         this.notBefore = -Infinity;
         if (full) this.armPeriod();
+        this.armRetry(outcome ? outcome.retryInMs : null);
       },
       (err: unknown) => {
         this.failures++;
@@ -124,6 +129,16 @@ export class SyncRunner {
     await this.running;
     this.running = null;
     this.schedule();
+  }
+
+  private armRetry(inMs: number | null): void {
+    if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (inMs === null || this.stopped) return;
+    this.retryTimer = this.clock.setTimeout(() => {
+      this.retryTimer = null;
+      this.request();
+    }, inMs);
   }
 
   private armPeriod(): void {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { KubernetesObject, V1ConfigMap } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { METRIC_DEFS } from '../../src/ops/metrics.js';
-import type { CoreEvent } from '../../src/ops/event-recorder.js';
 import { serviceChainName } from '../../src/plan/names.js';
 import { waitFor } from '../support/api-server.js';
+import { get, sample, waitForEvent, waitForLog } from '../support/agent-client.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { Lab, AGENT_BIN, type AgentProcess } from '../support/lab.js';
 import { netnsExec } from '../support/netns.js';
@@ -33,43 +33,10 @@ function configMap(config: Record<string, unknown> | string): V1ConfigMap {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: NS, name: 'clusterset-proxy' }, data: { 'config.yaml': typeof config === 'string' ? config : toYaml(config) } };
 }
 
-/** GET inside the node namespace, where the agent listens. */
-async function get(lab: Lab, url: string): Promise<{ status: number; body: string }> {
-  const script = `fetch(${JSON.stringify(url)}).then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })), (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e) })))`;
-  const { stdout } = await netnsExec(lab.nodeNs, process.execPath, ['-e', script]);
-  return JSON.parse(stdout) as { status: number; body: string };
-}
-
-/** One sample of the exposition text; NaN when the series is absent. */
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? NaN : Number(line.slice(series.length + 1));
-}
-
 async function metrics(lab: Lab): Promise<string> {
   const r = await get(lab, `${METRICS}/metrics`);
   assert.equal(r.status, 200);
   return r.body;
-}
-
-function events(lab: Lab): CoreEvent[] {
-  return lab.api.list({ apiVersion: 'v1', kind: 'Event' }) as unknown as CoreEvent[];
-}
-
-async function waitForEvent(lab: Lab, reason: string, kind: string, name: string): Promise<CoreEvent> {
-  return waitFor(() => events(lab).find((e) => e.reason === reason && e.involvedObject.kind === kind && e.involvedObject.name === name), `a ${reason} Event on ${kind} ${name}`, { timeoutMs: 10_000, intervalMs: 50 });
-}
-
-async function waitForLog(agent: AgentProcess, needle: string | RegExp, timeoutMs = 10_000): Promise<string> {
-  let logs = '';
-  try {
-    return await waitFor(async () => {
-      logs = await agent.logs();
-      return (typeof needle === 'string' ? logs.includes(needle) : needle.test(logs)) ? logs : null;
-    }, `${needle} in the agent's log`, { timeoutMs, intervalMs: 50 });
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${logs}`);
-  }
 }
 
 function uidOf(lab: Lab, obj: KubernetesObject): string {

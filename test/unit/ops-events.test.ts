@@ -92,12 +92,12 @@ test('record never blocks the caller, even when the API hangs; failures are swal
 });
 
 function reporterWith(sink: FakeSink) {
-  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0 }, { processMetrics: false });
+  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0, quarantinedCount: () => 0 }, { processMetrics: false });
   const events = recorder(sink);
   return { events, reporter: new OpsReporter(metrics, events, NODE, () => Date.parse('2025-01-01T00:00:00Z')) };
 }
 
-test('one Event per kind: malformed, inconsistent, cluster health, failover, gateway, overlap', async () => {
+test('one Event per kind: malformed, inconsistent, cluster health, failover, gateway, overlap, quarantine', async () => {
   const sink = new FakeSink();
   const { events, reporter } = reporterWith(sink);
   reporter.problem({ object: 'Service default/derived-noip', message: 'has no ClusterIP' }, 'object');
@@ -114,6 +114,8 @@ test('one Event per kind: malformed, inconsistent, cluster health, failover, gat
   const cm: ObjectRef = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'kube-system', name: 'clusterset-proxy' };
   reporter.overlaps([{ object: cm, message: 'chile01 podCIDRs 10.2.0.0/16 overlaps peru podCIDRs 10.2.0.0/20' }]);
   reporter.overlaps([{ object: cm, message: 'chile01 podCIDRs 10.2.0.0/16 overlaps peru podCIDRs 10.2.0.0/20' }]);
+  reporter.quarantine(SVC, 'the kernel refused its rules ("-A MCS-SVC-X ..."): Invalid argument', null);
+  reporter.quarantine(SVC, null, 'the kernel refused its rules ("-A MCS-SVC-X ..."): Invalid argument');
   await events.flush();
   assert.deepEqual(sink.created.map((e) => `${e.type} ${e.reason} ${e.involvedObject.kind}/${e.involvedObject.name}`), [
     'Warning Malformed Service/derived-noip',
@@ -124,7 +126,10 @@ test('one Event per kind: malformed, inconsistent, cluster health, failover, gat
     'Normal FailedBack Service/derived-serve',
     'Normal GatewayChanged Node/node-b',
     'Warning CIDROverlap ConfigMap/clusterset-proxy',
+    'Warning Quarantined Service/derived-serve',
+    'Normal QuarantineLifted Service/derived-serve',
   ]);
+  assert.match(sink.created[8]!.message, /not applied: the kernel refused its rules .*Invalid argument; it keeps its last applied rules/);
   assert.match(sink.created[2]!.message, /cluster chile01 is unreachable from node node-a.*: 3 probes failed/);
   assert.match(sink.created[4]!.message, /moved from local \(brazil\) to remote \(chile01\)/);
   assert.equal(reporter.clusterHealthOf('chile01')?.healthy, true);

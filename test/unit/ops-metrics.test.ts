@@ -5,7 +5,7 @@ import { AgentMetrics, METRIC_DEFS, type EndpointCount } from '../../src/ops/met
 import type { SyncResult } from '../../src/sync/engine.js';
 
 function result(over: Partial<SyncResult> = {}): SyncResult {
-  return { full: false, oldestChangeAt: null, owned: null, restores: 1, payloadBytes: 400, chainsWritten: 1, units: 1, durationMs: 12, ...over };
+  return { full: false, oldestChangeAt: null, owned: null, restores: 1, payloadBytes: 400, chainsWritten: 1, units: 1, durationMs: 12, quarantined: 0, retryInMs: null, ...over };
 }
 
 function sample(text: string, series: string): number {
@@ -13,8 +13,8 @@ function sample(text: string, series: string): number {
   return line === undefined ? NaN : Number(line.slice(series.length + 1));
 }
 
-function metricsWith(endpoints: EndpointCount[] = [], problems = 0): AgentMetrics {
-  return new AgentMetrics({ endpointCounts: () => endpoints, problemCount: () => problems }, { processMetrics: false });
+function metricsWith(endpoints: EndpointCount[] = [], problems = 0, quarantined = 0): AgentMetrics {
+  return new AgentMetrics({ endpointCounts: () => endpoints, problemCount: () => problems, quarantinedCount: () => quarantined }, { processMetrics: false });
 }
 
 test('metric names follow Prometheus conventions and are all registered', async () => {
@@ -76,8 +76,9 @@ test('failures count; restores refused by the kernel count apart', async () => {
 
 test('config reloads count by result; endpoints and problems are read at scrape time', async () => {
   const endpoints: EndpointCount[] = [{ cluster: 'chile01', state: 'ready', count: 3 }];
-  const m = metricsWith(endpoints, 2);
+  const m = metricsWith(endpoints, 2, 1);
   let text = (await m.exposition()).body;
+  assert.equal(sample(text, 'clusterset_proxy_quarantined_groups'), 1);
   assert.equal(sample(text, 'clusterset_proxy_config_reloads_total{result="failure"}'), 0);
   assert.equal(sample(text, 'clusterset_proxy_config_last_reload_successful'), 1);
   assert.equal(sample(text, 'clusterset_proxy_endpoints{cluster="chile01",state="ready"}'), 3);

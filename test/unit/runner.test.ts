@@ -98,3 +98,21 @@ test('a full sync repeats every period', async () => {
   await clock.advance(120_000);
   assert.equal(runs.length, 4);
 });
+
+test('a sync that set groups aside asks for a partial sync when the first retry falls due', async () => {
+  const clock = new FakeClock();
+  const runs: { at: number; full: boolean }[] = [];
+  const retries = [2500, null];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async (full) => {
+      runs.push({ at: clock.now(), full });
+      return { retryInMs: retries.shift() ?? null };
+    },
+    onError: () => assert.fail('no sync fails'),
+  });
+  runner.start();
+  await clock.advance(10_000);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [2500, false]]);
+  await runner.stop();
+});

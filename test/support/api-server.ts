@@ -849,11 +849,15 @@ export function kubeConfigFor(server: string): KubeConfig {
   return kc;
 }
 
-/** Polls `probe` until it returns a truthy value, which is returned; fails after timeoutMs. */
+/**
+ * Polls `probe` until it returns a truthy value, which is returned; fails after
+ * timeoutMs. The default bound is generous: it only decides how long a broken
+ * test takes to fail, never whether a working one passes on a loaded machine.
+ */
 export async function waitFor<T>(
   probe: () => T | Promise<T>,
   what: string,
-  { timeoutMs = 5000, intervalMs = 5 }: { timeoutMs?: number; intervalMs?: number } = {},
+  { timeoutMs = 30_000, intervalMs = 5 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -1,3 +1,5 @@
+// bin/clusterset-proxy loads this module before the others, so signals are caught from the start.
+import { releaseStopSignals, stopSignal } from './stop-signals.js';
 import { hostname } from 'node:os';
 import { Agent, errorText } from './agent.js';
 import { runExplain, snapshotInto } from './cli/explain.js';
@@ -11,15 +13,30 @@ import { SyncEngine } from './sync/engine.js';
 import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
-  if (argv[0] === 'explain') return runExplain(argv.slice(1));
+  // A run that ends by itself (explain, --help, --dry-run, --cleanup, --once) is simply ended by a signal.
+  if (argv[0] === 'explain') {
+    releaseStopSignals();
+    return runExplain(argv.slice(1));
+  }
   const flags = parseFlags(argv);
+  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
+  if (flags.help || !keepWatch) releaseStopSignals();
   if (flags.help) {
     process.stdout.write(USAGE);
     return 0;
   }
   const log = createLogger(flags.logLevel ?? 'info');
+  let agent: Agent | undefined;
+  if (keepWatch) {
+    // Before the agent exists nothing has been changed (reading the config, detecting the backend), and a
+    // step may wait for the API server indefinitely: a signal then ends the process at once.
+    void stopSignal.then((signal) => {
+      if (agent) return;
+      log.info({ signal }, 'stopping before the agent started; nothing was changed');
+      process.exit(0);
+    });
+  }
   const configMap = configMapRefOf(flags.configMap);
-  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
   // The ConfigMap, when there is one, is watched from the start: its first state is the config to start with.
   const start = await loadStartConfig({ file: flags.config, configMap, overrides: flagOverrides(flags), kubeConfig: () => loadKubeConfig(flags.kubeconfig), log, bounded: !keepWatch });
   const config = start.config;
@@ -54,16 +71,20 @@ async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
-  const agent = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
-  const stopped = new Promise<number>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
-        log.info({ signal }, 'stopping; rules stay in place (use --cleanup to remove them)');
-        void agent.stop().then(() => resolve(0));
-      });
-    }
+  const running = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
+  agent = running;
+  let stopping = false;
+  const stopped = stopSignal.then(async (signal) => {
+    stopping = true;
+    log.info({ signal }, 'stopping; rules stay in place (use --cleanup to remove them)');
+    await running.stop();
+    return 0;
   });
-  await agent.start();
+  // A signal during start-up stops the agent half-started; start() may then fail for that reason alone.
+  const started = running.start().catch((err: unknown) => {
+    if (!stopping) throw err;
+  });
+  await Promise.race([started, stopped]);
   return stopped;
 }
 

@@ -55,6 +55,21 @@ exec '${real}' "$@"
     assert.match(await lab.save('nat'), /--to-destination 10\.2\.0\.10:8080/, 'the restore in flight completed');
   });
 
+  it('while it waits for its ConfigMap, before the agent exists: the exit status is 0 and nothing was changed', async () => {
+    lab.api.pause('unavailable');
+    try {
+      const before = await lab.saveAll();
+      const gets = lab.api.countRequests({ verb: 'get', status: 503 }) + lab.api.countRequests({ verb: 'list', status: 503 });
+      const agent = await lab.startAgent(['--configmap', 'ops/clusterset-proxy']);
+      await waitFor(() => lab.api.countRequests({ verb: 'get', status: 503 }) + lab.api.countRequests({ verb: 'list', status: 503 }) > gets, 'a refused ConfigMap read', { timeoutMs: AGENT_WAIT_MS, intervalMs: 20 });
+      assert.equal(await agent.stop('SIGTERM'), 0, await agent.logs());
+      assert.match(await agent.logs(), /"msg":"stopping before the agent started; nothing was changed"/);
+      assert.equal(await lab.saveAll(), before);
+    } finally {
+      lab.api.resume();
+    }
+  });
+
   it('while it waits for its first list from an unavailable API server: the exit status is 0', async () => {
     lab.api.pause('unavailable');
     try {

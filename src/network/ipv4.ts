@@ -1,5 +1,7 @@
 /** Strict dotted-quad IPv4 parsing: no leading zeros, no shorthand, as the API validates. */
 export function parseIPv4(text: string): number | null {
+  // Values from the API may be of any type: anything but a string is no address.
+  if (typeof text !== 'string') return null;
   const parts = text.split('.');
   if (parts.length !== 4) return null;
   let value = 0;

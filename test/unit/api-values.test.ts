@@ -4,6 +4,7 @@ import {
   booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, integerProblem,
   isClusterName, portNameProblem, portNumberProblem, serviceNameProblem, shown, SHOWN_MAX, stringValueProblem,
 } from '../../src/model/api-values.js';
+import { parseIPv4 } from '../../src/network/ipv4.js';
 
 const PAYLOAD = 'evil"\nCOMMIT\n*filter\n-I INPUT 1 -p tcp --dport 2222 -j DROP\nCOMMIT\n';
 
@@ -99,4 +100,6 @@ test('endpoint addresses: loopback, link-local, multicast, broadcast and unspeci
   for (const [ip, why] of refused) assert.match(endpointAddressProblem(ip)!, why, ip);
   assert.equal(endpointAddressProblem(167772161), 'has the wrong type: expected a string, got a number');
   assert.equal(endpointAddressProblem(undefined), 'has the wrong type: expected a string, got nothing');
+  // The parser under it takes whatever an API object holds without throwing.
+  for (const v of [42, null, undefined, {}, ['10.0.0.1']]) assert.equal(parseIPv4(v as unknown as string), null);
 });

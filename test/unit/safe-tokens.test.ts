@@ -39,14 +39,17 @@ test('a quote, a backslash, a newline, any control or non-ASCII character, or a 
     ['-m comment --comment "évil"', /not printable ASCII/],
     ['-m comment --comment "a\\"b"', /a backslash at 23/],
     // A value that closes its comment and quotes the rest: each way it can end is refused.
-    ['-m comment --comment "evil" -A INPUT -j DROP "x"', /a quoted argument at 45 that is not a --comment's/],
-    ['-m comment --comment "evil" -j DROP -m comment --comment "x" -j ACCEPT', /more than one --comment/],
-    ['-m comment --comment "evil" -j DROP x"', /a quote at 37 inside a token/],
+    ['-m comment --comment "evil" -A INPUT -j DROP "x"', /a quote at 45 that does not open a --comment's argument/],
+    ['-m comment --comment "evil" -j DROP -m comment --comment "x" -j ACCEPT', /more than one quoted argument/],
+    ['-m comment --comment "evil" -j DROP -m comment --comment x" -j ACCEPT', /a quote at 58 that does not open/],
+    ['-m comment --comment "evil" -j DROP x"', /a quote at 37 that does not open/],
     ['-m comment --comment ""evil"', /a quote at 22 inside a token/],
     ['-m comment --comment "default/web -> evil"" -j ACCEPT', /a quote at 41 inside a token/],
     ['-m comment --comment "never closed', /a quote opened at 21 and never closed/],
-    ['-m comment --comment ab"c', /a quote at 23 inside a token/],
-    ['-j DNAT --to-destination 10.2.0.1"', /inside a token/],
+    ['-m comment --comment ab"c', /a quote at 23 that does not open/],
+    ['-j DNAT --to-destination 10.2.0.1"', /a quote at 33 that does not open/],
+    ['-j DNAT --to-destination "10.2.0.1"', /a quote at 25 that does not open/],
+    ['-m comment x--comment "a"', /a quote at 22 that does not open/],
     [`-m comment --comment "${'a'.repeat(2000)}"`, /a quoted argument of 2000 characters/],
   ];
   for (const [spec, why] of refused) assert.match(specProblem(spec) ?? 'passed', why, JSON.stringify(spec));

@@ -103,3 +103,14 @@ test('endpoint addresses: loopback, link-local, multicast, broadcast and unspeci
   // The parser under it takes whatever an API object holds without throwing.
   for (const v of [42, null, undefined, {}, ['10.0.0.1']]) assert.equal(parseIPv4(v as unknown as string), null);
 });
+
+test('parseIPv4 reads strict dotted quads only', () => {
+  assert.equal(parseIPv4('0.0.0.0'), 0);
+  assert.equal(parseIPv4('255.255.255.255'), 0xffffffff);
+  assert.equal(parseIPv4('10.2.0.10'), 0x0a02000a);
+  assert.equal(parseIPv4('100.200.250.1'), ((100 * 256 + 200) * 256 + 250) * 256 + 1);
+  for (const bad of ['', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.04', '00.1.1.1', '1..2.3', '1.2.3.4.', '.1.2.3.4', '1.2.3.4 ', ' 1.2.3.4',
+    '1.2.3.-4', '256.0.0.1', '1.2.3.256', '1000.1.1.1', '1.2.3.4\n', '1.2.3.4"', 'a.b.c.d', '1.2.3.4/32', '::1']) {
+    assert.equal(parseIPv4(bad), null, JSON.stringify(bad));
+  }
+});

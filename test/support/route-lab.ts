@@ -220,6 +220,12 @@ export class RouteLab {
     }
   }
 
+  /** The member's nat table as iptables-save prints it (the agent runs with the nft backend here). */
+  async natTable(member: Member): Promise<string> {
+    const { stdout } = await netnsExec(this.nsOf(member), 'iptables-nft-save', ['-t', 'nat']);
+    return stdout;
+  }
+
   /** Packets the gateway sent into its tunnel. */
   async tunnelPackets(gw: Gateway): Promise<number> {
     const { stdout } = await netnsExec(this.ns[gw], 'cat', ['/sys/class/net/tun0/statistics/tx_packets']);

@@ -1,6 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
+import { IptablesDataplane } from './iptables/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
 import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
@@ -53,7 +54,7 @@ export class Agent {
       log,
     });
     this.engine = new SyncEngine({
-      config, backend: opts.backend, log, health: this.prober,
+      config, dataplane: new IptablesDataplane(opts.backend), log, health: this.prober,
       onSync: (r) => this.logSync(r),
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),

@@ -1,4 +1,4 @@
-import { TABLES, type TableOps, type UnitChange } from '../plan/types.js';
+import { TABLES, type TableOps, type UnitChange } from './plan-types.js';
 
 /**
  * One iptables-restore --noflush payload for a batch of units. Per table:

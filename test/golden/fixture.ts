@@ -5,6 +5,7 @@
 // endpoint conditions, a probed-dead endpoint, and a group the kernel refuses
 // that keeps the rules it had.
 
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { RestoreError, type IptablesBackend } from '../../src/iptables/backend.js';
 import { silentLogger } from '../../src/log.js';
@@ -116,7 +117,7 @@ function loadObjects(engine: SyncEngine): void {
  */
 export async function syncFixture(inner: IptablesBackend): Promise<{ engine: SyncEngine; quarantined: number; refusals: number }> {
   const backend = new PoisonRefusing(inner);
-  const engine = new SyncEngine({ config: GOLDEN_CONFIG, backend, log: silentLogger(), health: HEALTH, now: () => 0 });
+  const engine = new SyncEngine({ config: GOLDEN_CONFIG, dataplane: new IptablesDataplane(backend), log: silentLogger(), health: HEALTH, now: () => 0 });
   loadObjects(engine);
   await engine.syncFull();
   engine.upsertSlice(importedSlice(ns, 'chile01', 'pay-1', 'derived-pay', [endpoint('10.4.0.10'), endpoint(POISON)], [tcp('http', 8080)]));

@@ -1,10 +1,11 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { PassThrough } from 'node:stream';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine, type SyncResult } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
@@ -12,7 +13,7 @@ import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
 const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
 
 function engineOn(fake: FakeIptables, overrides: Partial<Config> = {}): SyncEngine {
-  return new SyncEngine({ config: { ...config, ...overrides }, backend: fake, log: silentLogger() });
+  return new SyncEngine({ config: { ...config, ...overrides }, dataplane: new IptablesDataplane(fake), log: silentLogger() });
 }
 
 function addDerived(engine: SyncEngine, i: number, ips: string[]): void {
@@ -234,7 +235,7 @@ test('at debug level each chain a partial sync rewrites is logged with its servi
   const lines: string[] = [];
   out.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
   const fake = seededFake();
-  const engine = new SyncEngine({ config, backend: fake, log: createLogger('debug', out) });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: createLogger('debug', out) });
   addDerived(engine, 1, ['10.2.0.1']);
   await engine.syncFull();
   addDerived(engine, 1, ['10.2.0.2']);

@@ -95,12 +95,10 @@ export class SyncEngine {
   private readonly applied = new Map<string, GroupState>();
   /** Selection of each group as last applied (conntrack cleanup). */
   private readonly appliedSelections = new Map<string, GroupSelection>();
-  /** Selections planned but not yet applied. */
+  /** Selections planned but not yet applied; undefined for a group that is gone. */
   private readonly pendingSelections = new Map<string, GroupSelection | undefined>();
   /** Decision of each group as last applied. */
   private readonly decisions = new Map<string, Decision | null>();
-  /** Decisions planned but not yet applied. */
-  private readonly pendingDecisions = new Map<string, Decision | null>();
   /**
    * Candidate endpoints of each group by cluster: probe targets, and the groups
    * a verdict touches. Per group, cluster names alternate with that cluster's
@@ -213,14 +211,12 @@ export class SyncEngine {
     this.clusterIndex.delete(key);
     if (!group) {
       this.problems.reportGroup(key, problems);
-      this.pendingDecisions.set(key, null);
       this.pendingSelections.set(key, undefined);
       return undefined;
     }
     const selection = selectGroup(group, this.selectionCtx);
     const state = this.dataplane.plan(selection);
     this.problems.reportGroup(key, [...problems, ...selection.problems]);
-    this.pendingDecisions.set(key, selection.decision);
     this.pendingSelections.set(key, selection);
     const byCluster = new Map<string, string[]>();
     for (const fe of [...group.frontends, ...(group.local ? [group.local] : [])]) {
@@ -302,7 +298,6 @@ export class SyncEngine {
       return { fragment: this.fragmentOf(key) };
     } catch (err) {
       // Its old decision stays in force with its old rules.
-      this.pendingDecisions.delete(key);
       this.pendingSelections.delete(key);
       this.fault(key, 'plan', `planning its rules failed: ${errorText(err)}`);
       return null;
@@ -407,7 +402,6 @@ export class SyncEngine {
         if (fallback) fragments.set(key, fallback);
         else fragments.delete(key);
         held.add(key);
-        this.pendingDecisions.delete(key);
         this.pendingSelections.delete(key);
         this.fault(key, stage, reason);
       };
@@ -536,16 +530,16 @@ export class SyncEngine {
       else this.applied.delete(key);
     }
     // A group that kept its old state (held, refused) keeps its old selection: it has no pending one.
-    const gone = all ? [...this.appliedSelections.keys()].filter((k) => !next.has(k)) : [];
-    for (const key of gone) this.pendingSelections.set(key, undefined);
-    for (const [key, selection] of this.pendingSelections) {
+    const changed = new Map(this.pendingSelections);
+    if (all) for (const key of this.appliedSelections.keys()) if (!next.has(key) && !changed.has(key)) changed.set(key, undefined);
+    for (const [key, selection] of changed) {
       const programmed = selection && next.get(key) !== undefined ? selection : undefined;
       flows.push(...staleUdpFlows(this.appliedSelections.get(key), programmed));
       if (programmed) this.appliedSelections.set(key, programmed);
       else this.appliedSelections.delete(key);
     }
-    this.pendingSelections.clear();
-    for (const [key, after] of this.pendingDecisions) {
+    for (const [key, selection] of this.pendingSelections) {
+      const after = selection?.decision ?? null;
       const known = this.decisions.has(key);
       const before = this.decisions.get(key) ?? null;
       if (after === null) this.decisions.delete(key);
@@ -555,7 +549,7 @@ export class SyncEngine {
       this.opts.log.info({ service: key, from: before?.target ?? 'none', to: after.target, clusters: after.clusters, failOpen: after.failOpen }, `service ${key} now sends traffic to ${after.target === 'none' ? 'no cluster' : after.clusters.join(', ')}`);
       this.opts.onDecision?.({ group: key, before, after });
     }
-    this.pendingDecisions.clear();
+    this.pendingSelections.clear();
     if (flows.length > 0 && this.opts.flushUdp) await this.opts.flushUdp(flows);
   }
 

@@ -7,8 +7,9 @@ import { buildGroup, type GroupContext } from '../model/group.js';
 import { convertService, convertSlice, serviceRef, sliceRef } from '../model/records.js';
 import { ModelStore } from '../model/store.js';
 import { ProblemLog } from './problem-log.js';
-import { Quarantine, type FaultStage, type GroupFault, type GroupStatus } from './quarantine.js';
-import type { ApplyStats, Dataplane, KernelState, Transaction } from './dataplane.js';
+import type { GroupStatus } from './quarantine.js';
+import type { ApplyStats, Dataplane } from './dataplane.js';
+import { Reconciler, type GroupState, type QuarantineChange } from './reconciler.js';
 import { analyseNetworks } from '../network/overlap.js';
 import { staleUdpFlows, type StaleUdpFlow } from '../conntrack/stale-flows.js';
 import { ALL_HEALTHY, type Decision, type HealthView } from '../policy/select.js';
@@ -53,30 +54,13 @@ export interface EngineOptions {
   readonly now?: () => number;
 }
 
-export interface QuarantineChange {
-  readonly group: string;
-  /** The new fault; null when the group healed. */
-  readonly fault: GroupFault | null;
-  /** The fault the group had before, if any. */
-  readonly previous: GroupFault | null;
-}
-
-/**
- * Extra restores a sync may spend finding the groups the kernel refuses
- * (one per group blamed by line; about 2·log2(n) per group found by
- * bisecting n). Past it the sync fails and is retried; the groups found so
- * far stay set aside, so every retry gets further.
- */
-export const MAX_ISOLATION_RESTORES = 32;
+export { MAX_ISOLATION_RESTORES, type QuarantineChange } from './reconciler.js';
 
 export interface DecisionChange {
   readonly group: string;
   readonly before: Decision | null;
   readonly after: Decision | null;
 }
-
-/** A group's desired state in the data plane: opaque to the engine. */
-type GroupState = unknown;
 
 /**
  * The pipeline: API objects → records (store) → service groups (model) →
@@ -91,8 +75,9 @@ export class SyncEngine {
   private groupCtx!: GroupContext;
   private selectionCtx!: SelectionContext;
   private readonly problems: ProblemLog;
-  private readonly dataplane: Dataplane<GroupState, KernelState<GroupState>, Transaction>;
-  private readonly applied = new Map<string, GroupState>();
+  private readonly dataplane: Dataplane;
+  /** Makes the data plane hold every group's state; keeps each group's status and retries. */
+  private readonly reconciler: Reconciler;
   /** Selection of each group as last applied (conntrack cleanup). */
   private readonly appliedSelections = new Map<string, GroupSelection>();
   /** Selections planned but not yet applied; undefined for a group that is gone. */
@@ -109,19 +94,17 @@ export class SyncEngine {
   private dirty = new Set<string>();
   /** When the oldest change in `dirty` arrived. */
   private dirtySince: number | null = null;
-  /** Set until a full sync succeeds: the kernel may differ from `applied`. */
-  private needsFull = true;
-  /** Groups set aside: each keeps its last applied fragment and is retried on its own backoff. */
-  private readonly quarantine: Quarantine;
-  private readonly now: () => number;
 
   constructor(private readonly opts: EngineOptions) {
     this.config = opts.config;
-    this.now = opts.now ?? (() => performance.now());
-    this.quarantine = new Quarantine(this.now, opts.quarantineBackoff);
     this.store = new ModelStore(opts.config.servicePrefix);
     this.problems = new ProblemLog(opts.log);
     this.dataplane = opts.dataplane;
+    this.reconciler = new Reconciler({
+      dataplane: opts.dataplane, log: opts.log, now: opts.now ?? (() => performance.now()),
+      quarantineBackoff: opts.quarantineBackoff, onQuarantine: opts.onQuarantine,
+      frontendsOf: (key) => this.frontendNamesOf(key),
+    });
     this.updateConfig(opts.config);
   }
 
@@ -132,7 +115,7 @@ export class SyncEngine {
     this.groupCtx = { servicePrefix: c.servicePrefix, clusters: new ClusterResolver(c.clusterName, c.clusters.map((x) => x.name)), withheld: analyseNetworks(c).withheld };
     this.selectionCtx = { localCluster: c.clusterName, policy: c.trafficPolicy, health: this.opts.health ?? ALL_HEALTHY };
     this.dataplane.configure({ clusterCIDR: c.clusterCIDR, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit, maxChainsPerRestore: c.maxChainsPerRestore });
-    this.needsFull = true;
+    this.reconciler.invalidate();
     this.dirtySince ??= performance.now();
   }
 
@@ -185,7 +168,7 @@ export class SyncEngine {
     if (keys.length === 0) return false;
     for (const key of keys) {
       this.dirty.add(key);
-      this.quarantine.wake(key);
+      this.reconciler.wake(key);
     }
     this.dirtySince ??= performance.now();
     return true;
@@ -284,8 +267,8 @@ export class SyncEngine {
     const fragments = new Map<string, GroupState>();
     const held = new Set<string>();
     for (const key of this.store.allGroupKeys()) {
-      const planned = this.quarantine.isWaiting(key) ? null : this.planned(key);
-      const f = planned ? planned.fragment : this.applied.get(key);
+      const planned = this.reconciler.isWaiting(key) ? null : this.planned(key);
+      const f = planned ? planned.fragment : this.reconciler.appliedState(key);
       if (!planned) held.add(key);
       if (f) fragments.set(key, f);
     }
@@ -299,7 +282,7 @@ export class SyncEngine {
     } catch (err) {
       // Its old decision stays in force with its old rules.
       this.pendingSelections.delete(key);
-      this.fault(key, 'plan', `planning its rules failed: ${errorText(err)}`);
+      this.reconciler.fault(key, 'plan', `planning its rules failed: ${errorText(err)}`);
       return null;
     }
   }
@@ -317,147 +300,49 @@ export class SyncEngine {
     const { fragments, held } = this.planAll();
     let outcome;
     try {
-      outcome = await this.applyIsolating(fragments, held);
+      // A group set aside keeps its old decision with its old state.
+      outcome = await this.reconciler.reconcileFull(fragments, held, (key) => this.pendingSelections.delete(key));
+      await this.commit(fragments, true);
     } catch (err) {
-      this.needsFull = true;
+      this.reconciler.invalidate();
       this.restoreDirty(taken);
       throw err;
     }
-    await this.commit(fragments, true);
-    this.healApplied(this.store.allGroupKeys(), held);
-    this.needsFull = false;
-    return this.finish(true, started, taken.since, outcome.stats, this.dataplane.owned(outcome.plan));
+    const present = this.store.allGroupKeys();
+    this.reconciler.heal(present, held, present);
+    return this.finish(true, started, taken.since, outcome.stats, outcome.owned);
   }
 
   /** Applies the changes of the groups touched since the last sync, and retries the quarantined groups that are due. */
   async syncPartial(): Promise<SyncResult> {
-    if (this.needsFull) return this.syncFull();
+    if (this.reconciler.fullDue) return this.syncFull();
     const started = performance.now();
     const taken = this.takeDirty();
-    const parts: Transaction[] = [];
     const next = new Map<string, GroupState | undefined>();
-    for (const key of new Set([...taken.keys, ...this.quarantine.due()])) {
+    for (const key of new Set([...taken.keys, ...this.reconciler.due()])) {
       // Put back after a failed sync: it waits for its retry.
-      if (this.quarantine.isWaiting(key)) continue;
+      if (this.reconciler.isWaiting(key)) continue;
       const planned = this.planned(key);
       if (!planned) continue;
       next.set(key, planned.fragment);
-      parts.push(this.dataplane.diffGroup(key, this.applied.get(key), planned.fragment));
     }
-    const tx = this.dataplane.merge(parts);
     try {
-      const { stats, refused } = await this.dataplane.apply(tx);
+      const outcome = await this.reconciler.reconcileGroups(next);
       // A refused transaction: a full sync reads the kernel back and sets the guilty group aside.
-      if (refused) throw refused.kind === 'error' ? refused.error : new Isolate();
+      if (outcome.refused) throw new Isolate();
       await this.commit(next, false);
-      this.healApplied(next.keys(), new Set());
+      this.reconciler.heal(next.keys(), new Set(), this.store.allGroupKeys());
       if (this.opts.log.isLevelEnabled('debug')) {
-        for (const w of this.dataplane.written(tx)) this.opts.log.debug({ service: w.group, chain: w.name }, 'chain rewritten');
+        for (const w of this.dataplane.written(outcome.tx)) this.opts.log.debug({ service: w.group, chain: w.name }, 'chain rewritten');
       }
-      return this.finish(false, started, taken.since, stats, null);
+      return this.finish(false, started, taken.since, outcome.stats, null);
     } catch (err) {
       // The kernel's state is now uncertain: the retry is a full sync.
-      this.needsFull = true;
+      this.reconciler.invalidate();
       this.restoreDirty(taken);
       if (err instanceof Isolate) return this.syncFull();
       throw err;
     }
-  }
-
-  /**
-   * Makes the kernel match `fragments`, setting aside each group the kernel
-   * refuses: blamed by the line the tool names, else found by bisecting the
-   * groups of the refused restore. A refused group keeps its last applied
-   * fragment (or what the kernel holds for it, or nothing); `fragments` and
-   * `held` are updated to match. Each round reads the kernel back first, so
-   * tables a refused restore committed before failing are accounted for.
-   */
-  private async applyIsolating(fragments: Map<string, GroupState>, held: Set<string>): Promise<{ stats: ApplyStats; plan: Map<string, GroupState> }> {
-    let total: ApplyStats = { restores: 0, payloadBytes: 0, chainsWritten: 0, units: 0 };
-    /** Restores spent after the first attempt, probes included. */
-    let extra = 0;
-    let first = true;
-    let applied = false;
-    let lastError: unknown = null;
-    /** While bisecting: groups among which the kernel refuses one at least, and that refusal. */
-    let bisect: { suspects: string[]; reason: string } | null = null;
-    for (;; first = false) {
-      if (extra >= MAX_ISOLATION_RESTORES) throw lastError;
-      let kernel = await this.dataplane.observe(fragments);
-      if (first && this.adoptHeld(fragments, held, kernel)) kernel = await this.dataplane.observe(fragments);
-      // A trial applies the first half of the suspects; every other group keeps what the kernel holds.
-      const trial = bisect ? new Set(bisect.suspects.slice(0, Math.ceil(bisect.suspects.length / 2))) : null;
-      const target = trial ? holdBack(fragments, kernel, (key) => !trial.has(key)) : fragments;
-      const tx = this.dataplane.diff(kernel, target);
-      if (first && tx.keys.length > 0) {
-        this.opts.log.info({ units: tx.keys.length, staleOrDrifted: tx.keys.filter((k) => k !== '').slice(0, 20) }, 'full sync: kernel state differs from the desired plan; repairing');
-      }
-      const { stats, refused } = await this.dataplane.apply(tx);
-      total = addStats(total, stats);
-      if (!first) extra += stats.restores + (refused && refused.kind !== 'render' ? 1 : 0);
-      applied ||= stats.restores > 0;
-      const setAside = (key: string, stage: FaultStage, reason: string) => {
-        // Blamed again while held: its old rules are refused too, so it gets none.
-        const fallback = held.has(key) ? undefined : this.applied.get(key) ?? kernel.group(key);
-        if (fallback) fragments.set(key, fallback);
-        else fragments.delete(key);
-        held.add(key);
-        this.pendingSelections.delete(key);
-        this.fault(key, stage, reason);
-      };
-      if (!refused) {
-        if (!bisect || !trial) return { stats: total, plan: new Map(fragments) };
-        // The trial went in, so the refused group is among the other suspects.
-        const rest: string[] = bisect.suspects.filter((k) => !trial.has(k));
-        if (rest.length === 1) setAside(rest[0]!, 'kernel', bisect.reason);
-        bisect = rest.length === 1 ? null : { suspects: rest, reason: bisect.reason };
-        continue;
-      }
-      lastError = refused.error;
-      if (refused.kind === 'render') {
-        if (refused.failing.length === 0) throw refused.error;
-        for (const f of refused.failing) setAside(f.group, 'plan', `rendering its rules failed: ${errorText(f.error)}`);
-        continue;
-      }
-      if (refused.kind === 'error') throw refused.error;
-      if (refused.blamed !== null) {
-        setAside(refused.blamed, 'kernel', refused.reason);
-        bisect = null;
-        continue;
-      }
-      const groups = refused.groups;
-      // Nothing of a group was refused (the skeleton, or the tool itself failing): not a group's fault.
-      if (groups.length === 0) throw refused.error;
-      if (groups.length > 1) {
-        bisect = { suspects: [...groups], reason: refused.reason };
-        continue;
-      }
-      // One group refused alone: its fault, unless nothing at all gets through (a held lock, a broken tool).
-      if (!applied) {
-        extra++;
-        if (!(await this.dataplane.works())) throw refused.error;
-        applied = true;
-      }
-      setAside(groups[0]!, 'kernel', refused.reason);
-      bisect = null;
-    }
-  }
-
-  /**
-   * A held group this process never applied (the agent restarted) keeps the
-   * rules the kernel holds for it: the chains its ports name and the dispatch
-   * rules jumping to them. Otherwise they would be deleted as nobody's.
-   */
-  private adoptHeld(fragments: Map<string, GroupState>, held: ReadonlySet<string>, kernel: KernelState<GroupState>): boolean {
-    let adopted = false;
-    for (const key of held) {
-      if (fragments.has(key)) continue;
-      const state = this.dataplane.adopt(key, this.frontendNamesOf(key), kernel);
-      if (state === undefined) continue;
-      fragments.set(key, state);
-      adopted = true;
-    }
-    return adopted;
   }
 
   /** Every port of every Service of a group, whatever its policy programs; none when its model does not build. */
@@ -472,63 +357,31 @@ export class SyncEngine {
     return members.flatMap((fe) => fe.ports.map((p) => ({ name: { namespace: fe.namespace, service: fe.name, port: p.label }, protocol: p.protocol })));
   }
 
-  /** Records a group's failure; logs and reports it when it is news. */
-  private fault(key: string, stage: FaultStage, reason: string): void {
-    const previous = this.quarantine.get(key) ?? null;
-    const fault = this.quarantine.fail(key, stage, reason);
-    if (!fault) return;
-    this.opts.log.warn({ service: key, stage, reason, retryInMs: Math.round(fault.retryAt - this.now()) },
-      `service ${key} quarantined: ${reason}; it keeps its last applied rules, every other service is synced, and it is retried with backoff`);
-    this.opts.onQuarantine?.({ group: key, fault, previous });
-  }
-
-  /** Lifts the quarantine of groups that were planned and applied (or are gone). */
-  private healApplied(keys: Iterable<string>, held: ReadonlySet<string>): void {
-    if (this.quarantine.size === 0) return;
-    const present = this.store.allGroupKeys();
-    const tried = new Set([...keys].filter((k) => !held.has(k)));
-    for (const key of this.quarantine.keys()) {
-      if (present.has(key) && !tried.has(key)) continue;
-      const previous = this.quarantine.lift(key)!;
-      this.opts.log.info({ service: key, failures: previous.failures }, `service ${key} healed: ${present.has(key) ? 'its rules are applied' : 'it is gone'}; quarantine lifted`);
-      this.opts.onQuarantine?.({ group: key, fault: null, previous });
-    }
-  }
-
   /** The group's state in the data plane (explain, and the reconciler's status). */
   groupStatus(key: string): GroupStatus {
-    const fault = this.quarantine.get(key);
-    if (fault) return { state: 'failed', ...fault };
-    return this.dirty.has(key) || this.needsFull ? { state: 'pending' } : { state: 'applied' };
+    return this.reconciler.status(key, this.dirty.has(key));
   }
 
   /** Groups quarantined now. */
   get quarantinedCount(): number {
-    return this.quarantine.size;
+    return this.reconciler.quarantinedCount;
   }
 
   /** Removes every chain, rule and jump the agent owns (--cleanup). */
   async cleanup(): Promise<SyncResult> {
     const started = performance.now();
-    const stats = await this.dataplane.cleanup();
-    this.applied.clear();
+    const stats = await this.reconciler.cleanup();
     this.appliedSelections.clear();
     return this.finish(true, started, null, stats, { chains: 0, rules: 0 });
   }
 
   /**
-   * Records fragments as applied, then does what follows a change of
-   * selection: stale UDP flows are flushed and decision changes announced.
-   * `all`: `next` is the whole plan, so groups missing from it are gone.
+   * What follows applied states: the selections they came from become the
+   * applied ones, stale UDP flows are flushed and decision changes announced.
+   * `all`: `next` is the whole desired state, so groups missing from it are gone.
    */
   private async commit(next: ReadonlyMap<string, GroupState | undefined>, all: boolean): Promise<void> {
     const flows: StaleUdpFlow[] = [];
-    const keys = all ? new Set([...this.applied.keys(), ...next.keys()]) : new Set(next.keys());
-    for (const key of keys) {
-      const after = next.get(key);
-      if (after) this.applied.set(key, after);
-      else this.applied.delete(key);
-    }
     // A group that kept its old state (held, refused) keeps its old selection: it has no pending one.
     const changed = new Map(this.pendingSelections);
     if (all) for (const key of this.appliedSelections.keys()) if (!next.has(key) && !changed.has(key)) changed.set(key, undefined);
@@ -555,8 +408,8 @@ export class SyncEngine {
 
 
   private finish(full: boolean, started: number, oldestChangeAt: number | null, stats: ApplyStats, owned: SyncResult['owned']): SyncResult {
-    const retryInMs = this.quarantine.nextRetryIn();
-    const result = { full, oldestChangeAt, owned, ...stats, durationMs: performance.now() - started, quarantined: this.quarantine.size, retryInMs };
+    const retryInMs = this.reconciler.nextRetryIn();
+    const result = { full, oldestChangeAt, owned, ...stats, durationMs: performance.now() - started, quarantined: this.reconciler.quarantinedCount, retryInMs };
     this.opts.onSync?.(result);
     return result;
   }
@@ -614,17 +467,3 @@ function sameDecision(a: Decision | null, b: Decision): boolean {
 
 /** Thrown inside a partial sync to hand a refused payload over to a full sync. */
 class Isolate extends Error {}
-
-function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
-  return { restores: a.restores + b.restores, payloadBytes: a.payloadBytes + b.payloadBytes, chainsWritten: a.chainsWritten + b.chainsWritten, units: a.units + b.units };
-}
-
-/** `desired` with the state of the groups `keep` selects replaced by what the kernel holds for them. */
-function holdBack(desired: ReadonlyMap<string, GroupState>, kernel: KernelState<GroupState>, keep: (key: string) => boolean): Map<string, GroupState> {
-  const states = new Map<string, GroupState>();
-  for (const [key, state] of desired) {
-    const kept = keep(key) ? kernel.group(key) : state;
-    if (kept !== undefined) states.set(key, kept);
-  }
-  return states;
-}

@@ -78,8 +78,12 @@ export class SyncEngine {
   private readonly dataplane: Dataplane;
   /** Makes the data plane hold every group's state; keeps each group's status and retries. */
   private readonly reconciler: Reconciler;
-  /** Selection of each group as last applied (conntrack cleanup). */
-  private readonly appliedSelections = new Map<string, GroupSelection>();
+  /**
+   * The UDP frontends of each group's selection as last applied: what
+   * conntrack cleanup compares (TCP flows are left alone, so their selections
+   * need not be kept).
+   */
+  private readonly appliedUdp = new Map<string, { readonly frontends: readonly FrontendSelection[] }>();
   /** Selections planned but not yet applied; undefined for a group that is gone. */
   private readonly pendingSelections = new Map<string, GroupSelection | undefined>();
   /** Decision of each group as last applied. */
@@ -308,8 +312,10 @@ export class SyncEngine {
       this.restoreDirty(taken);
       throw err;
     }
-    const present = this.store.allGroupKeys();
-    this.reconciler.heal(present, held, present);
+    if (this.reconciler.quarantinedCount > 0) {
+      const present = this.store.allGroupKeys();
+      this.reconciler.heal(present, held, () => present);
+    }
     return this.finish(true, started, taken.since, outcome.stats, outcome.owned);
   }
 
@@ -331,7 +337,7 @@ export class SyncEngine {
       // A refused transaction: a full sync reads the kernel back and sets the guilty group aside.
       if (outcome.refused) throw new Isolate();
       await this.commit(next, false);
-      this.reconciler.heal(next.keys(), new Set(), this.store.allGroupKeys());
+      this.reconciler.heal(next.keys(), new Set(), () => this.store.allGroupKeys());
       if (this.opts.log.isLevelEnabled('debug')) {
         for (const w of this.dataplane.written(outcome.tx)) this.opts.log.debug({ service: w.group, chain: w.name }, 'chain rewritten');
       }
@@ -371,7 +377,7 @@ export class SyncEngine {
   async cleanup(): Promise<SyncResult> {
     const started = performance.now();
     const stats = await this.reconciler.cleanup();
-    this.appliedSelections.clear();
+    this.appliedUdp.clear();
     return this.finish(true, started, null, stats, { chains: 0, rules: 0 });
   }
 
@@ -384,12 +390,13 @@ export class SyncEngine {
     const flows: StaleUdpFlow[] = [];
     // A group that kept its old state (held, refused) keeps its old selection: it has no pending one.
     const changed = new Map(this.pendingSelections);
-    if (all) for (const key of this.appliedSelections.keys()) if (!next.has(key) && !changed.has(key)) changed.set(key, undefined);
+    if (all) for (const key of this.appliedUdp.keys()) if (!next.has(key) && !changed.has(key)) changed.set(key, undefined);
     for (const [key, selection] of changed) {
-      const programmed = selection && next.get(key) !== undefined ? selection : undefined;
-      flows.push(...staleUdpFlows(this.appliedSelections.get(key), programmed));
-      if (programmed) this.appliedSelections.set(key, programmed);
-      else this.appliedSelections.delete(key);
+      const udp = selection && next.get(key) !== undefined ? selection.frontends.filter((f) => f.protocol === 'UDP') : [];
+      const before = this.appliedUdp.get(key);
+      if (before) flows.push(...staleUdpFlows(before, { frontends: udp }));
+      if (udp.length > 0) this.appliedUdp.set(key, { frontends: udp });
+      else this.appliedUdp.delete(key);
     }
     for (const [key, selection] of this.pendingSelections) {
       const after = selection?.decision ?? null;

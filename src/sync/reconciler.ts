@@ -105,9 +105,10 @@ export class Reconciler {
     this.opts.onQuarantine?.({ group: key, fault, previous });
   }
 
-  /** Lifts the quarantine of groups that were planned and applied (`tried` minus `held`), or are gone (not in `present`). */
-  heal(tried: Iterable<string>, held: ReadonlySet<string>, present: ReadonlySet<string>): void {
+  /** Lifts the quarantine of groups that were planned and applied (`tried` minus `held`), or are gone (not in `present()`). */
+  heal(tried: Iterable<string>, held: ReadonlySet<string>, presentGroups: () => ReadonlySet<string>): void {
     if (this.quarantine.size === 0) return;
+    const present = presentGroups();
     const done = new Set([...tried].filter((k) => !held.has(k)));
     for (const key of this.quarantine.keys()) {
       if (present.has(key) && !done.has(key)) continue;

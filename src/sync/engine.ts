@@ -5,6 +5,7 @@ import { errorText, type Logger } from '../log.js';
 import { ClusterResolver } from '../model/clusters.js';
 import { buildGroup, type GroupContext } from '../model/group.js';
 import { convertService, convertSlice, serviceRef, sliceRef } from '../model/records.js';
+import { EndpointIndex } from '../model/endpoint-index.js';
 import { ModelStore } from '../model/store.js';
 import { ProblemLog } from './problem-log.js';
 import type { GroupStatus } from './quarantine.js';
@@ -88,13 +89,8 @@ export class SyncEngine {
   private readonly pendingSelections = new Map<string, GroupSelection | undefined>();
   /** Decision of each group as last applied. */
   private readonly decisions = new Map<string, Decision | null>();
-  /**
-   * Candidate endpoints of each group by cluster: probe targets, and the groups
-   * a verdict touches. Per group, cluster names alternate with that cluster's
-   * endpoints joined into one string (`ip:port,ip:port`, in model order,
-   * duplicates kept): one string per cluster instead of one per endpoint.
-   */
-  private readonly clusterIndex = new Map<string, string[]>();
+  /** The endpoints each group uses, by cluster: probe targets, and the groups a verdict touches. */
+  private readonly endpointIndex = new EndpointIndex();
   private dirty = new Set<string>();
   /** When the oldest change in `dirty` arrived. */
   private dirtySince: number | null = null;
@@ -195,7 +191,7 @@ export class SyncEngine {
 
   private fragmentOf(key: string): GroupState | undefined {
     const { group, problems } = buildGroup(key, this.store, this.groupCtx);
-    this.clusterIndex.delete(key);
+    this.endpointIndex.set(key, null);
     if (!group) {
       this.problems.reportGroup(key, problems);
       this.pendingSelections.set(key, undefined);
@@ -205,50 +201,18 @@ export class SyncEngine {
     const state = this.dataplane.plan(selection);
     this.problems.reportGroup(key, [...problems, ...selection.problems]);
     this.pendingSelections.set(key, selection);
-    const byCluster = new Map<string, string[]>();
-    for (const fe of [...group.frontends, ...(group.local ? [group.local] : [])]) {
-      for (const port of fe.ports) {
-        for (const ep of port.endpoints) {
-          const list = byCluster.get(ep.cluster) ?? [];
-          if (list.length === 0) byCluster.set(ep.cluster, list);
-          list.push(`${ep.ip}:${ep.port}`);
-        }
-      }
-    }
-    if (byCluster.size > 0) {
-      const entry: string[] = [];
-      for (const [cluster, eps] of byCluster) entry.push(cluster, eps.join(ENDPOINT_SEPARATOR));
-      this.clusterIndex.set(key, entry);
-    }
+    this.endpointIndex.set(key, group);
     return state;
   }
 
   /** Endpoints to probe, per cluster, deduplicated across groups. */
   probeTargets(): Map<string, string[]> {
-    const sets = new Map<string, Set<string>>();
-    for (const entry of this.clusterIndex.values()) {
-      for (let i = 0; i < entry.length; i += 2) {
-        const cluster = entry[i]!;
-        let set = sets.get(cluster);
-        if (!set) sets.set(cluster, (set = new Set()));
-        for (const ep of entry[i + 1]!.split(ENDPOINT_SEPARATOR)) set.add(ep);
-      }
-    }
-    return new Map([...sets].map(([cluster, set]) => [cluster, [...set]]));
+    return this.endpointIndex.byCluster();
   }
 
   /** A cluster (or local endpoint `ip:port`) changed verdict: every group using it is replanned. */
   healthChanged(kind: 'cluster' | 'endpoint', target: string): boolean {
-    const keys: string[] = [];
-    for (const [key, entry] of this.clusterIndex) {
-      for (let i = 0; i < entry.length; i += 2) {
-        if (kind === 'cluster' ? entry[i] === target : listHas(entry[i + 1]!, target)) {
-          keys.push(key);
-          break;
-        }
-      }
-    }
-    return this.markDirty(keys);
+    return this.markDirty(this.endpointIndex.groupsUsing(kind, target));
   }
 
   /** Every group's desired state in the data plane, as planned now; also refreshes every group's problems. */
@@ -453,19 +417,6 @@ export class SyncEngine {
   get plane(): Dataplane {
     return this.dataplane;
   }
-}
-
-/** Joins a cluster's endpoints in clusterIndex; `ip:port` never contains it. */
-const ENDPOINT_SEPARATOR = ',';
-
-/** Whether `target` is one of the items of a list joined with ENDPOINT_SEPARATOR. */
-function listHas(joined: string, target: string): boolean {
-  if (target === '') return false;
-  for (let at = joined.indexOf(target); at !== -1; at = joined.indexOf(target, at + 1)) {
-    const end = at + target.length;
-    if ((at === 0 || joined[at - 1] === ENDPOINT_SEPARATOR) && (end === joined.length || joined[end] === ENDPOINT_SEPARATOR)) return true;
-  }
-  return false;
 }
 
 function sameDecision(a: Decision | null, b: Decision): boolean {

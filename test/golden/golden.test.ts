@@ -16,6 +16,7 @@ import type { IptablesBackend } from '../../src/iptables/backend.js';
 import { ExecIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { silentLogger } from '../../src/log.js';
+import { explain, readKernelTables, renderExplain } from '../../src/ops/explain.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
 import { cleanupStale, Topology } from '../support/netns.js';
 import { syncFixture } from './fixture.js';
@@ -47,6 +48,28 @@ test('the fixture synced into the fake matches the golden iptables-save text byt
   const fake = new FakeIptables('nft');
   fake.load(KUBE_PROXY_NAT + USER_FILTER);
   await checkAgainstGolden(fake, true);
+});
+
+/** Explain's report (JSON, then text) for each group of the fixture and one name that is no group. */
+async function explainAll(): Promise<string> {
+  const fake = new FakeIptables('nft');
+  fake.load(KUBE_PROXY_NAT + USER_FILTER);
+  const { engine } = await syncFixture(fake);
+  const kernel = await readKernelTables(fake);
+  const out: string[] = [];
+  for (const q of ['shop/web', 'shop/derived-web', 'shop/derived-api', 'shop/derived-dns', 'shop/derived-legacy', 'shop/derived-empty', 'shop/cart', 'other/derived-search', 'shop/derived-pay', 'shop/nothing']) {
+    const [namespace, name] = q.split('/') as [string, string];
+    const report = explain(engine, { namespace, name }, kernel, (c) => (c === 'peru' ? 'unhealthy since 2026-01-01T00:00:00.000Z' : 'healthy'));
+    out.push(JSON.stringify(report), renderExplain(report));
+  }
+  return out.join('\n');
+}
+
+test('explain says the same for the fixture, JSON and text, byte for byte (test/golden/explain.txt)', async () => {
+  const actual = await explainAll();
+  if (write) writeFileSync(goldenPath('explain').replace(/\.save$/, '.txt'), actual);
+  else assert.equal(actual, readFileSync(goldenPath('explain').replace(/\.save$/, '.txt'), 'utf8'));
+  assert.match(actual, /"share":0\.24999999994125/, 'shares as the kernel draws them (rounded probabilities) are in the report');
 });
 
 test('the golden text carries what the fixture promises (a guard against storing an empty or partial table)', () => {

@@ -404,6 +404,11 @@ static int ack_error_cb(const struct nlmsghdr *nlh, void *data) {
 }
 
 static int batch_talk(struct handle *h, struct batch *b, struct ack_state *st) {
+  // The whole batch goes in one datagram: the send buffer must hold it.
+  if (b->len + 65536 > SOCKET_BUFFER) {
+    int size = (int)(b->len + 65536);
+    setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size);
+  }
   if (mnl_socket_sendto(h->nl, b->buf, b->len) < 0) return -errno;
   static char rbuf[1 << 16];
   while (!st->done) {
@@ -574,6 +579,11 @@ static int table_cb(const struct nlmsghdr *nlh, void *data) {
   return MNL_CB_OK;
 }
 
+static int chain_comment_cb(const struct nftnl_udata *attr, void *data) {
+  if (nftnl_udata_type(attr) == NFTNL_UDATA_CHAIN_COMMENT) *(const char **)data = nftnl_udata_get(attr);
+  return 0;
+}
+
 static int chain_cb(const struct nlmsghdr *nlh, void *data) {
   struct dump_ctx *c = data;
   struct nftnl_chain *ch = nftnl_chain_alloc();
@@ -586,6 +596,13 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data) {
       set_num(c->env, o, "priority", nftnl_chain_get_s32(ch, NFTNL_CHAIN_PRIO));
       set_str(c->env, o, "type", nftnl_chain_get_str(ch, NFTNL_CHAIN_TYPE));
       if (nftnl_chain_is_set(ch, NFTNL_CHAIN_POLICY)) set_num(c->env, o, "policy", nftnl_chain_get_u32(ch, NFTNL_CHAIN_POLICY));
+    }
+    uint32_t len = 0;
+    const void *ud = nftnl_chain_get_data(ch, NFTNL_CHAIN_USERDATA, &len);
+    if (ud) {
+      const char *comment = NULL;
+      nftnl_udata_parse(ud, len, chain_comment_cb, &comment);
+      if (comment) set_str(c->env, o, "comment", comment);
     }
     push(c, o);
   }

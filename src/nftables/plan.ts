@@ -1,0 +1,107 @@
+// Selection → desired element state, as plain values. A frontend port's
+// state is what its elements are built from; elements are derived on demand
+// so the mirror of what was applied stays small (a slot table references the
+// endpoint strings, 64 pointers per service port).
+
+import type { PortSelection } from '../plan/planner.js';
+import { portComment } from '../plan/names.js';
+import { commentText, SET_BY_NAME, type SetName } from './layout.js';
+import { SEPARATOR } from './codec.js';
+import { assignSlots } from './slots.js';
+
+/** One ClusterIP:port of one programmed frontend. */
+export interface NftPort {
+  readonly clusterIP: string;
+  readonly protocol: 'tcp' | 'udp' | 'sctp';
+  readonly port: number;
+  /** `namespace/name:port`, the comment of its elements. */
+  readonly name: string;
+  readonly affinity: boolean;
+  /** Endpoint `ip:port` of each slot; empty when the port has no usable endpoint (rejected). */
+  readonly slots: readonly string[];
+  /** Cluster of each endpoint in `slots`, for comments and explain. */
+  readonly clusters: Readonly<Record<string, string>>;
+  /** IPs of this cluster's endpoints among the selected: hairpin sources. */
+  readonly localIPs: readonly string[];
+}
+
+/** The desired state of one service group (the unit of change). */
+export interface NftGroup {
+  readonly key: string;
+  readonly ports: readonly NftPort[];
+}
+
+export interface NftPlanContext {
+  readonly localCluster: string;
+}
+
+/** The state of a group from the policy's selection of each of its ports. */
+export function planNftGroup(key: string, selections: readonly PortSelection[], ctx: NftPlanContext): NftGroup {
+  const ports: NftPort[] = [];
+  for (const { frontend, port, selection } of selections) {
+    const clusters: Record<string, string> = {};
+    const local = new Set<string>();
+    const weighted = selection.endpoints.map((ep) => {
+      const id = [ep.ip, ep.port].join(':');
+      clusters[id] = ep.cluster;
+      if (ep.cluster === ctx.localCluster) local.add(ep.ip);
+      return { id, weight: ep.weight };
+    });
+    ports.push({
+      clusterIP: frontend.clusterIP,
+      protocol: port.protocol.toLowerCase() as NftPort['protocol'],
+      port: port.port,
+      name: portComment(frontend.namespace, frontend.name, port.label),
+      affinity: frontend.affinitySeconds !== null,
+      slots: assignSlots(weighted),
+      clusters,
+      localIPs: [...local].sort(),
+    });
+  }
+  return { key, ports };
+}
+
+/** One element as `nft list` shows it: key text, mapped value text, comment. */
+export interface Element {
+  readonly set: SetName;
+  readonly key: string;
+  readonly data?: string;
+  readonly comment?: string;
+}
+
+function endpointText(id: string): string {
+  const colon = id.lastIndexOf(':');
+  return [id.slice(0, colon), id.slice(colon + 1)].join(SEPARATOR);
+}
+
+/** Every element a group contributes, keyed by `set key` (unique across groups). */
+export function groupElements(group: NftGroup): Map<string, Element> {
+  const out = new Map<string, Element>();
+  const put = (e: Element) => out.set(elementId(e.set, e.key), e);
+  for (const p of group.ports) {
+    const frontend = [p.clusterIP, p.protocol, String(p.port)].join(SEPARATOR);
+    if (p.slots.length === 0) {
+      put({ set: 'no_endpoints', key: frontend, comment: commentText(p.name) });
+      continue;
+    }
+    p.slots.forEach((id, slot) => {
+      put({ set: 'slots', key: [frontend, String(slot)].join(SEPARATOR), data: endpointText(id), comment: commentText(`${p.name} ${p.clusters[id] ?? ''}`.trim()) });
+    });
+    if (p.affinity) put({ set: 'affinity', key: frontend, comment: commentText(p.name) });
+    put({ set: 'service_ips', key: p.clusterIP, comment: commentText(p.name.slice(0, p.name.lastIndexOf(':'))) });
+    for (const ip of p.localIPs) put({ set: 'hairpin', key: [ip, p.clusterIP].join(SEPARATOR), comment: commentText(`${p.name} local endpoint`) });
+  }
+  return out;
+}
+
+export function elementId(set: SetName, key: string): string {
+  return `${set} ${key}`;
+}
+
+export function sameElement(a: Element, b: Element): boolean {
+  return a.data === b.data && (a.comment ?? '') === (b.comment ?? '');
+}
+
+export function isSetName(name: string): name is SetName {
+  return SET_BY_NAME.has(name as SetName);
+}

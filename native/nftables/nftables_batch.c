@@ -6,13 +6,16 @@
 //   open(netnsPath?: string) -> handle      socket bound in that namespace (or the caller's)
 //   close(handle)
 //   commit(handle, ops: Op[]) -> undefined  throws Error{ errno, code, opIndex } and applies nothing
-//   dump(handle, family: number, table: string) -> null | { chains, sets }
+//   dump(handle, family: number, table: string) -> null | { chains, rules, sets }
+//     each set: { name, keyLen, dataLen, count, keys: Buffer, data: Buffer, comments: (string|undefined)[] }
+//   lastKernelMs(handle) -> ms the last commit spent from send to the kernel's answer
 //
 // Op (family defaults to NFPROTO_IPV4):
 //   { op: 'addTable' | 'delTable', table }
 //   { op: 'addChain', table, chain, hook?, priority?, type?, policy? } | { op: 'delChain', table, chain }
 //   { op: 'flushSet', table, set }
-//   { op: 'addElems' | 'delElems', table, set, elems: { key: Buffer, data?: Buffer, comment?: string }[] }
+//   { op: 'addElems' | 'delElems', table, set, keyLen, keys: Buffer, dataLen?, data?: Buffer, comments?: string[] }
+//     keys holds count × keyLen bytes, data count × dataLen (maps only)
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +55,7 @@
 
 struct handle {
   struct mnl_socket *nl;
+  uint64_t last_kernel_ns;  // time of the last batch from send to the kernel's last answer
   uint32_t portid;
   uint32_t seq;
 };
@@ -324,41 +328,55 @@ static int flush_elems(struct batch *b, int op, int cmd, const struct names *n, 
   return 0;
 }
 
+// Elements come packed: `keys` holds count × keyLen bytes, `data` count ×
+// dataLen (maps), `comments` an optional array of count strings ('' for none).
+// One property read per operation instead of several per element.
 static int build_elems(napi_env env, napi_value opv, struct batch *b, int op, int cmd, const struct names *n) {
-  napi_value arr;
-  bool is_array = false;
-  if (napi_get_named_property(env, opv, "elems", &arr) != napi_ok || napi_is_array(env, arr, &is_array) != napi_ok || !is_array) return -2;
-  uint32_t count;
-  napi_get_array_length(env, arr, &count);
+  void *keys = NULL, *data = NULL;
+  size_t keys_len = 0, data_len = 0;
+  int32_t key_len = 0, val_len = 0;
+  if (get_buffer(env, opv, "keys", &keys, &keys_len) != 1 || get_int(env, opv, "keyLen", &key_len) != 1 || key_len <= 0 || key_len > 64) return -2;
+  if (keys_len % (size_t)key_len) return -2;
+  uint32_t count = (uint32_t)(keys_len / (size_t)key_len);
+  int has_data = get_buffer(env, opv, "data", &data, &data_len);
+  if (has_data < 0) return -2;
+  if (has_data == 1 && cmd == NFT_MSG_NEWSETELEM) {
+    if (get_int(env, opv, "dataLen", &val_len) != 1 || val_len <= 0 || val_len > 64 || data_len != (size_t)val_len * count) return -2;
+  } else {
+    data = NULL;
+  }
+  napi_value comments = NULL;
+  bool has_comments = false;
+  if (cmd == NFT_MSG_NEWSETELEM && napi_has_named_property(env, opv, "comments", &has_comments) == napi_ok && has_comments) {
+    bool is_array = false;
+    napi_get_named_property(env, opv, "comments", &comments);
+    if (napi_is_array(env, comments, &is_array) != napi_ok || !is_array) comments = NULL;
+  }
   struct nftnl_set *s = set_named(n);
   size_t bytes = 0;
   uint32_t in_msg = 0;
+  char comment[NFTNL_UDATA_COMMENT_MAXLEN + 1];
   for (uint32_t i = 0; i < count; i++) {
-    napi_value ev;
-    napi_get_element(env, arr, i, &ev);
-    void *key = NULL, *data = NULL;
-    size_t key_len = 0, data_len = 0;
-    char comment[NFTNL_UDATA_COMMENT_MAXLEN + 1];
-    if (get_buffer(env, ev, "key", &key, &key_len) != 1 || key_len == 0 || key_len > 64 || get_buffer(env, ev, "data", &data, &data_len) < 0 || data_len > 64) {
-      nftnl_set_free(s);
-      return -2;
-    }
-    int has_comment = get_string(env, ev, "comment", comment, sizeof comment);
-    if (has_comment < 0) { nftnl_set_free(s); return -2; }
     struct nftnl_set_elem *e = nftnl_set_elem_alloc();
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, key_len);
-    if (data && data_len) nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data, data_len);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, (char *)keys + (size_t)i * key_len, key_len);
+    if (data) nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, (char *)data + (size_t)i * val_len, val_len);
     size_t ud_len = 0;
-    if (has_comment == 1 && comment[0] && cmd == NFT_MSG_NEWSETELEM) {
-      struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFTNL_UDATA_COMMENT_MAXLEN + 8);
-      nftnl_udata_put_strz(ud, NFTNL_UDATA_SET_ELEM_COMMENT, comment);
-      ud_len = nftnl_udata_buf_len(ud);
-      nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud), ud_len);
-      nftnl_udata_buf_free(ud);
+    if (comments) {
+      napi_value cv;
+      napi_valuetype t;
+      size_t len = 0;
+      if (napi_get_element(env, comments, i, &cv) == napi_ok && napi_typeof(env, cv, &t) == napi_ok && t == napi_string &&
+          napi_get_value_string_utf8(env, cv, comment, sizeof comment, &len) == napi_ok && len > 0) {
+        struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFTNL_UDATA_COMMENT_MAXLEN + 8);
+        nftnl_udata_put_strz(ud, NFTNL_UDATA_SET_ELEM_COMMENT, comment);
+        ud_len = nftnl_udata_buf_len(ud);
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(ud), ud_len);
+        nftnl_udata_buf_free(ud);
+      }
     }
     nftnl_set_elem_add(s, e);
     in_msg++;
-    bytes += 32 + key_len + data_len + ud_len;
+    bytes += 32 + (size_t)key_len + (size_t)val_len + ud_len;
     if (bytes >= ELEMS_BYTES_PER_MSG) {
       if (flush_elems(b, op, cmd, n, s) < 0) { nftnl_set_free(s); return -1; }
       nftnl_set_free(s);
@@ -508,7 +526,11 @@ static napi_value js_commit(napi_env env, napi_callback_info info) {
   h->seq = b.seq;
 
   struct ack_state st = {.first_seq = b.first_seq, .last_seq = last_seq};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   int rc = batch_talk(h, &b, &st);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  h->last_kernel_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)(t1.tv_nsec - t0.tv_nsec);
   int op_index = st.err && st.err_seq >= b.first_seq && st.err_seq <= last_seq ? b.op_of[1 + (st.err_seq - b.first_seq)] : -1;
   free(b.buf);
   free(b.op_of);
@@ -524,8 +546,10 @@ nomem:
 
 // ---- dump ---------------------------------------------------------------
 
+struct elem_acc;
 struct dump_ctx {
   napi_env env;
+  struct elem_acc *acc;
   napi_value list;
   uint32_t count;
   const char *table;
@@ -645,27 +669,57 @@ static int comment_cb(const struct nftnl_udata *attr, void *data) {
   return 0;
 }
 
+// Elements of one set, packed as commit takes them.
+struct elem_acc {
+  char *keys, *data;
+  size_t nkeys, ndata, cap_keys, cap_data;
+  uint32_t count, key_len, data_len;
+  napi_value comments;
+};
+
+static int append(char **buf, size_t *len, size_t *cap, const void *p, size_t n) {
+  if (*len + n > *cap) {
+    size_t c = *cap ? *cap * 2 : 65536;
+    while (c < *len + n) c *= 2;
+    char *q = realloc(*buf, c);
+    if (!q) return -1;
+    *buf = q;
+    *cap = c;
+  }
+  memcpy(*buf + *len, p, n);
+  *len += n;
+  return 0;
+}
+
 static int elem_cb(const struct nlmsghdr *nlh, void *data) {
   struct dump_ctx *c = data;
+  struct elem_acc *acc = c->acc;
   struct nftnl_set *s = nftnl_set_alloc();
   if (nftnl_set_elems_nlmsg_parse(nlh, s) == 0) {
     struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
     struct nftnl_set_elem *e;
     while ((e = nftnl_set_elems_iter_next(it))) {  // returns the current element, then advances
-      napi_value o;
-      napi_create_object(c->env, &o);
       uint32_t len = 0;
       const void *p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len);
-      if (p) set_buf(c->env, o, "key", p, len);
-      p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &len);
-      if (p) set_buf(c->env, o, "data", p, len);
+      if (!p || len != acc->key_len) continue;
+      if (append(&acc->keys, &acc->nkeys, &acc->cap_keys, p, len) < 0) c->failed = 1;
+      if (acc->data_len) {
+        static const char zero[64];
+        p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &len);
+        if (!p || len != acc->data_len) p = zero, len = acc->data_len;
+        if (append(&acc->data, &acc->ndata, &acc->cap_data, p, len) < 0) c->failed = 1;
+      }
       p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len);
       if (p) {
         const char *comment = NULL;
         nftnl_udata_parse(p, len, comment_cb, &comment);
-        if (comment) set_str(c->env, o, "comment", comment);
+        if (comment) {
+          napi_value v;
+          napi_create_string_utf8(c->env, comment, NAPI_AUTO_LENGTH, &v);
+          napi_set_element(c->env, acc->comments, acc->count, v);
+        }
       }
-      push(c, o);
+      acc->count++;
     }
     nftnl_set_elems_iter_destroy(it);
   }
@@ -673,9 +727,9 @@ static int elem_cb(const struct nlmsghdr *nlh, void *data) {
   return MNL_CB_OK;
 }
 
-static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, const char *table, int cmd, const char *set, mnl_cb_t cb, int *err) {
+static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, const char *table, int cmd, const char *set, mnl_cb_t cb, int *err, struct elem_acc *acc) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  struct dump_ctx c = {.env = env, .table = table};
+  struct dump_ctx c = {.env = env, .table = table, .acc = acc};
   napi_create_array(env, &c.list);
   struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, cmd, family, NLM_F_DUMP, h->seq++);
   if (cmd == NFT_MSG_GETSETELEM) {
@@ -717,7 +771,7 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_value_string_utf8(env, argv[2], table, sizeof table, NULL));
 
   int err = 0;
-  napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err);
+  napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing tables");
   bool present;
   napi_get_value_bool(env, exists, &present);
@@ -727,13 +781,13 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
     return out;
   }
   napi_create_object(env, &out);
-  napi_value chains = dump_list(env, h, family, table, NFT_MSG_GETCHAIN, NULL, chain_cb, &err);
+  napi_value chains = dump_list(env, h, family, table, NFT_MSG_GETCHAIN, NULL, chain_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing chains");
   napi_set_named_property(env, out, "chains", chains);
-  napi_value rules = dump_list(env, h, family, table, NFT_MSG_GETRULE, NULL, rule_cb, &err);
+  napi_value rules = dump_list(env, h, family, table, NFT_MSG_GETRULE, NULL, rule_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing rules");
   napi_set_named_property(env, out, "rules", rules);
-  napi_value sets = dump_list(env, h, family, table, NFT_MSG_GETSET, NULL, set_cb, &err);
+  napi_value sets = dump_list(env, h, family, table, NFT_MSG_GETSET, NULL, set_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing sets");
   uint32_t nsets;
   napi_get_array_length(env, sets, &nsets);
@@ -743,11 +797,37 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
     napi_get_named_property(env, s, "name", &name);
     char set[256];
     napi_get_value_string_utf8(env, name, set, sizeof set, NULL);
-    napi_value elems = dump_list(env, h, family, table, NFT_MSG_GETSETELEM, set, elem_cb, &err);
+    napi_value v;
+    struct elem_acc acc = {0};
+    napi_get_named_property(env, s, "keyLen", &v);
+    napi_get_value_uint32(env, v, &acc.key_len);
+    napi_get_named_property(env, s, "dataLen", &v);
+    napi_get_value_uint32(env, v, &acc.data_len);
+    napi_create_array(env, &acc.comments);
+    dump_list(env, h, family, table, NFT_MSG_GETSETELEM, set, elem_cb, &err, &acc);
+    if (!err) {
+      set_buf(env, s, "keys", acc.keys ? acc.keys : "", acc.nkeys);
+      set_buf(env, s, "data", acc.data ? acc.data : "", acc.ndata);
+      set_num(env, s, "count", acc.count);
+      napi_set_named_property(env, s, "comments", acc.comments);
+    }
+    free(acc.keys);
+    free(acc.data);
     if (err) return throw_errno(env, err, -1, "listing set elements");
-    napi_set_named_property(env, s, "elems", elems);
   }
   napi_set_named_property(env, out, "sets", sets);
+  return out;
+}
+
+// Milliseconds the last commit spent between sending the batch and the kernel's answer.
+static napi_value js_last_kernel_ms(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  napi_value out;
+  napi_create_double(env, (double)h->last_kernel_ns / 1e6, &out);
   return out;
 }
 
@@ -757,6 +837,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"commit", NULL, js_commit, NULL, NULL, NULL, napi_default, NULL},
       {"dump", NULL, js_dump, NULL, NULL, NULL, napi_default, NULL},
+      {"lastKernelMs", NULL, js_last_kernel_ms, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

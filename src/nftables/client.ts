@@ -4,10 +4,13 @@
 
 import { commentText, type ChainSpec, type Hook, type SetName, type Skeleton } from './layout.js';
 import type { Element } from './plan.js';
+import type { Packed } from './packed.js';
 
 /** One operation of an atomic batch. */
 export type NftOp =
   | { readonly op: 'addElements' | 'deleteElements'; readonly set: SetName; readonly elements: readonly Element[] }
+  /** Elements as the kernel's bytes (count × key length; values count × value length for maps). */
+  | { readonly op: 'addPacked' | 'deletePacked'; readonly set: SetName; readonly keys: Buffer; readonly data?: Buffer }
   | { readonly op: 'flushSet'; readonly set: SetName }
   | { readonly op: 'deleteTable' };
 
@@ -25,6 +28,8 @@ export interface ObservedSet {
   readonly keyLen: number;
   readonly dataLen: number;
   readonly elements: readonly Element[];
+  /** The same elements as bytes, when the client has them so (the kernel's dump). */
+  readonly packed?: Packed;
 }
 
 /** The table as read back from the kernel; null when it does not exist. */

@@ -5,10 +5,12 @@
 // matches without writing, and repairs one that drifted (a missing element,
 // rule or the whole table).
 
-import { chainMatches, NftError, type NftablesClient, type NftOp, type ObservedTable } from './client.js';
+import { chainMatches, NftError, type NftablesClient, type NftOp, type ObservedSet, type ObservedTable } from './client.js';
 import { diffElements, diffGroup, mergeBatches, batchSize, bySet, type ElementBatch } from './diff.js';
-import { SETS, TABLE, FAMILY, type Skeleton } from './layout.js';
-import { elementId, groupElements, type Element, type NftGroup } from './plan.js';
+import { SETS, SET_BY_NAME, SHARDS, TABLE, FAMILY, shardOf, shardSet, type SetName, type Skeleton } from './layout.js';
+import { encodeInto } from './codec.js';
+import { diffPacked, packSlots, SLOT_DATA_LEN, SLOT_KEY_LEN, type Packed } from './packed.js';
+import { elementId, groupElements, sharedElements, type Element, type NftGroup, type NftPort } from './plan.js';
 import { renderTable } from './render.js';
 
 export interface NftSyncResult {
@@ -29,34 +31,77 @@ export interface NftDataplaneOptions {
   readonly fillBatchElements?: number;
 }
 
-/** What a full sync decides from the kernel's state: pure. */
-export interface FullPlan {
+/** What a full sync decides from the kernel's skeleton: pure. */
+export interface SkeletonCheck {
   readonly writeSkeleton: boolean;
   /** The skeleton cannot be repaired in place (a set of ours with another type): delete the table first. */
   readonly recreate: boolean;
-  readonly batch: ElementBatch;
 }
 
-/** Compares the kernel's table with the desired skeleton and elements. */
-export function planFullSync(observed: ObservedTable | null, skeleton: Skeleton, desired: ReadonlyMap<string, Element>): FullPlan {
-  if (!observed) return { writeSkeleton: true, recreate: false, batch: { deletes: [], adds: [...desired.values()] } };
+export function checkSkeleton(observed: ObservedTable | null, skeleton: Skeleton): SkeletonCheck {
+  if (!observed) return { writeSkeleton: true, recreate: false };
   const sets = new Map(observed.sets.map((s) => [s.name, s]));
   const chains = new Map(observed.chains.map((c) => [c.name, c]));
-  const shapeOk = SETS.every((spec) => {
+  const shapeOk = skeleton.sets.every((spec) => {
     const s = sets.get(spec.name);
     return !s || (s.keyLen === 4 * spec.key.length && s.dataLen === 4 * spec.data.length);
   });
   const skeletonOk = shapeOk
-    && SETS.every((spec) => sets.has(spec.name))
+    && skeleton.sets.every((spec) => sets.has(spec.name))
     && skeleton.chains.every((spec) => {
       const c = chains.get(spec.name);
       return c !== undefined && chainMatches(spec, c);
     })
     && observed.chains.length === skeleton.chains.length;
-  const have = new Map<string, Element>();
-  if (shapeOk) for (const s of observed.sets) for (const e of s.elements) have.set(elementId(e.set, e.key), e);
-  return { writeSkeleton: !skeletonOk, recreate: !shapeOk, batch: diffElements(have, desired) };
+  return { writeSkeleton: !skeletonOk, recreate: !shapeOk };
 }
+
+/**
+ * The operations that make the kernel's sets equal the groups' elements, and
+ * how many elements they write. The shared sets compare as elements; the slot
+ * maps shard by shard as bytes.
+ */
+export function diffTable(observed: ObservedTable | null, groups: Iterable<NftGroup>): { ops: NftOp[]; elements: number } {
+  const have = new Map((observed?.sets ?? []).map((s) => [s.name, s]));
+  const current = new Map<string, Element>();
+  for (const name of SHARED_SETS) for (const e of have.get(name)?.elements ?? []) current.set(elementId(e.set, e.key), e);
+  const byShard: NftPort[][] = Array.from({ length: SHARDS }, () => []);
+  const shared = new Map<string, Element>();
+  for (const g of groups) {
+    for (const e of sharedElements(g)) shared.set(elementId(e.set, e.key), e);
+    for (const p of g.ports) if (p.slots.length > 0) byShard[shardOf(p.clusterIP)]!.push(p);
+  }
+  const batch = diffElements(current, shared);
+  const deletes: NftOp[] = [];
+  const adds: NftOp[] = [];
+  let elements = batchSize(batch);
+  byShard.forEach((ports, shard) => {
+    const set = shardSet(shard);
+    const seen = have.get(set);
+    const haveBytes = seen ? packedOf(seen) : { keys: Buffer.alloc(0), data: Buffer.alloc(0), count: 0 };
+    const d = diffPacked(haveBytes, packSlots(ports), SLOT_KEY_LEN, SLOT_DATA_LEN);
+    if (d.deletes.count > 0) deletes.push({ op: 'deletePacked', set, keys: d.deletes.keys });
+    if (d.adds.count > 0) adds.push({ op: 'addPacked', set, keys: d.adds.keys, data: d.adds.data });
+    elements += d.deletes.count + d.adds.count;
+  });
+  const text = toOps(batch);
+  return { ops: [...text.filter((o) => o.op === 'deleteElements'), ...deletes, ...text.filter((o) => o.op === 'addElements'), ...adds], elements };
+}
+
+function packedOf(s: ObservedSet): Packed {
+  if (s.packed) return s.packed;
+  const spec = SET_BY_NAME.get(s.name as SetName)!;
+  const els = s.elements;
+  const keys = Buffer.alloc(els.length * SLOT_KEY_LEN);
+  const data = Buffer.alloc(els.length * SLOT_DATA_LEN);
+  els.forEach((e, i) => {
+    encodeInto(spec.key, e.key, keys, i * SLOT_KEY_LEN);
+    encodeInto(spec.data, e.data ?? '0.0.0.0 . 0', data, i * SLOT_DATA_LEN);
+  });
+  return { keys, data, count: els.length };
+}
+
+const SHARED_SETS = SETS.filter((s) => !s.name.startsWith('slots-')).map((s) => s.name);
 
 export class NftablesDataplane {
   private readonly applied = new Map<string, NftGroup>();
@@ -76,35 +121,46 @@ export class NftablesDataplane {
   async syncAll(skeleton: Skeleton, groups: ReadonlyMap<string, NftGroup>): Promise<NftSyncResult> {
     const started = performance.now();
     const observed = await this.client.read();
-    const desired = new Map<string, Element>();
-    for (const g of groups.values()) for (const [id, e] of groupElements(g)) desired.set(id, e);
-    const plan = planFullSync(observed, skeleton, desired);
+    const check = checkSkeleton(observed, skeleton);
     let batches = 0;
-    if (plan.recreate) {
+    let elements = 0;
+    if (check.recreate) {
       await this.client.commit([{ op: 'deleteTable' }]);
       batches++;
     }
-    if (plan.writeSkeleton || plan.recreate) await this.client.writeSkeleton(skeleton);
-    const batch = plan.recreate ? { deletes: [], adds: [...desired.values()] } : plan.batch;
-    if (batchSize(batch) > 0) {
-      if (batch.deletes.length === 0 && batch.adds.length > this.fillBatch) {
-        // Filling from empty: nothing to keep consistent with, so bounded batches keep memory flat.
-        for (let i = 0; i < batch.adds.length; i += this.fillBatch) {
-          await this.client.commit(toOps({ deletes: [], adds: batch.adds.slice(i, i + this.fillBatch) }));
-          batches++;
-        }
-      } else {
-        await this.client.commit(toOps(batch));
+    if (check.writeSkeleton || check.recreate) await this.client.writeSkeleton(skeleton);
+    if (!observed || check.recreate) {
+      // Filling from empty: nothing to keep consistent with, so bounded batches keep memory flat.
+      const diff = diffTable(null, groups.values());
+      let pending: NftOp[] = [];
+      let size = 0;
+      const flush = async () => {
+        await this.client.commit(pending);
+        batches++;
+        pending = [];
+        size = 0;
+      };
+      for (const op of diff.ops) {
+        pending.push(op);
+        size += op.op === 'addPacked' ? op.keys.length / SLOT_KEY_LEN : op.op === 'addElements' ? op.elements.length : 1;
+        if (size >= this.fillBatch) await flush();
+      }
+      if (pending.length > 0) await flush();
+      elements = diff.elements;
+    } else {
+      const diff = diffTable(observed, groups.values());
+      if (diff.ops.length > 0) {
+        await this.client.commit(diff.ops);
         batches++;
       }
+      elements = diff.elements;
     }
     this.applied.clear();
     for (const [k, g] of groups) this.applied.set(k, g);
     this.skeleton = skeleton;
-    const elements = batchSize(batch);
     return {
-      full: true, elements, skeletonWritten: plan.writeSkeleton || plan.recreate, batches,
-      adopted: observed !== null && !plan.writeSkeleton && elements === 0, durationMs: performance.now() - started,
+      full: true, elements, skeletonWritten: check.writeSkeleton || check.recreate, batches,
+      adopted: observed !== null && !check.writeSkeleton && elements === 0, durationMs: performance.now() - started,
     };
   }
 

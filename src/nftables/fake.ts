@@ -4,8 +4,8 @@
 // exists with another value), and batches that apply whole or not at all.
 // The conformance suite runs the same cases against it and the kernel.
 
-import { commentText, SET_BY_NAME, type SetName, type Skeleton } from './layout.js';
-import { encode } from './codec.js';
+import { commentText, SET_BY_NAME, type SetName, type SetSpec, type Skeleton } from './layout.js';
+import { decode, encode } from './codec.js';
 import type { Element } from './plan.js';
 import { NftError, type NftablesClient, type NftOp, type ObservedChain, type ObservedTable } from './client.js';
 import { describeOp } from './native.js';
@@ -72,9 +72,11 @@ export class FakeNftables implements NftablesClient {
         return;
       }
       const spec = SET_BY_NAME.get(op.set as SetName)!;
-      for (const e of op.elements) {
+      const elements = 'keys' in op ? unpackOp(spec, op.keys, op.data) : op.elements;
+      const deleting = op.op === 'deleteElements' || op.op === 'deletePacked';
+      for (const e of elements) {
         encode(spec.key, e.key);
-        if (op.op === 'deleteElements') {
+        if (deleting) {
           if (!set.elements.delete(e.key)) fail('ENOENT', 'No such file or directory');
           written++;
           continue;
@@ -117,6 +119,17 @@ export class FakeNftables implements NftablesClient {
     const c = this.table?.chains.get(chain);
     if (c) this.table!.chains.set(chain, { ...c, rules: Math.max(0, c.rules - 1) });
   }
+}
+
+function unpackOp(spec: SetSpec, keys: Buffer, data: Buffer | undefined): Element[] {
+  const keyLen = 4 * spec.key.length;
+  const dataLen = 4 * spec.data.length;
+  const out: Element[] = [];
+  for (let i = 0; i < keys.length / keyLen; i++) {
+    const key = decode(spec.key, keys.subarray(i * keyLen, (i + 1) * keyLen));
+    out.push(dataLen > 0 && data ? { set: spec.name, key, data: decode(spec.data, data.subarray(i * dataLen, (i + 1) * dataLen)) } : { set: spec.name, key });
+  }
+  return out;
 }
 
 function cloneTable(t: FakeTable): FakeTable {

@@ -5,7 +5,7 @@
 
 import type { PortSelection } from '../plan/planner.js';
 import { portComment } from '../plan/names.js';
-import { commentText, SET_BY_NAME, type SetName } from './layout.js';
+import { commentText, SET_BY_NAME, shardOf, shardSet, type SetName } from './layout.js';
 import { SEPARATOR } from './codec.js';
 import { assignSlots } from './slots.js';
 
@@ -77,21 +77,47 @@ function endpointText(id: string): string {
 /** Every element a group contributes, keyed by `set key` (unique across groups). */
 export function groupElements(group: NftGroup): Map<string, Element> {
   const out = new Map<string, Element>();
-  const put = (e: Element) => out.set(elementId(e.set, e.key), e);
+  for (const e of sharedElements(group)) out.set(elementId(e.set, e.key), e);
+  for (const p of group.ports) for (const e of slotElements(p)) out.set(elementId(e.set, e.key), e);
+  return out;
+}
+
+function frontendKey(p: NftPort): string {
+  return p.clusterIP + SEPARATOR + p.protocol + SEPARATOR + p.port;
+}
+
+/** A group's elements outside the slot maps: rejects, affinity, masquerade and hairpin. */
+export function sharedElements(group: NftGroup): Element[] {
+  const out: Element[] = [];
+  const seen = new Set<string>();
+  const put = (e: Element) => {
+    const id = elementId(e.set, e.key);
+    if (!seen.has(id)) out.push(e);
+    seen.add(id);
+  };
   for (const p of group.ports) {
-    const frontend = [p.clusterIP, p.protocol, String(p.port)].join(SEPARATOR);
+    const frontend = frontendKey(p);
     if (p.slots.length === 0) {
       put({ set: 'no_endpoints', key: frontend, comment: commentText(p.name) });
       continue;
     }
-    p.slots.forEach((id, slot) => {
-      put({ set: 'slots', key: [frontend, String(slot)].join(SEPARATOR), data: endpointText(id), comment: commentText(`${p.name} ${p.clusters[id] ?? ''}`.trim()) });
-    });
     if (p.affinity) put({ set: 'affinity', key: frontend, comment: commentText(p.name) });
     put({ set: 'service_ips', key: p.clusterIP, comment: commentText(p.name.slice(0, p.name.lastIndexOf(':'))) });
-    for (const ip of p.localIPs) put({ set: 'hairpin', key: [ip, p.clusterIP].join(SEPARATOR), comment: commentText(`${p.name} local endpoint`) });
+    for (const ip of p.localIPs) put({ set: 'hairpin', key: ip + SEPARATOR + p.clusterIP, comment: commentText(`${p.name} local endpoint`) });
   }
   return out;
+}
+
+/**
+ * The slot elements of one port, in its ClusterIP's shard. They carry no
+ * comment: they are 64 per port, a comment costs a third more kernel time and
+ * memory per element, and service_ips names the ClusterIP in their key.
+ */
+export function slotElements(p: NftPort): Element[] {
+  if (p.slots.length === 0) return [];
+  const set = shardSet(shardOf(p.clusterIP));
+  const frontend = frontendKey(p) + SEPARATOR;
+  return p.slots.map((id, slot) => ({ set, key: frontend + slot, data: endpointText(id) }));
 }
 
 export function elementId(set: SetName, key: string): string {

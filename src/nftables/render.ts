@@ -20,7 +20,9 @@ function setLines(s: SetSpec, elements: readonly Element[] | null): string[] {
 }
 
 function chainHeader(c: ChainSpec): string[] {
-  return [`\t\tcomment ${q(c.comment)}`, `\t\ttype ${c.type} hook ${c.hook} priority ${priorityText(c)}; policy accept;`];
+  const lines = [`\t\tcomment ${q(c.comment)}`];
+  if (c.type && c.hook && c.priority !== undefined) lines.push(`\t\ttype ${c.type} hook ${c.hook} priority ${priorityText({ type: c.type, hook: c.hook, priority: c.priority })}; policy accept;`);
+  return lines;
 }
 
 function chainLines(c: ChainSpec, withRules: boolean): string[] {

@@ -153,14 +153,14 @@ test('failover: chile first; when chile is unhealthy an element update moves new
     await dp.syncAll(skeleton, new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] })]]));
     const first = await fromClient(30);
     assert.deepEqual(Object.keys(first.bodies).sort(), ['10.1.0.13', '10.1.0.14']);
-    const handles = await nft('-a', 'list', 'chain', 'ip', 'clusterset-proxy', 'dnat-prerouting');
+    const handles = await nft('-a', 'list', 'chain', 'ip', 'clusterset-proxy', 'dispatch-50');
     const chileDown: HealthView = { clusterHealthy: (name) => name !== 'chile', endpointHealthy: () => true };
     const r = await dp.applyGroups(new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] }, { health: chileDown })]]));
     assert.equal(r.batches, 1);
     const moved = await fromClient(30);
     assert.deepEqual(Object.keys(moved.bodies).sort(), ['10.1.0.11', '10.1.0.12']);
     // The change touched elements only: the chains and their rule handles are as before.
-    assert.equal(await nft('-a', 'list', 'chain', 'ip', 'clusterset-proxy', 'dnat-prerouting'), handles);
+    assert.equal(await nft('-a', 'list', 'chain', 'ip', 'clusterset-proxy', 'dispatch-50'), handles);
     assert.ok(await c.read());
   });
 });
@@ -181,11 +181,11 @@ test('drift repair: a deleted slot element and then a deleted table come back wi
   await withDataplane(async (dp) => {
     const groups = new Map([['default/web', planned(['10.1.0.13'])]]);
     await dp.syncAll(skeleton, groups);
-    await nft('delete', 'element', 'ip', 'clusterset-proxy', 'slots', `{ ${CLUSTER_IP} . tcp . 80 . 5 }`);
+    await nft('delete', 'element', 'ip', 'clusterset-proxy', 'slots-50', `{ ${CLUSTER_IP} . tcp . 80 . 5 }`);
     const repaired = await dp.syncAll(skeleton, groups);
     assert.equal(repaired.elements, 1);
     assert.equal(repaired.skeletonWritten, false);
-    assert.match(await nft('list', 'map', 'ip', 'clusterset-proxy', 'slots'), new RegExp(`${CLUSTER_IP.replace(/\./g, '\\.')} \\. tcp \\. 80 \\. 5 comment`));
+    assert.match(await nft('list', 'map', 'ip', 'clusterset-proxy', 'slots-50'), new RegExp(`${CLUSTER_IP.replace(/\./g, '\\.')} \\. tcp \\. 80 \\. 5 : `));
     await nft('delete', 'table', 'ip', 'clusterset-proxy');
     const down = await fromClient(2, 500);
     assert.equal(down.ok, 0);

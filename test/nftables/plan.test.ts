@@ -58,12 +58,12 @@ test('codec: keys and values round-trip through the kernel byte layout', () => {
 test('a port with endpoints gets 64 slots, its ClusterIP in service_ips and local endpoints in hairpin', () => {
   const g = planNftGroup('default/web', selection([ep('10.1.0.1', 'brazil'), ep('10.2.0.1', 'chile')]), ctx);
   const els = [...groupElements(g).values()];
-  const slots = els.filter((e) => e.set === 'slots');
+  const slots = els.filter((e) => e.set === 'slots-50');
   assert.equal(slots.length, 64);
   assert.equal(slots.filter((e) => e.data === '10.1.0.1 . 8080').length, 32);
   assert.ok(slots.every((e) => e.key.startsWith('10.96.0.50 . tcp . 80 . ')));
-  assert.equal(slots.find((e) => e.data === '10.2.0.1 . 8080')!.comment, 'default/derived-web:http chile');
-  assert.deepEqual(els.filter((e) => e.set !== 'slots').map((e) => [e.set, e.key, e.comment]), [
+  assert.equal(slots.find((e) => e.data === '10.2.0.1 . 8080')!.comment, undefined);
+  assert.deepEqual(els.filter((e) => !e.set.startsWith('slots-')).map((e) => [e.set, e.key, e.comment]), [
     ['service_ips', '10.96.0.50', 'default/derived-web'],
     ['hairpin', '10.1.0.1 . 10.96.0.50', 'default/derived-web:http local endpoint'],
   ]);
@@ -81,7 +81,7 @@ test('one endpoint replaced changes only the slots it held and the slots that mo
   const before = planNftGroup('default/web', selection(eps), ctx);
   const after = planNftGroup('default/web', selection([...eps.slice(0, 9), ep('10.2.0.99', 'chile')]), ctx);
   const batch = diffGroup(before, after);
-  assert.ok(batch.deletes.every((e) => e.set === 'slots') && batch.adds.every((e) => e.set === 'slots'));
+  assert.ok(batch.deletes.every((e) => e.set === 'slots-50') && batch.adds.every((e) => e.set === 'slots-50'));
   assert.equal(batch.deletes.length, batch.adds.length);
   assert.ok(batch.adds.length >= 6 && batch.adds.length <= 16, `${batch.adds.length} slots rewritten`);
   assert.deepEqual(diffGroup(after, after), { deletes: [], adds: [] });
@@ -91,10 +91,11 @@ test('one endpoint replaced changes only the slots it held and the slots that mo
 test('nat priorities print as nft lists them; the reject chain runs before kube-proxy\'s filter and nat', () => {
   const s = planSkeleton({ clusterCIDR: '10.244.0.0/16' });
   const by = new Map(s.chains.map((c) => [c.name, c]));
-  assert.equal(priorityText(by.get('dnat-prerouting')!), 'dstnat - 10');
-  assert.equal(priorityText(by.get('dnat-output')!), '-110');
-  assert.equal(priorityText(by.get('masq-postrouting')!), 'srcnat - 10');
-  assert.ok(by.get('reject-prerouting')!.priority < -110 && by.get('dnat-prerouting')!.priority < -100);
+  const base = (name: string) => by.get(name) as Required<typeof s.chains[number]>;
+  assert.equal(priorityText(base('dnat-prerouting')), 'dstnat - 10');
+  assert.equal(priorityText(base('dnat-output')), '-110');
+  assert.equal(priorityText(base('masq-postrouting')), 'srcnat - 10');
+  assert.ok(base('reject-prerouting').priority < -110 && base('dnat-prerouting').priority < -100);
   assert.equal(planSkeleton({ clusterCIDR: '' }).chains.find((c) => c.name === 'masq-postrouting')!.rules.length, 1);
 });
 
@@ -102,6 +103,7 @@ test('the rendered table names what each element serves', () => {
   const g = planNftGroup('default/web', selection([ep('10.2.0.1', 'chile')]), ctx);
   const text = renderTable(planSkeleton({ clusterCIDR: '10.244.0.0/16' }), groupElements(g).values());
   assert.match(text, /^table ip clusterset-proxy \{/);
-  assert.match(text, /10\.96\.0\.50 \. tcp \. 80 \. 0 comment "default\/derived-web:http chile" : 10\.2\.0\.1 \. 8080/);
+  assert.match(text, /10\.96\.0\.50 \. tcp \. 80 \. 0 : 10\.2\.0\.1 \. 8080/);
+  assert.match(text, /set service_ips \{[^}]*elements = \{ 10\.96\.0\.50 comment "default\/derived-web" \}/);
   assert.match(text, /chain dnat-prerouting \{\n\t\tcomment "[^"]+"\n\t\ttype nat hook prerouting priority dstnat - 10; policy accept;/);
 });

@@ -9,6 +9,7 @@
 //   dump(handle, family: number, table: string) -> null | { chains, rules, sets }
 //     each set: { name, keyLen, dataLen, count, keys: Buffer, data: Buffer, comments: (string|undefined)[] }
 //   lastKernelMs(handle) -> ms the last commit spent from send to the kernel's answer
+//   tableExists(handle, family, table) -> boolean
 //
 // Op (family defaults to NFPROTO_IPV4):
 //   { op: 'addTable' | 'delTable', table }
@@ -819,6 +820,27 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// Whether a table exists, without reading its contents.
+static napi_value js_table_exists(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "tableExists(handle, family, table)");
+    return NULL;
+  }
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  int32_t family;
+  char table[256];
+  CHECK(env, napi_get_value_int32(env, argv[1], &family));
+  CHECK(env, napi_get_value_string_utf8(env, argv[2], table, sizeof table, NULL));
+  int err = 0;
+  napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
+  if (err) return throw_errno(env, err, -1, "listing tables");
+  return exists;
+}
+
 // Milliseconds the last commit spent between sending the batch and the kernel's answer.
 static napi_value js_last_kernel_ms(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -838,6 +860,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"commit", NULL, js_commit, NULL, NULL, NULL, napi_default, NULL},
       {"dump", NULL, js_dump, NULL, NULL, NULL, napi_default, NULL},
       {"lastKernelMs", NULL, js_last_kernel_ms, NULL, NULL, NULL, napi_default, NULL},
+      {"tableExists", NULL, js_table_exists, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

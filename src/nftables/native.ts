@@ -28,6 +28,7 @@ interface Addon {
   commit(handle: unknown, ops: NativeOp[]): void;
   dump(handle: unknown, family: number, table: string): NativeDump | null;
   lastKernelMs(handle: unknown): number;
+  tableExists(handle: unknown, family: number, table: string): boolean;
 }
 
 let addon: Addon | null = null;
@@ -115,6 +116,11 @@ export class NativeNftables implements NftablesClient {
 
   close(): void {
     this.addon.close(this.handle);
+  }
+
+  /** Whether `table ip <name>` exists (kube-proxy's is `kube-proxy`), without reading it. */
+  tableExists(name: string): boolean {
+    return this.addon.tableExists(this.handle, FAMILY_NUMBER, name);
   }
 
   /** Milliseconds the last commit spent between sending its batch and the kernel's answer. */

@@ -1,4 +1,5 @@
 // npm run bench:nftables [-- --sizes 1000,10000,100000] [--changes 200] [--iptables-sizes 1000,10000]
+//                         [--per-packet 10000] [--connections 2000]   (--per-packet 0 skips that figure)
 //
 // The nftables data plane against this kernel, side by side with iptables
 // mode (nft backend) in the same run, each size in a network namespace of its
@@ -11,6 +12,8 @@
 //               (the machine is shared: other work moves it too, so it is a rough figure)
 
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { createIptablesBackend } from '../src/iptables/exec-backend.js';
@@ -19,15 +22,15 @@ import { ClusterResolver } from '../src/model/clusters.js';
 import { buildGroup, type GroupContext } from '../src/model/group.js';
 import { convertService, convertSlice } from '../src/model/records.js';
 import { ModelStore } from '../src/model/store.js';
-import { selectGroup } from '../src/plan/planner.js';
+import { frontendInputs } from '../test/support/frontend-inputs.js';
 import { ALL_HEALTHY } from '../src/policy/select.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { NftablesDataplane, type NftSyncResult } from '../src/nftables/dataplane.js';
 import { planSkeleton } from '../src/nftables/layout.js';
 import { NativeNftables } from '../src/nftables/native.js';
 import { planNftGroup, type NftGroup } from '../src/nftables/plan.js';
-import { cleanupStale, Topology } from '../test/support/netns.js';
-import { spread, type Spread } from './stats.js';
+import { cleanupStale, netnsExec, startHttpServer, Topology } from '../test/support/netns.js';
+import { percentile, spread, type Spread } from './stats.js';
 import { changeTarget, CLUSTER_CIDR, Workload } from './workload.js';
 import { describeMachine } from './report.js';
 
@@ -57,8 +60,8 @@ class NftPipeline {
         out.set(key, null);
         continue;
       }
-      const { ports } = selectGroup(group, { policy: this.config.trafficPolicy, localCluster: this.config.clusterName, health: ALL_HEALTHY });
-      out.set(key, planNftGroup(key, ports, { localCluster: this.config.clusterName }));
+      const frontends = frontendInputs(group, { policy: this.config.trafficPolicy, localCluster: this.config.clusterName, health: ALL_HEALTHY });
+      out.set(key, planNftGroup(key, frontends, { localCluster: this.config.clusterName }));
     }
     return out;
   }
@@ -183,12 +186,82 @@ async function measureIptables(n: number, changes: number): Promise<IptFigures> 
   }
 }
 
+interface PacketFigures {
+  readonly mode: string;
+  /** New connections per second to the first and the last of N services: median of the rounds. */
+  readonly first: number;
+  readonly last: number;
+}
+
+const SERVER = '10.1.0.11';
+
+/**
+ * New-connection rate through the node to the first and the last service of
+ * N (both DNATed to one real server), in both modes. client 10.3.0.2 → node →
+ * server 10.1.0.11:8080; sequential connects, rounds alternating first/last.
+ */
+async function measurePerPacket(n: number, connections: number, rounds: number): Promise<PacketFigures[]> {
+  const out: PacketFigures[] = [];
+  for (const mode of ['nftables', 'iptables'] as const) {
+    const topology = new Topology();
+    try {
+      const node = await topology.namespace('node');
+      const client = await topology.namespace('client');
+      const server = await topology.namespace('server');
+      await topology.link({ ns: node, ifname: 'to-server', address: '10.1.0.1/24' }, { ns: server, ifname: 'eth0', address: `${SERVER}/24` });
+      await topology.link({ ns: node, ifname: 'to-client', address: '10.3.0.1/24' }, { ns: client, ifname: 'eth0', address: '10.3.0.2/24' });
+      await execa('ip', ['-n', server, 'route', 'add', 'default', 'via', '10.1.0.1']);
+      await execa('ip', ['-n', client, 'route', 'add', 'default', 'via', '10.3.0.1']);
+      await topology.enableForwarding(node);
+      const http = await startHttpServer(server, SERVER, 8080, 'ok');
+      const workload = new Workload({ n, e: 10, c: 3 });
+      const first = workload.services[0]!;
+      const last = workload.services[n - 1]!;
+      for (const s of [first, last]) s.endpoints.forEach((list) => list.splice(0, list.length, SERVER));
+      if (mode === 'nftables') {
+        const c = new NativeNftables({ netns: node });
+        const pipeline = new NftPipeline(workload, new NftablesDataplane(c));
+        for (const o of workload.objects()) pipeline.ingest(o);
+        await pipeline.coldStart();
+        c.close();
+      } else {
+        const backend = await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() });
+        const engine = new SyncEngine({ config: workload.config(), backend, log: silentLogger() });
+        for (const o of workload.objects()) {
+          if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
+          else engine.upsertService(o as V1Service);
+        }
+        await engine.syncFull();
+      }
+      const rate = async (ip: string) => {
+        const { stdout } = await netnsExec(client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), ip, '80', String(connections)]);
+        return (JSON.parse(stdout) as { perSecond: number }).perSecond;
+      };
+      const firstRates: number[] = [];
+      const lastRates: number[] = [];
+      await rate(first.clusterIP); // warm-up
+      for (let r = 0; r < rounds; r++) {
+        firstRates.push(await rate(first.clusterIP));
+        lastRates.push(await rate(last.clusterIP));
+      }
+      await http.stop();
+      out.push({ mode, first: percentile(firstRates, 50), last: percentile(lastRates, 50) });
+    } finally {
+      await topology.teardown();
+    }
+  }
+  return out;
+}
+
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(0));
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { sizes: { type: 'string', default: '1000,10000,100000' }, changes: { type: 'string', default: '200' }, 'iptables-sizes': { type: 'string', default: '1000,10000' } },
+    options: {
+      sizes: { type: 'string', default: '1000,10000,100000' }, changes: { type: 'string', default: '200' }, 'iptables-sizes': { type: 'string', default: '1000,10000' },
+      'per-packet': { type: 'string', default: '10000' }, connections: { type: 'string', default: '2000' },
+    },
     strict: true,
   });
   const sizes = values.sizes!.split(',').map(Number);
@@ -216,6 +289,13 @@ async function main(): Promise<void> {
     lines.push(`| ${f.n.toLocaleString('en')} | nftables | ${ms(f.coldMs)} (${f.coldElements.toLocaleString('en')} elements, ${f.coldBatches} batch${f.coldBatches === 1 ? '' : 'es'}) | ${ms(f.change.p50)} | ${ms(f.change.p99)} | ${ms(f.change.max)} | ${f.changeElements.p50} | ${ms(f.newService.p50)} | ${ms(f.adoptMs)} | ${f.slabMb.toFixed(0)} MB (${f.slabReleasedMb.toFixed(0)} MB freed with the namespace) |`);
     const i = ipt.get(f.n);
     if (i) lines.push(`| ${f.n.toLocaleString('en')} | iptables (nft) | ${ms(i.coldMs)} | ${ms(i.change.p50)} | ${ms(i.change.p99)} | ${ms(i.change.max)} | – | – | – | – |`);
+  }
+  const packetN = Number(values['per-packet']);
+  if (packetN > 0) {
+    log(`per-packet: ${packetN} services, both modes`);
+    const figures = await measurePerPacket(packetN, Number(values.connections), 3);
+    lines.push('', `New connections per second through the node to the first and the last of ${packetN.toLocaleString('en')} services (${values.connections} sequential connections, median of 3 rounds):`, '', '| mode | first service | last service | last / first |', '|---|---|---|---|');
+    for (const f of figures) lines.push(`| ${f.mode} | ${f.first.toFixed(0)}/s | ${f.last.toFixed(0)}/s | ${(f.last / f.first).toFixed(2)} |`);
   }
   const m = await describeMachine();
   process.stdout.write(`${lines.join('\n')}\n\nMachine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.iptables}, Node ${m.node}.\n`);

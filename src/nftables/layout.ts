@@ -55,7 +55,7 @@ export interface SetSpec {
   readonly data: readonly Field[];
 }
 
-export type SetName = 'affinity' | 'no_endpoints' | 'service_ips' | 'hairpin' | `slots-${string}`;
+export type SetName = 'service_ports' | 'affinity' | 'no_endpoints' | 'service_ips' | 'hairpin' | `slots-${string}`;
 
 function slotMap(shard: number): SetSpec {
   return {
@@ -68,6 +68,11 @@ function slotMap(shard: number): SetSpec {
 }
 
 export const SETS: readonly SetSpec[] = [
+  {
+    name: 'service_ports', key: ['ipv4', 'proto', 'port'], data: [],
+    declaration: 'type ipv4_addr . inet_proto . inet_service',
+    comment: 'every service port programmed here, named namespace/service:port',
+  },
   {
     name: 'affinity', key: ['ipv4', 'proto', 'port'], data: [],
     declaration: 'type ipv4_addr . inet_proto . inet_service',

@@ -3,8 +3,9 @@
 // so the mirror of what was applied stays small (a slot table references the
 // endpoint strings, 64 pointers per service port).
 
-import type { PortSelection } from '../plan/planner.js';
+import type { Protocol } from '../model/records.js';
 import { portComment } from '../plan/names.js';
+import type { WeightedEndpoint } from '../plan/selection.js';
 import { commentText, SET_BY_NAME, shardOf, shardSet, type SetName } from './layout.js';
 import { SEPARATOR } from './codec.js';
 import { assignSlots } from './slots.js';
@@ -35,24 +36,36 @@ export interface NftPlanContext {
   readonly localCluster: string;
 }
 
-/** The state of a group from the policy's selection of each of its ports. */
-export function planNftGroup(key: string, selections: readonly PortSelection[], ctx: NftPlanContext): NftGroup {
+/** One frontend (ClusterIP:port) and the endpoints the policy selected for it: backend-neutral input. */
+export interface FrontendInput {
+  readonly ip: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly name: { readonly namespace: string; readonly service: string; readonly port: string };
+  /** ClientIP affinity timeout in seconds; null without affinity. */
+  readonly affinity: number | null;
+  /** Empty: new connections are rejected. */
+  readonly endpoints: readonly WeightedEndpoint[];
+}
+
+/** The state of a group from the selection of each of its frontends. */
+export function planNftGroup(key: string, frontends: readonly FrontendInput[], ctx: NftPlanContext): NftGroup {
   const ports: NftPort[] = [];
-  for (const { frontend, port, selection } of selections) {
+  for (const fe of frontends) {
     const clusters: Record<string, string> = {};
     const local = new Set<string>();
-    const weighted = selection.endpoints.map((ep) => {
+    const weighted = fe.endpoints.map((ep) => {
       const id = [ep.ip, ep.port].join(':');
       clusters[id] = ep.cluster;
       if (ep.cluster === ctx.localCluster) local.add(ep.ip);
       return { id, weight: ep.weight };
     });
     ports.push({
-      clusterIP: frontend.clusterIP,
-      protocol: port.protocol.toLowerCase() as NftPort['protocol'],
-      port: port.port,
-      name: portComment(frontend.namespace, frontend.name, port.label),
-      affinity: frontend.affinitySeconds !== null,
+      clusterIP: fe.ip,
+      protocol: fe.protocol.toLowerCase() as NftPort['protocol'],
+      port: fe.port,
+      name: portComment(fe.name.namespace, fe.name.service, fe.name.port),
+      affinity: fe.affinity !== null,
       slots: assignSlots(weighted),
       clusters,
       localIPs: [...local].sort(),
@@ -97,6 +110,7 @@ export function sharedElements(group: NftGroup): Element[] {
   };
   for (const p of group.ports) {
     const frontend = frontendKey(p);
+    put({ set: 'service_ports', key: frontend, comment: commentText(p.name) });
     if (p.slots.length === 0) {
       put({ set: 'no_endpoints', key: frontend, comment: commentText(p.name) });
       continue;

@@ -1,7 +1,7 @@
 import type { Frontend, FrontendPort, ServiceGroup } from '../model/group.js';
 import { exact, serviceRef, type Problem } from '../model/records.js';
 import { resolvePolicy, type PolicyConfig, type PolicySettings } from '../policy/policy.js';
-import { selectByPolicy, type Decision, type HealthView, type Selection } from '../policy/select.js';
+import { selectByPolicy, type Decision, type HealthView } from '../policy/select.js';
 import { JUMPS, SET_CHAINS, skeletonFragment } from './layout.js';
 import { servicePortRules, type RuleContext } from './service-rules.js';
 import type { Fragment, OwnedChain, Plan, Portal, SetRule } from './types.js';
@@ -22,32 +22,18 @@ export interface GroupPlan {
 
 const portKey = (p: FrontendPort) => `${p.label}/${p.protocol}`;
 
-/** What the policy chose for one port of one programmed frontend: backend-neutral. */
-export interface PortSelection {
-  readonly frontend: Frontend;
-  readonly port: FrontendPort;
-  readonly selection: Selection;
-}
-
-export interface GroupSelection {
-  readonly settings: PolicySettings;
-  /** Empty when the policy is `off`. */
-  readonly ports: readonly PortSelection[];
-  readonly problems: readonly Problem[];
-}
-
 /**
- * The endpoints each port of each programmed frontend selects. Every frontend
- * of the group selects from the same candidates, the endpoints of all its
- * Services' ports of the same name, so `serve` and `derived-serve` lead to the
- * same place.
+ * A group's fragment: a chain and dispatch rules per port of each programmed
+ * frontend. Every frontend of the group selects from the same candidates, the
+ * endpoints of all its Services' ports of the same name, so `serve` and
+ * `derived-serve` lead to the same place.
  */
-export function selectGroup(group: ServiceGroup, ctx: Pick<PlanContext, 'policy' | 'localCluster' | 'health'>): GroupSelection {
+export function planGroup(group: ServiceGroup, ctx: PlanContext): GroupPlan {
   const members = [...group.frontends, ...(group.local ? [group.local] : [])];
   const resolved = resolvePolicy(group.key, ctx.policy, members);
   const problems = resolved.problems.map((p) => ({ object: serviceRef(group.namespace, p.service), message: p.message }));
   const settings = resolved.settings;
-  if (settings.mode === 'off') return { settings, ports: [], problems };
+  if (settings.mode === 'off') return { fragment: { key: group.key, chains: [], setRules: [], portals: [] }, settings, decision: null, problems };
 
   const candidates = new Map<string, FrontendPort['endpoints'][number][]>();
   for (const fe of members) {
@@ -57,38 +43,26 @@ export function selectGroup(group: ServiceGroup, ctx: Pick<PlanContext, 'policy'
     }
   }
   const programmed: Frontend[] = settings.unifiedName && group.local ? members : [...group.frontends];
-  const ports: PortSelection[] = [];
-  for (const frontend of programmed) {
-    for (const port of frontend.ports) {
-      ports.push({ frontend, port, selection: selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health) });
-    }
-  }
-  return { settings, ports, problems };
-}
-
-/** A group's fragment: a chain and dispatch rules per port of each programmed frontend. */
-export function planGroup(group: ServiceGroup, ctx: PlanContext): GroupPlan {
-  const { settings, ports, problems } = selectGroup(group, ctx);
-  if (settings.mode === 'off') return { fragment: { key: group.key, chains: [], setRules: [], portals: [] }, settings, decision: null, problems };
-
   const chains: OwnedChain[] = [];
   const setRules: SetRule[] = [];
   const portals: Portal[] = [];
-  for (const { frontend: fe, port, selection } of ports) {
-    const rules = servicePortRules(fe, port, selection.endpoints, ctx);
-    chains.push(rules.chain);
-    setRules.push(...rules.setRules);
-    portals.push({ clusterIP: fe.clusterIP, port: port.port, protocol: port.protocol, chain: rules.chain.name, endpoints: selection.endpoints.map(endpointKey) });
+  const decisions: Decision[] = [];
+  for (const fe of programmed) {
+    for (const port of fe.ports) {
+      const selection = selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health);
+      const rules = servicePortRules(fe, port, selection.endpoints, ctx);
+      chains.push(rules.chain);
+      setRules.push(...rules.setRules);
+      portals.push({ clusterIP: fe.clusterIP, port: port.port, protocol: port.protocol, chain: rules.chain.name, endpoints: selection.endpoints.map(endpointKey) });
+      decisions.push(selection.decision);
+    }
   }
   // Fragments are kept as applied for every group: without the spare capacity push leaves.
-  return {
-    fragment: { key: group.key, chains: exact(chains), setRules: exact(setRules), portals: exact(portals) },
-    settings, decision: combineDecisions(ports.map((p) => p.selection.decision)), problems,
-  };
+  return { fragment: { key: group.key, chains: exact(chains), setRules: exact(setRules), portals: exact(portals) }, settings, decision: combine(decisions), problems };
 }
 
 /** One verdict for the group: ports that disagree make it `mixed`. */
-export function combineDecisions(decisions: readonly Decision[]): Decision {
+function combine(decisions: readonly Decision[]): Decision {
   const clusters = [...new Set(decisions.flatMap((d) => d.clusters))];
   const targets = new Set(decisions.map((d) => d.target));
   const target = targets.size === 0 ? 'none' : targets.size === 1 ? [...targets][0]! : 'mixed';

@@ -11,13 +11,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import type { ClusterEndpoint, Frontend } from '../../src/model/group.js';
-import type { PortSelection } from '../../src/plan/planner.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import type { PolicySettings } from '../../src/policy/policy.js';
 import { NftablesDataplane } from '../../src/nftables/dataplane.js';
 import { planSkeleton } from '../../src/nftables/layout.js';
 import { NativeNftables } from '../../src/nftables/native.js';
-import { planNftGroup, type NftGroup } from '../../src/nftables/plan.js';
+import { planNftGroup, type FrontendInput, type NftGroup } from '../../src/nftables/plan.js';
 import { httpRequests, netnsExec, startHttpServer, startUdpServer, Topology, udpExchange, type HttpServer } from '../support/netns.js';
 
 const CLUSTER_IP = '10.96.0.50';
@@ -70,8 +69,9 @@ function planned(ips: readonly string[], settings: Partial<PolicySettings> = {},
       { label: 'dns', port: 53, protocol: 'UDP', endpoints: ips.map((ip) => endpoint(ip, 5353)) },
     ],
   };
-  const selections: PortSelection[] = fe.ports.map((port) => ({
-    frontend: fe, port, selection: selectByPolicy(port.endpoints, { ...SETTINGS, ...settings }, 'brazil', options.health ?? ALL_HEALTHY),
+  const selections: FrontendInput[] = fe.ports.map((port) => ({
+    ip: fe.clusterIP, port: port.port, protocol: port.protocol, name: { namespace: fe.namespace, service: fe.name, port: port.label }, affinity: fe.affinitySeconds,
+    endpoints: selectByPolicy(port.endpoints, { ...SETTINGS, ...settings }, 'brazil', options.health ?? ALL_HEALTHY).endpoints,
   }));
   return planNftGroup('default/web', selections, { localCluster: 'brazil' });
 }

@@ -1,27 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Frontend } from '../../src/model/group.js';
-import type { PortSelection } from '../../src/plan/planner.js';
 import type { WeightedEndpoint } from '../../src/plan/selection.js';
 import { decode, encode } from '../../src/nftables/codec.js';
 import { diffGroup } from '../../src/nftables/diff.js';
 import { planSkeleton, SLOTS, priorityText } from '../../src/nftables/layout.js';
-import { groupElements, planNftGroup } from '../../src/nftables/plan.js';
+import { groupElements, planNftGroup, type FrontendInput } from '../../src/nftables/plan.js';
 import { renderTable } from '../../src/nftables/render.js';
 import { assignSlots, slotCounts } from '../../src/nftables/slots.js';
 
 const ctx = { localCluster: 'brazil' };
 
-function frontend(affinitySeconds: number | null = null): Frontend {
-  return {
-    namespace: 'default', name: 'derived-web', clusterIP: '10.96.0.50', affinitySeconds,
-    ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints: [] }], annotations: {},
-  };
-}
-
-function selection(endpoints: WeightedEndpoint[], affinity: number | null = null): PortSelection[] {
-  const fe = frontend(affinity);
-  return [{ frontend: fe, port: fe.ports[0]!, selection: { endpoints, decision: { clusters: [], target: endpoints.length ? 'mixed' : 'none', failOpen: false } } }];
+function selection(endpoints: WeightedEndpoint[], affinity: number | null = null): FrontendInput[] {
+  return [{ ip: '10.96.0.50', port: 80, protocol: 'TCP', name: { namespace: 'default', service: 'derived-web', port: 'http' }, affinity, endpoints }];
 }
 
 const ep = (ip: string, cluster: string, weight = 1): WeightedEndpoint => ({ ip, port: 8080, cluster, weight });
@@ -64,14 +54,18 @@ test('a port with endpoints gets 64 slots, its ClusterIP in service_ips and loca
   assert.ok(slots.every((e) => e.key.startsWith('10.96.0.50 . tcp . 80 . ')));
   assert.equal(slots.find((e) => e.data === '10.2.0.1 . 8080')!.comment, undefined);
   assert.deepEqual(els.filter((e) => !e.set.startsWith('slots-')).map((e) => [e.set, e.key, e.comment]), [
+    ['service_ports', '10.96.0.50 . tcp . 80', 'default/derived-web:http'],
     ['service_ips', '10.96.0.50', 'default/derived-web'],
     ['hairpin', '10.1.0.1 . 10.96.0.50', 'default/derived-web:http local endpoint'],
   ]);
 });
 
-test('a port without endpoints is one no_endpoints element; affinity adds an affinity element', () => {
+test('a port without endpoints is a no_endpoints element and its name; affinity adds an affinity element', () => {
   const none = [...groupElements(planNftGroup('default/web', selection([]), ctx)).values()];
-  assert.deepEqual(none, [{ set: 'no_endpoints', key: '10.96.0.50 . tcp . 80', comment: 'default/derived-web:http' }]);
+  assert.deepEqual(none, [
+    { set: 'service_ports', key: '10.96.0.50 . tcp . 80', comment: 'default/derived-web:http' },
+    { set: 'no_endpoints', key: '10.96.0.50 . tcp . 80', comment: 'default/derived-web:http' },
+  ]);
   const sticky = [...groupElements(planNftGroup('default/web', selection([ep('10.2.0.1', 'chile')], 10800), ctx)).values()];
   assert.deepEqual(sticky.filter((e) => e.set === 'affinity').map((e) => e.key), ['10.96.0.50 . tcp . 80']);
 });
@@ -85,7 +79,7 @@ test('one endpoint replaced changes only the slots it held and the slots that mo
   assert.equal(batch.deletes.length, batch.adds.length);
   assert.ok(batch.adds.length >= 6 && batch.adds.length <= 16, `${batch.adds.length} slots rewritten`);
   assert.deepEqual(diffGroup(after, after), { deletes: [], adds: [] });
-  assert.equal(diffGroup(after, undefined).deletes.length, 65);
+  assert.equal(diffGroup(after, undefined).deletes.length, 66);
 });
 
 test('nat priorities print as nft lists them; the reject chain runs before kube-proxy\'s filter and nat', () => {

@@ -88,6 +88,88 @@ export function diffTable(observed: ObservedTable | null, groups: Iterable<NftGr
   return { ops: [...text.filter((o) => o.op === 'deleteElements'), ...deletes, ...text.filter((o) => o.op === 'addElements'), ...adds], elements };
 }
 
+/** One owner's element operations: a group's key, or STALE_PART for elements no desired group owns. */
+export interface OwnedOps {
+  readonly key: string;
+  readonly ops: NftOp[];
+}
+
+export const STALE_PART = '~stale';
+
+/**
+ * diffTable attributed to groups: each desired group's operations against
+ * what the kernel holds of its elements, then one part deleting what no group
+ * owns. The kernel's slot maps are indexed once, by packed key.
+ */
+export function diffTableByGroup(observed: ObservedTable | null, desired: ReadonlyMap<string, NftGroup>): OwnedOps[] {
+  const have = new Map((observed?.sets ?? []).map((s) => [s.name, s]));
+  const shared = new Map<string, Element>();
+  for (const name of SHARED_SETS) for (const e of have.get(name)?.elements ?? []) shared.set(elementId(e.set, e.key), e);
+  const shards = new Map<string, { packed: Packed; index: Map<string, number> }>();
+  const shard = (set: SetName) => {
+    let s = shards.get(set);
+    if (!s) {
+      const seen = have.get(set);
+      const packed = seen ? packedOf(seen) : { keys: Buffer.alloc(0), data: Buffer.alloc(0), count: 0 };
+      const index = new Map<string, number>();
+      for (let i = 0; i < packed.count; i++) index.set(packed.keys.toString('latin1', i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN), i);
+      shards.set(set, (s = { packed, index }));
+    }
+    return s;
+  };
+  const parts: OwnedOps[] = [];
+  for (const [key, g] of desired) {
+    const want = new Map(sharedElements(g).map((e) => [elementId(e.set, e.key), e] as const));
+    const mine = new Map<string, Element>();
+    for (const id of want.keys()) {
+      const e = shared.get(id);
+      if (e) {
+        mine.set(id, e);
+        shared.delete(id);
+      }
+    }
+    const ops = toOps(diffElements(mine, want));
+    for (const p of g.ports) {
+      if (p.slots.length === 0) continue;
+      const set = shardSet(shardOf(p.clusterIP));
+      const { packed, index } = shard(set);
+      const wantSlots = packSlots([p]);
+      const del: number[] = [];
+      const add: number[] = [];
+      for (let j = 0; j < wantSlots.count; j++) {
+        const k = wantSlots.keys.toString('latin1', j * SLOT_KEY_LEN, (j + 1) * SLOT_KEY_LEN);
+        const i = index.get(k);
+        if (i === undefined) {
+          add.push(j);
+          continue;
+        }
+        index.delete(k);
+        if (packed.data.compare(wantSlots.data, j * SLOT_DATA_LEN, (j + 1) * SLOT_DATA_LEN, i * SLOT_DATA_LEN, (i + 1) * SLOT_DATA_LEN) !== 0) {
+          del.push(i);
+          add.push(j);
+        }
+      }
+      if (del.length > 0) ops.unshift({ op: 'deletePacked', set, keys: Buffer.concat(del.map((i) => packed.keys.subarray(i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN))) });
+      if (add.length > 0) {
+        ops.push({
+          op: 'addPacked', set,
+          keys: Buffer.concat(add.map((j) => wantSlots.keys.subarray(j * SLOT_KEY_LEN, (j + 1) * SLOT_KEY_LEN))),
+          data: Buffer.concat(add.map((j) => wantSlots.data.subarray(j * SLOT_DATA_LEN, (j + 1) * SLOT_DATA_LEN))),
+        });
+      }
+    }
+    if (ops.length > 0) parts.push({ key, ops });
+  }
+  const stale: NftOp[] = toOps({ deletes: [...shared.values()], adds: [] });
+  for (const set of SETS.map((x) => x.name).filter((n) => n.startsWith('slots-'))) {
+    const { packed, index } = shard(set);
+    if (index.size === 0) continue;
+    stale.push({ op: 'deletePacked', set, keys: Buffer.concat([...index.values()].map((i) => packed.keys.subarray(i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN))) });
+  }
+  if (stale.length > 0) parts.push({ key: STALE_PART, ops: stale });
+  return parts;
+}
+
 function packedOf(s: ObservedSet): Packed {
   if (s.packed) return s.packed;
   const spec = SET_BY_NAME.get(s.name as SetName)!;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkSkeleton, NftablesDataplane } from '../../src/nftables/dataplane.js';
+import { checkSkeleton, diffTableByGroup, NftablesDataplane, STALE_PART } from '../../src/nftables/dataplane.js';
 import { FakeNftables } from '../../src/nftables/fake.js';
 import { planSkeleton } from '../../src/nftables/layout.js';
 import type { NftGroup } from '../../src/nftables/plan.js';
@@ -114,4 +114,21 @@ test('cleanup deletes the table and nothing else; a second cleanup finds none', 
   assert.equal(await dp.cleanup(), true);
   assert.equal(await fake.read(), null);
   assert.equal(await dp.cleanup(), false);
+});
+
+test('a full diff by group attributes each change to its group and what nobody owns to the stale part', async () => {
+  const fake = new FakeNftables();
+  await new NftablesDataplane(fake).syncAll(skeleton, groups(3));
+  const same = diffTableByGroup(await fake.read(), groups(3));
+  assert.deepEqual(same, []);
+  const desired = new Map(groups(3));
+  desired.delete('default/svc-2');
+  desired.set('default/svc-1', group(1, ['10.2.1.1:8080', '10.2.1.7:8080']));
+  const parts = diffTableByGroup(await fake.read(), desired);
+  assert.deepEqual(parts.map((p) => p.key), ['default/svc-1', STALE_PART]);
+  await fake.commit([...parts.flatMap((p) => p.ops.filter((o) => o.op.startsWith('delete'))), ...parts.flatMap((p) => p.ops.filter((o) => o.op.startsWith('add')))]);
+  assert.deepEqual(diffTableByGroup(await fake.read(), desired), []);
+  const slots = (await fake.read())!.sets.filter((s) => s.name.startsWith('slots-')).flatMap((s) => s.elements);
+  assert.equal(slots.length, 2 * 64);
+  assert.equal(slots.filter((e) => e.data === '10.2.1.7 . 8080').length, 32);
 });

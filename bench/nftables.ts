@@ -264,7 +264,7 @@ async function main(): Promise<void> {
     },
     strict: true,
   });
-  const sizes = values.sizes!.split(',').map(Number);
+  const sizes = values.sizes!.split(',').filter(Boolean).map(Number);
   const iptSizes = values['iptables-sizes']!.split(',').filter(Boolean).map(Number);
   const changes = Number(values.changes);
   await cleanupStale();

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/log.js';
-import { decideProxyMode, ProxyModeError, resolveProxyMode } from '../../src/sync/proxy-mode.js';
+import { decideProxyMode, ProxyModeError, resolveProxyMode } from '../../src/ops/proxy-mode.js';
 import { netnsExec, Topology } from '../support/netns.js';
 
 const none = () => ({ nftablesTable: false, iptablesChains: 0 });

@@ -4,8 +4,6 @@
 // endpoint strings, 64 pointers per service port).
 
 import type { Protocol } from '../model/records.js';
-import { portComment } from '../plan/names.js';
-import type { WeightedEndpoint } from '../plan/selection.js';
 import { commentText, SET_BY_NAME, shardOf, shardSet, type SetName } from './layout.js';
 import { SEPARATOR } from './codec.js';
 import { assignSlots } from './slots.js';
@@ -45,7 +43,7 @@ export interface FrontendInput {
   /** ClientIP affinity timeout in seconds; null without affinity. */
   readonly affinity: number | null;
   /** Empty: new connections are rejected. */
-  readonly endpoints: readonly WeightedEndpoint[];
+  readonly endpoints: readonly { readonly ip: string; readonly port: number; readonly cluster: string; readonly weight: number }[];
 }
 
 /** The state of a group from the selection of each of its frontends. */
@@ -64,7 +62,7 @@ export function planNftGroup(key: string, frontends: readonly FrontendInput[], c
       clusterIP: fe.ip,
       protocol: fe.protocol.toLowerCase() as NftPort['protocol'],
       port: fe.port,
-      name: portComment(fe.name.namespace, fe.name.service, fe.name.port),
+      name: `${fe.name.namespace}/${fe.name.service}:${fe.name.port}`,
       affinity: fe.affinity !== null,
       slots: assignSlots(weighted),
       clusters,

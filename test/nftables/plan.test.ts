@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { WeightedEndpoint } from '../../src/plan/selection.js';
+import type { FrontendInput } from '../../src/nftables/plan.js';
+type WeightedEndpoint = FrontendInput['endpoints'][number];
 import { decode, encode } from '../../src/nftables/codec.js';
 import { diffGroup } from '../../src/nftables/diff.js';
 import { planSkeleton, SLOTS, priorityText } from '../../src/nftables/layout.js';
-import { groupElements, planNftGroup, type FrontendInput } from '../../src/nftables/plan.js';
+import { groupElements, planNftGroup } from '../../src/nftables/plan.js';
 import { renderTable } from '../../src/nftables/render.js';
 import { assignSlots, slotCounts } from '../../src/nftables/slots.js';
 

@@ -197,23 +197,26 @@ const SERVER = '10.1.0.11';
 
 /**
  * New-connection rate through the node to the first and the last service of
- * N (both DNATed to one real server), in both modes. client 10.3.0.2 → node →
- * server 10.1.0.11:8080; sequential connects, rounds alternating first/last.
+ * N (both DNATed to one real server), both modes built side by side (one
+ * node namespace each: client 10.3.0.2 → node → server 10.1.0.11:8080) and
+ * measured interleaved, ABBA order, conntrack flushed before each
+ * measurement, so the machine's load and conntrack's size weigh the same on
+ * every figure.
  */
 async function measurePerPacket(n: number, connections: number, rounds: number): Promise<PacketFigures[]> {
-  const out: PacketFigures[] = [];
-  for (const mode of ['nftables', 'iptables'] as const) {
-    const topology = new Topology();
-    try {
-      const node = await topology.namespace('node');
-      const client = await topology.namespace('client');
-      const server = await topology.namespace('server');
+  const topology = new Topology();
+  try {
+    const labs: { mode: string; node: string; client: string; first: string; last: string; rates: { first: number[]; last: number[] } }[] = [];
+    for (const mode of ['nftables', 'iptables'] as const) {
+      const node = await topology.namespace(`${mode.slice(0, 3)}-node`);
+      const client = await topology.namespace(`${mode.slice(0, 3)}-client`);
+      const server = await topology.namespace(`${mode.slice(0, 3)}-server`);
       await topology.link({ ns: node, ifname: 'to-server', address: '10.1.0.1/24' }, { ns: server, ifname: 'eth0', address: `${SERVER}/24` });
       await topology.link({ ns: node, ifname: 'to-client', address: '10.3.0.1/24' }, { ns: client, ifname: 'eth0', address: '10.3.0.2/24' });
       await execa('ip', ['-n', server, 'route', 'add', 'default', 'via', '10.1.0.1']);
       await execa('ip', ['-n', client, 'route', 'add', 'default', 'via', '10.3.0.1']);
       await topology.enableForwarding(node);
-      const http = await startHttpServer(server, SERVER, 8080, 'ok');
+      await startHttpServer(server, SERVER, 8080, 'ok');
       const workload = new Workload({ n, e: 10, c: 3 });
       const first = workload.services[0]!;
       const last = workload.services[n - 1]!;
@@ -233,24 +236,23 @@ async function measurePerPacket(n: number, connections: number, rounds: number):
         }
         await engine.syncFull();
       }
-      const rate = async (ip: string) => {
-        const { stdout } = await netnsExec(client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), ip, '80', String(connections)]);
-        return (JSON.parse(stdout) as { perSecond: number }).perSecond;
-      };
-      const firstRates: number[] = [];
-      const lastRates: number[] = [];
-      await rate(first.clusterIP); // warm-up
-      for (let r = 0; r < rounds; r++) {
-        firstRates.push(await rate(first.clusterIP));
-        lastRates.push(await rate(last.clusterIP));
-      }
-      await http.stop();
-      out.push({ mode, first: percentile(firstRates, 50), last: percentile(lastRates, 50) });
-    } finally {
-      await topology.teardown();
+      labs.push({ mode, node, client, first: first.clusterIP, last: last.clusterIP, rates: { first: [], last: [] } });
     }
+    const rate = async (lab: (typeof labs)[number], which: 'first' | 'last') => {
+      await netnsExec(lab.node, 'conntrack', ['-F'], { reject: false });
+      const { stdout } = await netnsExec(lab.client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), lab[which], '80', String(connections)]);
+      lab.rates[which].push((JSON.parse(stdout) as { perSecond: number }).perSecond);
+    };
+    for (const lab of labs) await rate(lab, 'first'); // warm-up
+    for (const lab of labs) lab.rates.first.length = 0;
+    for (let r = 0; r < rounds; r++) {
+      const order: ('first' | 'last')[] = r % 2 === 0 ? ['first', 'last'] : ['last', 'first'];
+      for (const which of order) for (const lab of r % 2 === 0 ? labs : [...labs].reverse()) await rate(lab, which);
+    }
+    return labs.map((lab) => ({ mode: lab.mode, first: percentile(lab.rates.first, 50), last: percentile(lab.rates.last, 50) }));
+  } finally {
+    await topology.teardown();
   }
-  return out;
 }
 
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(0));
@@ -293,8 +295,8 @@ async function main(): Promise<void> {
   const packetN = Number(values['per-packet']);
   if (packetN > 0) {
     log(`per-packet: ${packetN} services, both modes`);
-    const figures = await measurePerPacket(packetN, Number(values.connections), 3);
-    lines.push('', `New connections per second through the node to the first and the last of ${packetN.toLocaleString('en')} services (${values.connections} sequential connections, median of 3 rounds):`, '', '| mode | first service | last service | last / first |', '|---|---|---|---|');
+    const figures = await measurePerPacket(packetN, Number(values.connections), 6);
+    lines.push('', `New connections per second through the node to the first and the last of ${packetN.toLocaleString('en')} services (${values.connections} sequential connections per measurement, both modes interleaved in ABBA order over 6 rounds, conntrack flushed before each; median):`, '', '| mode | first service | last service | last / first |', '|---|---|---|---|');
     for (const f of figures) lines.push(`| ${f.mode} | ${f.first.toFixed(0)}/s | ${f.last.toFixed(0)}/s | ${(f.last / f.first).toFixed(2)} |`);
   }
   const m = await describeMachine();

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { IptablesDataplane } from '../src/iptables/dataplane.js';
 import { createIptablesBackend } from '../src/iptables/exec-backend.js';
 import { silentLogger } from '../src/log.js';
 import { ClusterResolver } from '../src/model/clusters.js';
@@ -164,7 +165,7 @@ async function measureIptables(n: number, changes: number): Promise<IptFigures> 
   try {
     const ns = await topology.namespace('ipt');
     const backend = await createIptablesBackend({ mode: 'nft', netns: ns, log: silentLogger() });
-    const engine = new SyncEngine({ config: workload.config(), backend, log: silentLogger() });
+    const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
     for (const s of workload.services) {
       engine.upsertService(workload.serviceObject(s));
       for (let c = 0; c < workload.clusters.length; c++) engine.upsertSlice(workload.sliceObject(s, c));
@@ -229,7 +230,7 @@ async function measurePerPacket(n: number, connections: number, rounds: number):
         c.close();
       } else {
         const backend = await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() });
-        const engine = new SyncEngine({ config: workload.config(), backend, log: silentLogger() });
+        const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
         for (const o of workload.objects()) {
           if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
           else engine.upsertService(o as V1Service);

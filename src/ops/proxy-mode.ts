@@ -6,8 +6,9 @@
 import type { Logger } from '../log.js';
 import { detectBackend } from '../iptables/exec-backend.js';
 
-export const PROXY_MODES = ['auto', 'iptables', 'nftables', 'ipvs'] as const;
-export type ProxyModeSetting = (typeof PROXY_MODES)[number];
+import { PROXY_MODES, type ProxyModeSetting } from '../config/schema.js';
+
+export { PROXY_MODES, type ProxyModeSetting };
 export type ProxyMode = 'iptables' | 'nftables';
 
 export interface ModeChoice {
@@ -53,7 +54,10 @@ export interface ProbeOptions {
 /** Decides, reading the kernel only for `auto`. */
 export async function resolveProxyMode(setting: ProxyModeSetting, options: ProbeOptions): Promise<ModeChoice> {
   if (setting !== 'auto') return decideProxyMode(setting, () => ({ nftablesTable: false, iptablesChains: 0 }));
-  const nftablesTable = await (options.nftablesTable ?? (() => kubeProxyTable(options.netns)))();
+  const nftablesTable = await (options.nftablesTable ?? (() => kubeProxyTable(options.netns)))().catch((err: unknown) => {
+    options.log.warn({ err: (err as Error).message }, 'proxy mode auto: could not ask nf_tables for kube-proxy\'s table; counting it as absent');
+    return false;
+  });
   const iptablesChains = nftablesTable ? 0 : await detectBackend({ netns: options.netns, log: options.log }).then(
     (d) => d.evidence.nft.kubeChains + d.evidence.legacy.kubeChains,
     () => 0,

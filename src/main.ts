@@ -6,11 +6,16 @@ import { runExplain, snapshotInto } from './cli/explain.js';
 import { EXPLAIN_USAGE, parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
 import { ConfigError, type Config } from './config/schema.js';
 import { IptablesDataplane } from './iptables/dataplane.js';
+import type { Dataplane } from './sync/dataplane.js';
 import { createIptablesBackend } from './iptables/exec-backend.js';
 import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
 import { configMapRefOf, loadStartConfig } from './ops/start-config.js';
 import { SyncEngine } from './sync/engine.js';
+import { FakeNftables } from './nftables/fake.js';
+import { NativeNftables } from './nftables/native.js';
+import { NftablesDataplane } from './nftables/nftables-dataplane.js';
+import { resolveProxyMode } from './ops/proxy-mode.js';
 import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -45,19 +50,26 @@ async function run(argv: readonly string[]): Promise<number> {
   if (!keepWatch) await start.watch?.stop();
   const nodeName = flags.hostnameOverride ?? process.env.NODE_NAME ?? hostname();
 
+  // Without a mode (or with `iptables`) nothing below is consulted: iptables as always.
+  const mode = config.mode === 'iptables' ? null : await resolveProxyMode(config.mode, { log });
+  if (mode) log.info({ mode: mode.mode, reason: mode.reason }, 'proxy mode');
+  const nftables = mode?.mode === 'nftables';
+
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone.
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log });
+    const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+    const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
     return 0;
   }
 
   const backend = await createIptablesBackend({ mode: config.iptablesBackend, lockWaitSeconds: config.iptablesLockWait, log });
+  const kernelDataplane = (): Dataplane => (nftables ? new NftablesDataplane(new NativeNftables()) : new IptablesDataplane(backend));
   log.info({ node: nodeName, backend: backend.mode, cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
+    const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     const result = await engine.cleanup();
     const routeOperations = await cleanupRoutes(config, log);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
@@ -65,14 +77,14 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   if (flags.once) {
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
+    const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     const result = await engine.syncFull();
     log.info({ durationMs: Math.round(result.durationMs), restores: result.restores, payloadBytes: result.payloadBytes }, 'one full sync done');
     return 0;
   }
 
-  const running = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
+  const running = new Agent({ config, backend, ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}), kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
   agent = running;
   let stopping = false;
   const stopped = stopSignal.then(async (signal) => {
@@ -89,8 +101,9 @@ async function run(argv: readonly string[]): Promise<number> {
   return stopped;
 }
 
-function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout'> {
+function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout' | 'mode'> {
   return {
+    ...(flags.proxyMode ? { mode: flags.proxyMode } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel } : {}),
     ...(flags.iptablesBackend ? { iptablesBackend: flags.iptablesBackend } : {}),
     ...(flags.apiTimeout !== undefined ? { apiTimeout: flags.apiTimeout } : {}),

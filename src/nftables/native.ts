@@ -4,6 +4,8 @@
 
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SETS, SET_BY_NAME, FAMILY, FAMILY_NUMBER, HOOK_NUMBER, TABLE, type Hook, type SetSpec, type Skeleton } from './layout.js';
 import { CodecError, decode, encodeInto } from './codec.js';
@@ -33,11 +35,22 @@ interface Addon {
 
 let addon: Addon | null = null;
 
+const ADDON_FILE = join('native', 'nftables', 'build', 'Release', 'nftables_batch.node');
+
+/** The package's built addon: compiled (dist/src/nftables) and bundled (dist/agent) code sit at different depths. */
+function addonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (let dir = here; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, ADDON_FILE))) return join(dir, ADDON_FILE);
+    if (dirname(dir) === dir) return join(here, ADDON_FILE);
+  }
+}
+
 /** The addon, loaded on first use: iptables mode never needs it. */
 export function loadAddon(): Addon {
   if (addon) return addon;
   const require = createRequire(import.meta.url);
-  const path = fileURLToPath(new URL('../../../native/nftables/build/Release/nftables_batch.node', import.meta.url));
+  const path = addonPath();
   try {
     addon = require(path) as Addon;
   } catch (err) {

@@ -157,11 +157,14 @@ export class Lab {
     return path;
   }
 
-  /** Runs the agent binary (or another entry point taking its flags) inside the node namespace, logging to a file. */
-  async startAgent(args: readonly string[], entryPoint = AGENT_BIN, env: NodeJS.ProcessEnv = process.env): Promise<AgentProcess> {
+  /**
+   * Runs the agent binary (or another entry point taking its flags) inside the
+   * node namespace, logging to a file; `nodeArgs` go to node itself (e.g. --cpu-prof).
+   */
+  async startAgent(args: readonly string[], entryPoint = AGENT_BIN, env: NodeJS.ProcessEnv = process.env, nodeArgs: readonly string[] = []): Promise<AgentProcess> {
     const logFile = join(this.dir, `agent-${Date.now()}-${this.agentsStarted++}.log`);
     const out = createWriteStream(logFile);
-    const child = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, entryPoint, '--kubeconfig', this.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const child = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, ...nodeArgs, entryPoint, '--kubeconfig', this.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     child.stdout!.pipe(out, { end: false });
     child.stderr!.pipe(out, { end: false });
     let stopping = false;

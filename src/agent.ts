@@ -11,6 +11,10 @@ import { hostname } from 'node:os';
 import type { ConfigChange, ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
 import { RouteController } from './routes/controller.js';
+import { DriftWatch } from './drift/drift-watch.js';
+import { execChainReader } from './drift/kernel-check.js';
+import { ExecIptablesBackend } from './iptables/exec-backend.js';
+import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './plan/layout.js';
 
 export interface AgentOptions {
   readonly config: Config;
@@ -31,6 +35,8 @@ export class Agent {
   /** Cross-cluster routes to the active gateway; status() for metrics and Events. */
   readonly routes: RouteController;
   private readonly runner: SyncRunner;
+  /** Repairs others' changes to our jumps and chains between full syncs; null on a fake backend or with driftWatch off. */
+  readonly drift: DriftWatch | null;
   /** The config in force: the start one, changed live by the ConfigMap. */
   private config: Config;
   private started = false;
@@ -54,12 +60,27 @@ export class Agent {
     });
     this.engine = new SyncEngine({
       config, backend: opts.backend, log, health: this.prober,
-      onSync: (r) => this.logSync(r),
+      onSync: (r) => {
+        this.logSync(r);
+        // Watching starts once the first full sync has put our rules in: before, everything is "missing".
+        if (r.full) this.drift?.start();
+      },
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
     this.ops = new Operations({ config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.drift = null;
+    if (config.driftWatch && opts.backend instanceof ExecIptablesBackend) {
+      const backend = opts.backend;
+      const drift = new DriftWatch({
+        mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, log, metrics: this.ops.metrics,
+        requestRepair: () => this.runner.requestRepair(),
+      });
+      backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
+      this.drift = drift;
+    }
     this.routes = new RouteController({ config, nodeName: opts.nodeName ?? hostname(), kubeConfig: opts.kubeConfig, log, onStatus: (s) => this.ops.routeStatus(s) });
     this.runner = new SyncRunner({
       minInterval: config.minSyncInterval,
@@ -67,6 +88,7 @@ export class Agent {
       initialBackoff: 1000,
       maxBackoff: 60_000,
       run: (full) => (full ? this.engine.syncFull() : this.engine.syncPartial()),
+      repair: () => this.drift?.repair(() => this.engine.syncFull()) ?? Promise.resolve(),
       onError: (err, failures, retryInMs) => {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
@@ -103,6 +125,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.watches?.stop();
     await this.prober.stop();
+    await this.drift?.stop();
     await this.runner.stop();
     await this.routes.stop();
     await this.ops.stop();

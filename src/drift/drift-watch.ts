@@ -1,0 +1,309 @@
+// Learns about changes others make to the tables the agent shares, as they
+// happen, and repairs them between full syncs.
+//
+//   nft:    nf_tables events (in-process monitor) → per-generation filter:
+//           the agent's own commits dropped, foreign ones reduced to the
+//           watched chains they touched → pending touches → repair request
+//   legacy: nothing is announced: every second `iptables-legacy -S` of the
+//           built-in chains holding the agent's jumps and of its dispatch
+//           chains → jumps out of place or a dispatch chain changed by
+//           someone else → pending touches → repair request
+//
+// The runner serialises the repair with syncs and rate-limits it by
+// minSyncInterval, so any number of touches collapse into one repair. A
+// repair re-reads only the touched built-in chains and puts the agent's jumps
+// first again with one small restore; a deleted or changed MCS- chain (or a
+// deleted table, or lost events) is repaired by an early full sync.
+
+import { existsSync } from 'node:fs';
+import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
+import { renderPayload } from '../iptables/render.js';
+import { errorText, type Logger } from '../log.js';
+import type { ChainRef, Jump, Table } from '../plan/types.js';
+import { assessJumps, chainId, fingerprint, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
+import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
+import { GenerationFilter, touchKey, type GenerationVerdict, type Origin, type Touch } from './watch-filter.js';
+
+export type DriftCause = JumpCause | 'chain_deleted' | 'chain_changed' | 'table_deleted' | 'events_lost';
+export const DRIFT_CAUSES: readonly DriftCause[] = ['jump_order', 'jump_missing', 'chain_deleted', 'chain_changed', 'table_deleted', 'events_lost'];
+export type CheckTrigger = 'event' | 'poll';
+
+export interface DriftMetricsSink {
+  /** An nf_tables generation seen, by origin. */
+  generation(origin: Origin): void;
+  /** The watched chains were read back. */
+  check(trigger: CheckTrigger): void;
+  detected(cause: DriftCause): void;
+  repaired(cause: DriftCause): void;
+}
+
+export interface DriftWatchOptions {
+  readonly mode: BackendMode;
+  readonly reader: ChainReader;
+  /** Applies the targeted repair (a payload touching only the jumps). */
+  readonly backend: Pick<IptablesBackend, 'restore'>;
+  /** The agent's jumps from built-in chains. */
+  readonly jumps: readonly Jump[];
+  /** Prefix of the agent's chains. */
+  readonly prefix: string;
+  /** The agent's dispatch chains, which legacy polling fingerprints. */
+  readonly dispatchChains: readonly ChainRef[];
+  readonly log: Logger;
+  readonly metrics?: DriftMetricsSink;
+  /** Asks the runner for a repair (it calls repair() when its turn comes). */
+  readonly requestRepair: () => void;
+  /** Legacy polling period (default 1000 ms). */
+  readonly pollIntervalMs?: number;
+  /** The nf_tables event source (default: the netlink monitor). */
+  readonly source?: (handlers: NfMonitorHandlers) => NfEventSource;
+  readonly now?: () => number;
+}
+
+interface PendingTouch extends Touch {
+  /** Who committed it, as far as known. */
+  readonly by: string;
+  /** When it was seen. */
+  readonly at: number;
+}
+
+/** How long an exited iptables-restore of the agent still counts as its own (its events may be read after its exit). */
+const OWN_GRACE_MS = 10_000;
+const LEGACY_BY = 'unknown (iptables-legacy announces nothing)';
+
+export class DriftWatch {
+  private readonly now: () => number;
+  private readonly pending = new Map<string, PendingTouch>();
+  private lost: { reason: string; at: number } | null = null;
+  /** Process ids and netlink ports of the agent's writers: expiry time, Infinity while running. */
+  private readonly ownPids = new Map<number, number>();
+  private readonly ownPorts = new Set<number>();
+  private writes = 0;
+  private inFlight = 0;
+  private readonly filter: GenerationFilter;
+  private source: NfEventSource | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private polling: Promise<void> | null = null;
+  /** Legacy: fingerprints of the dispatch chains at the last quiet poll, and the agent's write count then. */
+  private baseline: { prints: Map<string, string>; writes: number } | null = null;
+  private running = false;
+
+  constructor(private readonly opts: DriftWatchOptions) {
+    this.now = opts.now ?? (() => performance.now());
+    const builtins = new Set(opts.jumps.map((j) => chainId(j.table, j.chain)));
+    const tables = new Set<string>(opts.jumps.map((j) => j.table));
+    this.filter = new GenerationFilter({ family: 'ip', tables, builtins, prefix: opts.prefix }, (g) => this.isOwn(g.pid, g.portid));
+  }
+
+  /** What watches: nf_tables events (nft) or a one-second poll (legacy). */
+  get method(): 'events' | 'poll' {
+    return this.opts.mode === 'nft' ? 'events' : 'poll';
+  }
+
+  /** Starts watching; call once the first full sync has put the agent's rules in. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    if (this.opts.mode === 'nft') {
+      const handlers: NfMonitorHandlers = { onEvents: (events) => this.onVerdicts(this.filter.push(events)), onLost: (reason) => this.onLost(reason) };
+      this.source = (this.opts.source ?? ((h) => new NfTablesMonitor(h)))(handlers);
+      this.source.start();
+    } else {
+      const interval = this.opts.pollIntervalMs ?? 1000;
+      this.pollTimer = setInterval(() => void this.poll(), interval);
+      this.pollTimer.unref();
+    }
+    this.opts.log.info({ method: this.method }, this.method === 'events'
+      ? 'watching nf_tables events for changes to the built-in chains holding our jumps and to our MCS- chains'
+      : 'iptables-legacy announces no changes: checking the built-in chains holding our jumps and our dispatch chains every second');
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.source?.stop();
+    this.source = null;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    await this.polling;
+  }
+
+  /** An iptables-restore the agent spawned: its commits are the agent's own. */
+  ownWrite(pid: number | undefined, exited: Promise<unknown>): void {
+    this.writes++;
+    this.inFlight++;
+    if (pid !== undefined) this.ownPids.set(pid, Infinity);
+    const done = () => {
+      this.inFlight--;
+      if (pid !== undefined) this.ownPids.set(pid, this.now() + OWN_GRACE_MS);
+    };
+    exited.then(done, done);
+  }
+
+  /** A netlink port the agent commits through in-process (a native nftables writer). */
+  ownPort(portid: number): void {
+    this.ownPorts.add(portid);
+  }
+
+  /** Whether a committer is the agent. Netlink ports count in the agent's pid namespace, NEWGEN's pid in the kernel's. */
+  isOwn(pid: number, portid: number): boolean {
+    if (pid === process.pid || this.ownPorts.has(portid)) return true;
+    const now = this.now();
+    for (const [p, until] of this.ownPids) if (until < now) this.ownPids.delete(p);
+    if (this.ownPids.has(portid) || this.ownPids.has(pid)) return true;
+    // A thread of this process (an in-process writer committing off the main thread).
+    return pid > 0 && existsSync(`/proc/self/task/${pid}`);
+  }
+
+  /** Touches waiting for a repair. */
+  get pendingCount(): number {
+    return this.pending.size + (this.lost ? 1 : 0);
+  }
+
+  private onVerdicts(verdicts: readonly GenerationVerdict[]): void {
+    let wake = false;
+    for (const v of verdicts) {
+      this.opts.metrics?.generation(v.origin);
+      if (v.origin !== 'watched') continue;
+      const by = `${v.procName || 'unknown'} (pid ${v.pid})`;
+      for (const t of v.touches) {
+        const key = touchKey(t);
+        if (!this.pending.has(key)) this.pending.set(key, { ...t, by, at: this.now() });
+      }
+      wake = true;
+    }
+    if (wake) this.opts.requestRepair();
+  }
+
+  private onLost(reason: string): void {
+    this.filter.reset();
+    this.lost ??= { reason, at: this.now() };
+    this.opts.requestRepair();
+  }
+
+  /** Legacy: one read of the watched chains; anything out of place becomes a pending touch. */
+  private poll(): Promise<void> {
+    if (this.polling || !this.running) return this.polling ?? Promise.resolve();
+    this.polling = this.pollOnce().finally(() => {
+      this.polling = null;
+    });
+    return this.polling;
+  }
+
+  private async pollOnce(): Promise<void> {
+    const writes = this.writes;
+    const busy = this.inFlight > 0;
+    let builtins: Map<string, string[]>;
+    let dispatch: Map<string, string[] | null>;
+    try {
+      builtins = await this.readBuiltins(this.opts.jumps);
+      dispatch = new Map();
+      for (const c of this.opts.dispatchChains) dispatch.set(chainId(c.table, c.name), await this.opts.reader.list(c.table, c.name));
+    } catch (err) {
+      this.opts.log.debug({ err: errorText(err) }, 'drift poll could not read the chains; trying again next period');
+      return;
+    }
+    this.opts.metrics?.check('poll');
+    let wake = false;
+    const at = this.now();
+    for (const f of assessJumps(builtins, this.opts.jumps).findings) {
+      const t: Touch = { cause: 'builtin', table: f.table, chain: f.chain };
+      if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+      wake = true;
+    }
+    // A dispatch chain that changed between two reads while the agent wrote nothing was changed by someone else.
+    const quiet = !busy && this.inFlight === 0 && this.writes === writes;
+    const prints = new Map([...dispatch].map(([id, rules]) => [id, fingerprint(rules)]));
+    if (quiet && this.baseline?.writes === writes) {
+      for (const [id, print] of prints) {
+        if (this.baseline.prints.get(id) === print) continue;
+        const [table, chain] = id.split('/') as [string, string];
+        const t: Touch = { cause: print === '-' ? 'chain_deleted' : 'chain_changed', table, chain };
+        if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+        wake = true;
+      }
+    }
+    this.baseline = quiet ? { prints, writes } : null;
+    if (wake) this.opts.requestRepair();
+  }
+
+  private async readBuiltins(jumps: readonly Jump[]): Promise<Map<string, string[]>> {
+    const read = new Map<string, string[]>();
+    for (const j of jumps) {
+      const id = chainId(j.table, j.chain);
+      if (read.has(id)) continue;
+      // A built-in chain always exists in a table that does; an absent table reads as empty.
+      read.set(id, (await this.opts.reader.list(j.table as Table, j.chain)) ?? []);
+    }
+    return read;
+  }
+
+  /**
+   * Repairs what the pending touches point at; the runner calls it between
+   * syncs. Jumps out of place are put first again by one restore that touches
+   * nothing else; anything else takes `runFull` (the full sync, which reads
+   * the kernel back and repairs drift).
+   */
+  async repair(runFull: () => Promise<unknown>): Promise<void> {
+    if (this.pendingCount === 0) return;
+    const touches = [...this.pending.values()];
+    this.pending.clear();
+    const lost = this.lost;
+    this.lost = null;
+    const since = Math.min(...touches.map((t) => t.at), lost?.at ?? Infinity);
+    const structural = touches.filter((t) => t.cause !== 'builtin');
+    if (structural.length > 0 || lost) {
+      const causes = new Set<DriftCause>(structural.map((t) => t.cause as DriftCause));
+      if (lost) causes.add('events_lost');
+      for (const c of causes) this.opts.metrics?.detected(c);
+      const what = [...structural.map(describeTouch), ...(lost ? [`nf_tables events were lost (${lost.reason})`] : [])];
+      this.opts.log.warn({ causes: [...causes], what, by: [...new Set(structural.map((t) => t.by))] }, `kernel drift: ${what.join('; ')}; repairing with a full sync`);
+      await runFull();
+      for (const c of causes) this.opts.metrics?.repaired(c);
+      this.opts.log.info({ causes: [...causes], sinceSeenMs: round(this.now() - since) }, 'kernel drift repaired by a full sync');
+      return;
+    }
+    const touched = this.opts.jumps.filter((j) => touches.some((t) => t.table === j.table && t.chain === j.chain));
+    const chains = await this.readBuiltins(touched);
+    this.opts.metrics?.check(this.opts.mode === 'nft' ? 'event' : 'poll');
+    const { findings, units } = assessJumps(chains, this.opts.jumps);
+    if (findings.length === 0) {
+      this.opts.log.debug({ chains: [...chains.keys()] }, 'built-in chains changed by someone else; our jumps are still in place');
+      return;
+    }
+    for (const f of findings) this.opts.metrics?.detected(f.cause);
+    const by = [...new Set(touches.map((t) => t.by))];
+    const what = findings.map(describeFinding);
+    try {
+      await this.opts.backend.restore(renderPayload(units));
+    } catch (err) {
+      // Typically MCS-SERVICES is gone too: the full sync rebuilds everything.
+      this.opts.log.warn({ what, by, err: errorText(err) }, `kernel drift: ${what.join('; ')}; putting our jumps first failed, repairing with a full sync`);
+      await runFull();
+      for (const f of findings) this.opts.metrics?.repaired(f.cause);
+      return;
+    }
+    for (const f of findings) this.opts.metrics?.repaired(f.cause);
+    this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since) }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
+  }
+}
+
+function describeFinding(f: JumpFinding): string {
+  const where = `${f.table} ${f.chain}`;
+  if (f.cause === 'jump_missing') return `${where}: our jump to ${target(f.spec)} was gone`;
+  return `${where}: ${f.ahead ? JSON.stringify(f.ahead) : 'a foreign rule'} was ahead of our jump to ${target(f.spec)}`;
+}
+
+function describeTouch(t: PendingTouch): string {
+  switch (t.cause) {
+    case 'table_deleted': return `table ${t.table} was deleted by ${t.by}`;
+    case 'chain_deleted': return `${t.table} ${t.chain} was deleted by ${t.by}`;
+    default: return `${t.table} ${t.chain} was changed by ${t.by}`;
+  }
+}
+
+function target(spec: string): string {
+  return /-j (\S+)/.exec(spec)?.[1] ?? spec;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
 import { renderPayload } from '../iptables/render.js';
 import { errorText, type Logger } from '../log.js';
-import type { ChainRef, Jump, Table } from '../plan/types.js';
+import type { ChainRef, Jump } from '../plan/types.js';
 import { assessJumps, chainId, fingerprint, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
 import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
 import { GenerationFilter, touchKey, type GenerationVerdict, type Origin, type Touch } from './watch-filter.js';
@@ -194,9 +194,10 @@ export class DriftWatch {
     let builtins: Map<string, string[]>;
     let dispatch: Map<string, string[] | null>;
     try {
-      builtins = await this.readBuiltins(this.opts.jumps);
-      dispatch = new Map();
-      for (const c of this.opts.dispatchChains) dispatch.set(chainId(c.table, c.name), await this.opts.reader.list(c.table, c.name));
+      // One read of every watched chain.
+      const read = await this.opts.reader.read([...builtinRefs(this.opts.jumps), ...this.opts.dispatchChains]);
+      builtins = builtinsOf(read, this.opts.jumps);
+      dispatch = new Map(this.opts.dispatchChains.map((c) => [chainId(c.table, c.name), read.get(chainId(c.table, c.name)) ?? null]));
     } catch (err) {
       this.opts.log.debug({ err: errorText(err) }, 'drift poll could not read the chains; trying again next period');
       return;
@@ -226,14 +227,7 @@ export class DriftWatch {
   }
 
   private async readBuiltins(jumps: readonly Jump[]): Promise<Map<string, string[]>> {
-    const read = new Map<string, string[]>();
-    for (const j of jumps) {
-      const id = chainId(j.table, j.chain);
-      if (read.has(id)) continue;
-      // A built-in chain always exists in a table that does; an absent table reads as empty.
-      read.set(id, (await this.opts.reader.list(j.table as Table, j.chain)) ?? []);
-    }
-    return read;
+    return builtinsOf(await this.opts.reader.read(builtinRefs(jumps)), jumps);
   }
 
   /**
@@ -284,6 +278,18 @@ export class DriftWatch {
     for (const f of findings) this.opts.metrics?.repaired(f.cause);
     this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since) }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
   }
+}
+
+/** The built-in chains holding `jumps`, each once. */
+function builtinRefs(jumps: readonly Jump[]): ChainRef[] {
+  const refs = new Map<string, ChainRef>();
+  for (const j of jumps) refs.set(chainId(j.table, j.chain), { table: j.table, name: j.chain });
+  return [...refs.values()];
+}
+
+/** The listings of the built-in chains; a built-in chain always exists in a table that does, so an absent one reads as empty. */
+function builtinsOf(read: ReadonlyMap<string, string[] | null>, jumps: readonly Jump[]): Map<string, string[]> {
+  return new Map(builtinRefs(jumps).map((r) => [chainId(r.table, r.name), read.get(chainId(r.table, r.name)) ?? []]));
 }
 
 function describeFinding(f: JumpFinding): string {

@@ -3,33 +3,64 @@
 // built-in chains with the same rule the full sync applies (observe): each
 // jump present once and ahead of every KUBE- jump.
 
-import { execa } from 'execa';
+import { execFile } from 'node:child_process';
 import type { BackendMode } from '../iptables/backend.js';
 import { observe, type TableDump } from '../iptables/observe.js';
 import { jumpTarget } from '../iptables/save-format.js';
 import { diffPlans } from '../plan/diff.js';
-import { SKELETON_KEY, type Jump, type Plan, type Table, type UnitChange } from '../plan/types.js';
+import { SKELETON_KEY, type ChainRef, type Jump, type Plan, type Table, type UnitChange } from '../plan/types.js';
 
-/** Reads one chain's rules. */
+/** Reads chains' rules. */
 export interface ChainReader {
-  /** The rule specs of a chain as `iptables -S` prints them, without `-A CHAIN `; null when the chain does not exist. */
-  list(table: Table, chain: string): Promise<string[] | null>;
+  /**
+   * The rule specs of each chain (keyed by chainId) as `iptables -S` prints
+   * them, without `-A CHAIN `; null for a chain that does not exist.
+   */
+  read(chains: readonly ChainRef[]): Promise<Map<string, string[] | null>>;
 }
 
-/** `iptables-<mode> -t TABLE -S CHAIN` per chain; inside `netns` when set (tests, benchmarks). */
+const SAFE_NAME = /^[A-Za-z0-9_.-]+$/;
+const MARK = '#clusterset-proxy-chain-end';
+
+/**
+ * `iptables-<mode> -t TABLE -S CHAIN` per chain, all in one `sh` process (a
+ * process start costs more than reading a short chain); inside `netns` when
+ * set (tests, benchmarks).
+ */
 export function execChainReader(mode: BackendMode, opts: { netns?: string; lockWaitSeconds?: number } = {}): ChainReader {
   const tool = `iptables-${mode}`;
   const wait = String(opts.lockWaitSeconds ?? 5);
   return {
-    async list(table, chain) {
-      const args = ['-w', wait, '-t', table, '-S', chain];
-      const [file, argv] = opts.netns === undefined ? [tool, args] : ['ip', ['netns', 'exec', opts.netns, tool, ...args]];
-      const result = await execa(file, argv, { reject: false, stdin: 'ignore', timeout: 30_000 });
-      if (result.failed) {
-        if (/No chain\/target\/match|does not exist/i.test(result.stderr)) return null;
-        throw new Error(`${tool} -t ${table} -S ${chain} failed: ${result.stderr.trim() || result.shortMessage}`);
-      }
-      return parseListing(result.stdout, chain);
+    async read(chains) {
+      const out = new Map<string, string[] | null>();
+      if (chains.length === 0) return out;
+      for (const c of chains) if (!SAFE_NAME.test(c.table) || !SAFE_NAME.test(c.name)) throw new Error(`unexpected chain name ${c.table}/${c.name}`);
+      const script = chains.map((c) => `${tool} -w ${wait} -t ${c.table} -S ${c.name} 2>&1; echo "${MARK} $?"`).join('\n');
+      const [file, argv] = opts.netns === undefined ? ['sh', ['-c', script]] : ['ip', ['netns', 'exec', opts.netns, 'sh', '-c', script]];
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(file, argv, { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }, (err, so) => (err ? reject(err) : resolve(so)));
+      });
+      // Section 0 is the first chain's listing; each later one starts with the previous command's exit status.
+      const sections = stdout.split(`${MARK} `);
+      const bodies: string[] = [];
+      const statuses: number[] = [];
+      sections.forEach((text, i) => {
+        let body = text;
+        if (i > 0) {
+          const nl = text.indexOf('\n');
+          statuses.push(Number(nl === -1 ? text : text.slice(0, nl)));
+          body = nl === -1 ? '' : text.slice(nl + 1);
+        }
+        if (i < chains.length) bodies.push(body);
+      });
+      chains.forEach((c, i) => {
+        const body = bodies[i] ?? '';
+        const status = statuses[i];
+        if (status === 0) out.set(chainId(c.table, c.name), parseListing(body, c.name));
+        else if (/No chain\/target\/match|does not exist/i.test(body)) out.set(chainId(c.table, c.name), null);
+        else throw new Error(`${tool} -t ${c.table} -S ${c.name} failed: ${body.trim() || `exit ${status ?? 'unknown'}`}`);
+      });
+      return out;
     },
   };
 }

@@ -8,7 +8,7 @@ import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
 import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/plan/layout.js';
-import type { Table } from '../../src/plan/types.js';
+import type { ChainRef } from '../../src/plan/types.js';
 
 // Datagrams read from the nf_tables group of a fresh namespace (kernel 6.x, iptables 1.8.9):
 // `iptables-nft -t nat -I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`
@@ -163,9 +163,13 @@ function fakeKernel(initial: Record<string, string[]>) {
   const reads: string[] = [];
   const restores: string[] = [];
   const reader: ChainReader = {
-    list: async (table: Table, chain: string) => {
-      reads.push(chainId(table, chain));
-      return chains.get(chainId(table, chain)) ?? null;
+    read: async (refs: readonly ChainRef[]) => {
+      const out = new Map<string, string[] | null>();
+      for (const r of refs) {
+        reads.push(chainId(r.table, r.name));
+        out.set(chainId(r.table, r.name), chains.get(chainId(r.table, r.name)) ?? null);
+      }
+      return out;
     },
   };
   const backend = {

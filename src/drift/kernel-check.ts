@@ -57,7 +57,8 @@ export function execChainReader(mode: BackendMode, opts: { netns?: string; lockW
         const body = bodies[i] ?? '';
         const status = statuses[i];
         if (status === 0) out.set(chainId(c.table, c.name), parseListing(body, c.name));
-        else if (/No chain\/target\/match|does not exist/i.test(body)) out.set(chainId(c.table, c.name), null);
+        // iptables-nft 1.8.9 calls a chain missing from an existing table "incompatible".
+        else if (/No chain\/target\/match|does not exist|is incompatible/i.test(body)) out.set(chainId(c.table, c.name), null);
         else throw new Error(`${tool} -t ${c.table} -S ${c.name} failed: ${body.trim() || `exit ${status ?? 'unknown'}`}`);
       });
       return out;

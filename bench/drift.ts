@@ -5,12 +5,14 @@
 //    and the requests misrouted to the remote cluster meanwhile under a steady stream of new connections.
 // 2. The same with the drift watch off (driftWatch: false): repaired by the next full sync only.
 // 3. CPU of an idle agent over a minute, drift watch on and off, both agents running side by side.
+// 4. The agent's CPU while kube-proxy rewrites thousands of its own chains, watch on and off, side by side.
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import type { BackendMode } from '../src/iptables/backend.js';
-import { waitForLog } from '../test/support/agent-client.js';
+import { get, sample, waitForLog } from '../test/support/agent-client.js';
+import { kubeProxyRewrite } from '../test/support/kube-proxy-storm.js';
 import { endpoint, importedSlice, service, slice } from '../test/support/fixtures.js';
 import { KUBE_PROXY_NAT } from '../test/support/foreign-rules.js';
 import { Lab, type AgentProcess } from '../test/support/lab.js';
@@ -180,13 +182,20 @@ function fmt(n: number): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { tries: { type: 'string', default: '20' }, 'baseline-tries': { type: 'string', default: '3' }, 'idle-seconds': { type: 'string', default: '60' } } });
+  const { values } = parseArgs({
+    options: {
+      tries: { type: 'string', default: '20' }, 'baseline-tries': { type: 'string', default: '3' }, 'idle-seconds': { type: 'string', default: '60' },
+      'storm-services': { type: 'string', default: '5000' }, 'storm-rounds': { type: 'string', default: '3' },
+    },
+  });
+  const stormServices = Number(values['storm-services']);
+  const stormRounds = Number(values['storm-rounds']);
   const tries = Number(values.tries);
   const baselineTries = Number(values['baseline-tries']);
   const idleSeconds = Number(values['idle-seconds']);
   const lines: string[] = [
     `clusterset-proxy drift, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model.trim()}, node ${process.version}`,
-    `command: npm run bench:drift -- --tries ${tries} --baseline-tries ${baselineTries} --idle-seconds ${idleSeconds}`,
+    `command: npm run bench:drift -- --tries ${tries} --baseline-tries ${baselineTries} --idle-seconds ${idleSeconds} --storm-services ${stormServices} --storm-rounds ${stormRounds}`,
     'settings: minSyncInterval 100ms; 50 services; requests: one new connection every 10 ms from the node; kube-proxy\'s jump prepended in nat PREROUTING and OUTPUT in one restore; time: nft from the foreign commit to the agent\'s, both as nf_tables announced them; legacy until iptables -S OUTPUT 1 / PREROUTING 1 show ours first',
     '',
     '| backend | drift watch | tries | re-insert → our jump first p50 (ms) | max (ms) | misrouted per try p50 | max | requests/s |',
@@ -232,6 +241,42 @@ async function main(): Promise<void> {
         const used = end.map((e, i) => e - start[i]!);
         const pct = (ms: number) => ((ms / (idleSeconds * 1000)) * 100).toFixed(2);
         lines.push(`| ${backend} | ${fmt(used[0]!)} | ${fmt(used[1]!)} | ${pct(used[0]!)} | ${pct(used[1]!)} |`);
+        process.stderr.write(`${lines.at(-1)}\n`);
+      } finally {
+        await on.lab.stop();
+        await off.lab.stop();
+      }
+    }
+  }
+  if (stormServices > 0) {
+    lines.push('', `kube-proxy-style rewrites of its own nat chains (${stormServices} services: ${stormServices * 2 + 2} chains, ${stormServices * 4 + 2} rules, one --noflush restore each), ${stormRounds} per agent, both agents side by side:`, '',
+      '| backend | agent CPU during the rewrites, watch on (ms) | watch off (ms) | restore wall time p50, on / off (ms) | nf_tables generations seen by the on agent: agent / watched / other | checks / repairs |',
+      '| --- | --- | --- | --- | --- | --- |');
+    for (const backend of ['nft', 'legacy'] as const) {
+      const on = await setUp(backend, { driftWatch: true, syncPeriod: '10m' }, 50);
+      const off = await setUp(backend, { driftWatch: false, syncPeriod: '10m' }, 50);
+      try {
+        await new Promise((r) => setTimeout(r, 2000));
+        const pids = [await agentPid(on.lab), await agentPid(off.lab)];
+        const before = await Promise.all(pids.map(cpuMs));
+        const metricsBefore = await get(on.lab, 'http://127.0.0.1:10265/metrics');
+        const wall: [number[], number[]] = [[], []];
+        for (let round = 1; round <= stormRounds; round++) {
+          for (const [i, setup] of [on, off].entries()) {
+            const t0 = performance.now();
+            await setup.lab.restore(kubeProxyRewrite(stormServices, round));
+            wall[i]!.push(performance.now() - t0);
+          }
+        }
+        // Let the events drain and a legacy poll or two pass.
+        await new Promise((r) => setTimeout(r, 3000));
+        const after = await Promise.all(pids.map(cpuMs));
+        const m = (await get(on.lab, 'http://127.0.0.1:10265/metrics')).body;
+        const delta = (series: string) => sample(m, series) - sample(metricsBefore.body, series);
+        const gens = ['agent', 'watched', 'other'].map((o) => delta(`clusterset_proxy_nftables_generations_total{origin="${o}"}`)).join(' / ');
+        const checks = delta('clusterset_proxy_drift_checks_total{trigger="event"}') + delta('clusterset_proxy_drift_checks_total{trigger="poll"}');
+        const repairs = ['jump_order', 'jump_missing', 'chain_deleted', 'chain_changed', 'table_deleted', 'events_lost'].reduce((n, c) => n + delta(`clusterset_proxy_drift_repaired_total{cause="${c}"}`), 0);
+        lines.push(`| ${backend} | ${fmt(after[0]! - before[0]!)} | ${fmt(after[1]! - before[1]!)} | ${fmt(spread(wall[0]).p50)} / ${fmt(spread(wall[1]).p50)} | ${gens} | ${checks} (${backend === 'legacy' ? 'polls' : 'event checks'}) / ${repairs} |`);
         process.stderr.write(`${lines.at(-1)}\n`);
       } finally {
         await on.lab.stop();

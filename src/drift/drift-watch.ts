@@ -256,7 +256,9 @@ export class DriftWatch {
       return;
     }
     const touched = this.opts.jumps.filter((j) => touches.some((t) => t.table === j.table && t.chain === j.chain));
+    const readStart = this.now();
     const chains = await this.readBuiltins(touched);
+    const readMs = round(this.now() - readStart);
     this.opts.metrics?.check(this.opts.mode === 'nft' ? 'event' : 'poll');
     const { findings, units } = assessJumps(chains, this.opts.jumps);
     if (findings.length === 0) {
@@ -266,6 +268,7 @@ export class DriftWatch {
     for (const f of findings) this.opts.metrics?.detected(f.cause);
     const by = [...new Set(touches.map((t) => t.by))];
     const what = findings.map(describeFinding);
+    const restoreStart = this.now();
     try {
       await this.opts.backend.restore(renderPayload(units));
     } catch (err) {
@@ -276,7 +279,8 @@ export class DriftWatch {
       return;
     }
     for (const f of findings) this.opts.metrics?.repaired(f.cause);
-    this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since) }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
+    const restoreMs = round(this.now() - restoreStart);
+    this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since), readMs, restoreMs }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
   }
 }
 

@@ -69,6 +69,9 @@ interface PendingTouch extends Touch {
 /** How long an exited iptables-restore of the agent still counts as its own (its events may be read after its exit). */
 const OWN_GRACE_MS = 10_000;
 const LEGACY_BY = 'unknown (iptables-legacy announces nothing)';
+/** More jump repairs than this within FIGHT_WINDOW_MS: someone else insists on being first too; said once per window. */
+const FIGHT_REPAIRS = 10;
+const FIGHT_WINDOW_MS = 60_000;
 
 export class DriftWatch {
   private readonly now: () => number;
@@ -86,6 +89,9 @@ export class DriftWatch {
   /** Legacy: fingerprints of the dispatch chains at the last quiet poll, and the agent's write count then. */
   private baseline: { prints: Map<string, string>; writes: number } | null = null;
   private running = false;
+  /** When each recent targeted jump repair ran, and when a fight was last reported. */
+  private recentJumpRepairs: number[] = [];
+  private fightReportedAt = -Infinity;
 
   constructor(private readonly opts: DriftWatchOptions) {
     this.now = opts.now ?? (() => performance.now());
@@ -280,7 +286,19 @@ export class DriftWatch {
     }
     for (const f of findings) this.opts.metrics?.repaired(f.cause);
     const restoreMs = round(this.now() - restoreStart);
+    this.noteJumpRepair(by);
     this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since), readMs, restoreMs }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
+  }
+
+  /** Another writer that also wants position 1 would trade places with us every minSyncInterval: say so, naming it. */
+  private noteJumpRepair(by: readonly string[]): void {
+    const now = this.now();
+    this.recentJumpRepairs = this.recentJumpRepairs.filter((t) => t > now - FIGHT_WINDOW_MS);
+    this.recentJumpRepairs.push(now);
+    if (this.recentJumpRepairs.length <= FIGHT_REPAIRS || now - this.fightReportedAt < FIGHT_WINDOW_MS) return;
+    this.fightReportedAt = now;
+    this.opts.log.warn({ repairs: this.recentJumpRepairs.length, windowMs: FIGHT_WINDOW_MS, by },
+      `our jumps were moved ${this.recentJumpRepairs.length} times in the last minute: another writer keeps putting its rules first; each repair waits minSyncInterval`);
   }
 }
 

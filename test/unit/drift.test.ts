@@ -7,6 +7,7 @@ import type { NfMonitorHandlers } from '../../src/drift/nf-monitor.js';
 import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.js';
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
+import { pino } from 'pino';
 import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/plan/layout.js';
 import type { ChainRef } from '../../src/plan/types.js';
 
@@ -258,4 +259,32 @@ test('watch: a deleted MCS- chain, or lost events, are repaired by one full sync
   assert.equal(fullSyncs, 2);
   assert.equal(counts.get('detected:events_lost'), 1);
   await watch.stop();
+});
+
+test('watch: a writer that keeps putting its rule ahead of ours is named once a minute, and each move is still repaired', async () => {
+  const kernel = fakeKernel({ 'nat/PREROUTING': [KUBE, OURS] });
+  const lines: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+  let handlers: NfMonitorHandlers | null = null;
+  let t = 0;
+  const watch = new DriftWatch({
+    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    log, requestRepair: () => {}, now: () => t,
+    source: (h) => {
+      handlers = h;
+      return { start() {}, stop() {} };
+    },
+  });
+  watch.start();
+  for (let i = 0; i < 25; i++) {
+    kernel.chains.set('nat/PREROUTING', [KUBE, OURS]);
+    handlers!.onEvents(decodeNfMessages(Buffer.concat([rule('new', 'nat', 'PREROUTING'), gen(i, 4321, 'other-proxy')])));
+    await watch.repair(async () => assert.fail('no full sync'));
+    assert.deepEqual(kernel.chains.get('nat/PREROUTING'), [OURS, KUBE]);
+    t += 1000;
+  }
+  const fights = lines.filter((l) => l.includes('another writer keeps putting its rules first'));
+  assert.equal(fights.length, 1);
+  assert.match(fights[0]!, /other-proxy \(pid 4321\)/);
+  assert.equal(kernel.restores.length, 25);
 });

@@ -15,7 +15,7 @@
 // first again with one small restore; a deleted or changed MCS- chain (or a
 // deleted table) is repaired by an early full sync. Events lost in a burst
 // (a rewrite of tens of thousands of rules outgrows the socket's buffer) cost
-// a check of our jumps at once and one full sync once the burst is over.
+// a check of our jumps; the rest waits for the next full sync.
 
 import { existsSync } from 'node:fs';
 import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
@@ -71,8 +71,6 @@ interface PendingTouch extends Touch {
 /** How long an exited iptables-restore of the agent still counts as its own (its events may be read after its exit). */
 const OWN_GRACE_MS = 10_000;
 const LEGACY_BY = 'unknown (iptables-legacy announces nothing)';
-/** After events were lost, the full sync waits until none has been lost for this long (one per burst). */
-const LOST_SETTLE_MS = 2000;
 /** More jump repairs than this within FIGHT_WINDOW_MS: someone else insists on being first too; said once per window. */
 const FIGHT_REPAIRS = 10;
 const FIGHT_WINDOW_MS = 60_000;
@@ -81,8 +79,6 @@ export class DriftWatch {
   private readonly now: () => number;
   private readonly pending = new Map<string, PendingTouch>();
   private lost: { reason: string; at: number } | null = null;
-  /** Events were lost and the burst has not ended yet: its full sync waits for quiet. */
-  private lostBurst: { reason: string; at: number; timer: NodeJS.Timeout | null; quiet: boolean } | null = null;
   /** Process ids and netlink ports of the agent's writers: expiry time, Infinity while running. */
   private readonly ownPids = new Map<number, number>();
   private readonly ownPorts = new Set<number>();
@@ -135,7 +131,6 @@ export class DriftWatch {
     this.source = null;
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
-    if (this.lostBurst?.timer) clearTimeout(this.lostBurst.timer);
     await this.polling;
   }
 
@@ -168,7 +163,7 @@ export class DriftWatch {
 
   /** Touches waiting for a repair. */
   get pendingCount(): number {
-    return this.pending.size + (this.lost ? 1 : 0) + (this.lostBurst?.quiet ? 1 : 0);
+    return this.pending.size + (this.lost ? 1 : 0);
   }
 
   private onVerdicts(verdicts: readonly GenerationVerdict[]): void {
@@ -256,31 +251,22 @@ export class DriftWatch {
     const lost = this.lost;
     this.lost = null;
     if (lost) {
-      // What was lost is unknown: our jumps are checked now, and a full sync follows once the burst has been quiet a while.
+      // What was lost is unknown: our jumps, what decides the traffic, are checked now; the rest waits for the next full
+      // sync, as without the watch (a full sync per burst would cost more than the storm: it reads kube-proxy's tables whole).
       for (const r of builtinRefs(this.opts.jumps)) touches.push({ cause: 'builtin', table: r.table, chain: r.name, by: `unknown (${lost.reason})`, at: lost.at });
-      this.lostBurst ??= { reason: lost.reason, at: lost.at, timer: null, quiet: false };
-      const burst = this.lostBurst;
-      if (burst.timer) clearTimeout(burst.timer);
-      burst.quiet = false;
-      burst.timer = setTimeout(() => {
-        burst.timer = null;
-        burst.quiet = true;
-        this.opts.requestRepair();
-      }, LOST_SETTLE_MS);
-      burst.timer.unref();
+      this.opts.metrics?.detected('events_lost');
+      this.opts.log.warn({ reason: lost.reason }, `nf_tables events were lost (${lost.reason}); checking our jumps now, the next full sync checks the rest`);
     }
-    const burst = this.lostBurst?.quiet ? this.lostBurst : null;
-    const since = Math.min(...touches.map((t) => t.at), burst?.at ?? Infinity);
+    const since = Math.min(...touches.map((t) => t.at));
     const structural = touches.filter((t) => t.cause !== 'builtin');
-    if (structural.length > 0 || burst) {
-      if (burst) this.lostBurst = null;
+    if (structural.length > 0) {
       const causes = new Set<DriftCause>(structural.map((t) => t.cause as DriftCause));
-      if (burst) causes.add('events_lost');
       for (const c of causes) this.opts.metrics?.detected(c);
-      const what = [...structural.map(describeTouch), ...(burst ? [`nf_tables events were lost in a burst (${burst.reason})`] : [])];
+      const what = structural.map(describeTouch);
       this.opts.log.warn({ causes: [...causes], what, by: [...new Set(structural.map((t) => t.by))] }, `kernel drift: ${what.join('; ')}; repairing with a full sync`);
       await runFull();
       for (const c of causes) this.opts.metrics?.repaired(c);
+      if (lost) this.opts.metrics?.repaired('events_lost');
       this.opts.log.info({ causes: [...causes], sinceSeenMs: round(this.now() - since) }, 'kernel drift repaired by a full sync');
       return;
     }
@@ -291,6 +277,7 @@ export class DriftWatch {
     const readMs = round(this.now() - readStart);
     this.opts.metrics?.check(this.opts.mode === 'nft' ? 'event' : 'poll');
     const { findings, units } = assessJumps(chains, this.opts.jumps);
+    if (lost) this.opts.metrics?.repaired('events_lost');
     if (findings.length === 0) {
       this.opts.log.debug({ chains: [...chains.keys()] }, 'built-in chains changed by someone else; our jumps are still in place');
       return;

@@ -113,22 +113,26 @@ for (const backend of ['nft', 'legacy'] as const) {
       const before = await metrics(lab);
       await lab.restore(kubeProxyRewrite(2000, 1));
       await lab.restore(kubeProxyRewrite(2000, 2));
-      // Wait until the watch has seen the rewrite: nft counts the foreign generations, legacy polls twice more.
+      const delta = (text: string, series: string) => counter(text, series) - counter(before, series);
+      const lostRepaired = 'clusterset_proxy_drift_repaired_total{cause="events_lost"}';
+      // Wait until the watch has seen the rewrites: nft counts the foreign generations (or, where the socket's buffer
+      // is smaller than the burst, the lost events and the check of our jumps they cost); legacy polls twice more.
       const afterText = await waitFor(async () => {
         const text = await metrics(lab);
         const seen = backend === 'nft'
-          ? counter(text, 'clusterset_proxy_nftables_generations_total{origin="other"}') >= counter(before, 'clusterset_proxy_nftables_generations_total{origin="other"}') + 2
-          : counter(text, 'clusterset_proxy_drift_checks_total{trigger="poll"}') >= counter(before, 'clusterset_proxy_drift_checks_total{trigger="poll"}') + 2;
+          ? delta(text, 'clusterset_proxy_nftables_generations_total{origin="other"}') >= 2 || delta(text, lostRepaired) >= 1
+          : delta(text, 'clusterset_proxy_drift_checks_total{trigger="poll"}') >= 2;
         return seen ? text : null;
       }, 'the rewrite seen by the watch', { timeoutMs: 20_000, intervalMs: 100 });
       for (const series of [
         FULL_SYNCS,
         'clusterset_proxy_nftables_generations_total{origin="watched"}',
-        'clusterset_proxy_drift_checks_total{trigger="event"}',
-        ...['jump_order', 'jump_missing', 'chain_deleted', 'chain_changed', 'table_deleted', 'events_lost'].map((c) => `clusterset_proxy_drift_detected_total{cause="${c}"}`),
+        ...['jump_order', 'jump_missing', 'chain_deleted', 'chain_changed', 'table_deleted'].map((c) => `clusterset_proxy_drift_detected_total{cause="${c}"}`),
       ]) {
-        assert.equal(counter(afterText, series), counter(before, series), series);
+        assert.equal(delta(afterText, series), 0, series);
       }
+      // At most the one check of our jumps that lost events cost.
+      assert.ok(delta(afterText, 'clusterset_proxy_drift_checks_total{trigger="event"}') <= delta(afterText, lostRepaired));
       const nat = await lab.save('nat');
       assert.match(chainRules(nat, 'PREROUTING')[0]!, /-j MCS-SERVICES$/);
       assert.ok(chainRules(nat, 'KUBE-SERVICES').length > 2000, 'the rewrite went in');

@@ -71,6 +71,9 @@ interface PendingTouch extends Touch {
 /** How long an exited iptables-restore of the agent still counts as its own (its events may be read after its exit). */
 const OWN_GRACE_MS = 10_000;
 const LEGACY_BY = 'unknown (iptables-legacy announces nothing)';
+/** A legacy poll waits at least this many times as long as the last read took, and at most MAX_POLL_MS. */
+const POLL_COST_FACTOR = 10;
+const MAX_POLL_MS = 30_000;
 /** More jump repairs than this within FIGHT_WINDOW_MS: someone else insists on being first too; said once per window. */
 const FIGHT_REPAIRS = 10;
 const FIGHT_WINDOW_MS = 60_000;
@@ -88,6 +91,8 @@ export class DriftWatch {
   private source: NfEventSource | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private polling: Promise<void> | null = null;
+  /** Seconds of the stretched poll period last logged. */
+  private pollStretched = 0;
   /** Legacy: fingerprints of the dispatch chains at the last quiet poll, and the agent's write count then. */
   private baseline: { prints: Map<string, string>; writes: number } | null = null;
   private running = false;
@@ -116,9 +121,7 @@ export class DriftWatch {
       this.source = (this.opts.source ?? ((h) => new NfTablesMonitor(h)))(handlers);
       this.source.start();
     } else {
-      const interval = this.opts.pollIntervalMs ?? 1000;
-      this.pollTimer = setInterval(() => void this.poll(), interval);
-      this.pollTimer.unref();
+      this.schedulePoll(this.opts.pollIntervalMs ?? 1000);
     }
     this.opts.log.info({ method: this.method }, this.method === 'events'
       ? 'watching nf_tables events for changes to the built-in chains holding our jumps and to our MCS- chains'
@@ -129,7 +132,7 @@ export class DriftWatch {
     this.running = false;
     this.source?.stop();
     this.source = null;
-    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
     await this.polling;
   }
@@ -187,13 +190,30 @@ export class DriftWatch {
     this.opts.requestRepair();
   }
 
-  /** Legacy: one read of the watched chains; anything out of place becomes a pending touch. */
-  private poll(): Promise<void> {
-    if (this.polling || !this.running) return this.polling ?? Promise.resolve();
-    this.polling = this.pollOnce().finally(() => {
-      this.polling = null;
-    });
-    return this.polling;
+  /**
+   * The next legacy poll. Every read makes libiptc fetch and parse the whole
+   * table, so with kube-proxy's thousands of chains one read takes far longer
+   * than with a few: the period stretches to POLL_COST_FACTOR times the last
+   * read's duration (at least the base period), keeping polling to a few
+   * percent of a core whatever the table's size.
+   */
+  private schedulePoll(inMs: number): void {
+    if (!this.running) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      const started = this.now();
+      this.polling = this.pollOnce().finally(() => {
+        this.polling = null;
+        const base = this.opts.pollIntervalMs ?? 1000;
+        const next = Math.min(MAX_POLL_MS, Math.max(base, POLL_COST_FACTOR * (this.now() - started)));
+        if (next > base && this.pollStretched !== Math.round(next / 1000)) {
+          this.pollStretched = Math.round(next / 1000);
+          this.opts.log.info({ periodMs: Math.round(next), readMs: Math.round(this.now() - started) }, 'reading the watched chains takes long (the table is large): polling less often');
+        }
+        this.schedulePoll(next);
+      });
+    }, inMs);
+    this.pollTimer.unref();
   }
 
   private async pollOnce(): Promise<void> {

@@ -75,7 +75,7 @@ export class Agent {
       const backend = opts.backend;
       const drift = new DriftWatch({
         mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
-        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, log, metrics: this.ops.metrics,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.engine.appliedSetRules(), log, metrics: this.ops.metrics,
         requestRepair: () => this.runner.requestRepair(),
       });
       backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));

@@ -17,12 +17,12 @@
 // (a rewrite of tens of thousands of rules outgrows the socket's buffer) cost
 // a check of our jumps; the rest waits for the next full sync.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
 import { renderPayload } from '../iptables/render.js';
 import { errorText, type Logger } from '../log.js';
 import type { ChainRef, Jump } from '../plan/types.js';
-import { assessJumps, chainId, fingerprint, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
+import { assessJumps, chainId, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
 import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
 import { GenerationFilter, touchKey, type GenerationVerdict, type Origin, type Touch } from './watch-filter.js';
 
@@ -48,8 +48,10 @@ export interface DriftWatchOptions {
   readonly jumps: readonly Jump[];
   /** Prefix of the agent's chains. */
   readonly prefix: string;
-  /** The agent's dispatch chains, which legacy polling fingerprints. */
+  /** The agent's dispatch chains, which legacy polling reads. */
   readonly dispatchChains: readonly ChainRef[];
+  /** Legacy: the dispatch chains' rules as last applied, by `table/chain`, sorted; without it they are not checked. */
+  readonly expectedDispatch?: () => ReadonlyMap<string, readonly string[]>;
   readonly log: Logger;
   readonly metrics?: DriftMetricsSink;
   /** Asks the runner for a repair (it calls repair() when its turn comes). */
@@ -93,8 +95,6 @@ export class DriftWatch {
   private polling: Promise<void> | null = null;
   /** Seconds of the stretched poll period last logged. */
   private pollStretched = 0;
-  /** Legacy: fingerprints of the dispatch chains at the last quiet poll, and the agent's write count then. */
-  private baseline: { prints: Map<string, string>; writes: number } | null = null;
   private running = false;
   /** When each recent targeted jump repair ran, and when a fight was last reported. */
   private recentJumpRepairs: number[] = [];
@@ -201,14 +201,16 @@ export class DriftWatch {
     if (!this.running) return;
     this.pollTimer = setTimeout(() => {
       this.pollTimer = null;
-      const started = this.now();
+      const cpuBefore = cpuMs();
       this.polling = this.pollOnce().finally(() => {
         this.polling = null;
         const base = this.opts.pollIntervalMs ?? 1000;
-        const next = Math.min(MAX_POLL_MS, Math.max(base, POLL_COST_FACTOR * (this.now() - started)));
+        // CPU time, not wall time: a loaded machine must not slow the polling down, a large table must.
+        const spent = cpuMs() - cpuBefore;
+        const next = Math.min(MAX_POLL_MS, Math.max(base, POLL_COST_FACTOR * spent));
         if (next > base && this.pollStretched !== Math.round(next / 1000)) {
           this.pollStretched = Math.round(next / 1000);
-          this.opts.log.info({ periodMs: Math.round(next), readMs: Math.round(this.now() - started) }, 'reading the watched chains takes long (the table is large): polling less often');
+          this.opts.log.info({ periodMs: Math.round(next), readCpuMs: Math.round(spent) }, 'reading the watched chains takes long (the table is large): polling less often');
         }
         this.schedulePoll(next);
       });
@@ -238,19 +240,19 @@ export class DriftWatch {
       if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
       wake = true;
     }
-    // A dispatch chain that changed between two reads while the agent wrote nothing was changed by someone else.
+    // A dispatch chain that differs from what the agent last applied, read while the agent wrote nothing, was changed by someone else.
     const quiet = !busy && this.inFlight === 0 && this.writes === writes;
-    const prints = new Map([...dispatch].map(([id, rules]) => [id, fingerprint(rules)]));
-    if (quiet && this.baseline?.writes === writes) {
-      for (const [id, print] of prints) {
-        if (this.baseline.prints.get(id) === print) continue;
+    const expected = quiet ? this.opts.expectedDispatch?.() : undefined;
+    if (expected) {
+      for (const [id, rules] of dispatch) {
+        const want = expected.get(id) ?? [];
+        if (rules !== null && sameRules([...rules].sort(), want)) continue;
         const [table, chain] = id.split('/') as [string, string];
-        const t: Touch = { cause: print === '-' ? 'chain_deleted' : 'chain_changed', table, chain };
+        const t: Touch = { cause: rules === null ? 'chain_deleted' : 'chain_changed', table, chain };
         if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
         wake = true;
       }
     }
-    this.baseline = quiet ? { prints, writes } : null;
     if (wake) this.opts.requestRepair();
   }
 
@@ -343,6 +345,25 @@ function builtinRefs(jumps: readonly Jump[]): ChainRef[] {
 /** The listings of the built-in chains; a built-in chain always exists in a table that does, so an absent one reads as empty. */
 function builtinsOf(read: ReadonlyMap<string, string[] | null>, jumps: readonly Jump[]): Map<string, string[]> {
   return new Map(builtinRefs(jumps).map((r) => [chainId(r.table, r.name), read.get(chainId(r.table, r.name)) ?? []]));
+}
+
+/** CPU time of this process and of its reaped children (the sh and iptables of each read), in ms. */
+function cpuMs(): number {
+  const usage = process.cpuUsage();
+  let children = 0;
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // cutime and cstime, fields 16 and 17 of stat, in clock ticks of 10 ms.
+    children = (Number(fields[13]) + Number(fields[14])) * 10;
+  } catch {
+    // Without /proc, only the process's own time counts.
+  }
+  return (usage.user + usage.system) / 1000 + children;
+}
+
+function sameRules(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((r, i) => r === b[i]);
 }
 
 function describeFinding(f: JumpFinding): string {

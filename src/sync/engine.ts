@@ -573,6 +573,21 @@ export class SyncEngine {
     if (flows.length > 0 && this.opts.flushUdp) await this.opts.flushUdp(flows);
   }
 
+  /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
+  appliedSetRules(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const f of this.applied.values()) {
+      for (const r of f.setRules) {
+        const id = `${r.table}/${r.chain}`;
+        const list = out.get(id) ?? [];
+        if (list.length === 0) out.set(id, list);
+        list.push(r.spec);
+      }
+    }
+    for (const list of out.values()) list.sort();
+    return out;
+  }
+
   /** Where a group's traffic goes as last applied (explain, metrics). */
   decisionOf(key: string): Decision | null {
     return this.decisions.get(key) ?? null;

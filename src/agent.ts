@@ -1,6 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { RunningConfig } from './config/running.js';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
+import { IptablesDataplane } from './iptables/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
 import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
@@ -8,13 +10,14 @@ import { Prober } from './health/prober.js';
 import { SyncEngine, type SyncResult } from './sync/engine.js';
 import { SyncRunner } from './sync/runner.js';
 import { hostname } from 'node:os';
-import type { ConfigChange, ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
+import type { ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
 import { RouteController } from './routes/controller.js';
 import { DriftWatch } from './drift/drift-watch.js';
 import { execChainReader } from './drift/kernel-check.js';
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './plan/layout.js';
+import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
+import type { Fragment } from './iptables/plan-types.js';
 
 export interface AgentOptions {
   readonly config: Config;
@@ -37,14 +40,14 @@ export class Agent {
   private readonly runner: SyncRunner;
   /** Repairs others' changes to our jumps and chains between full syncs; null on a fake backend or with driftWatch off. */
   readonly drift: DriftWatch | null;
-  /** The config in force: the start one, changed live by the ConfigMap. */
-  private config: Config;
+  /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
+  readonly config: RunningConfig;
   private started = false;
   private watches: Awaited<ReturnType<typeof startClusterWatches>> | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     const { config, log } = opts;
-    this.config = config;
+    this.config = new RunningConfig(config);
     this.prober = new Prober({
       settings: config.healthProbe,
       localCluster: config.clusterName,
@@ -59,7 +62,7 @@ export class Agent {
       log,
     });
     this.engine = new SyncEngine({
-      config, backend: opts.backend, log, health: this.prober,
+      config, dataplane: new IptablesDataplane(opts.backend), log, health: this.prober,
       onSync: (r) => {
         this.logSync(r);
         // Watching starts once the first full sync has put our rules in: before, everything is "missing".
@@ -69,13 +72,13 @@ export class Agent {
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
-    this.ops = new Operations({ config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
     this.drift = null;
     if (config.driftWatch && opts.backend instanceof ExecIptablesBackend) {
       const backend = opts.backend;
       const drift = new DriftWatch({
         mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
-        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.engine.appliedSetRules(), log, metrics: this.ops.metrics,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
         requestRepair: () => this.runner.requestRepair(),
       });
       backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
@@ -93,6 +96,14 @@ export class Agent {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
       },
+    });
+    // A live change: planning inputs, routes, intervals, probes and log level now; the next sync is a full one.
+    this.config.subscribe((next) => {
+      this.engine.updateConfig(next);
+      this.routes.updateConfig(next);
+      this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
+      this.prober.updateSettings(next.healthProbe, next.clusterName);
+      this.opts.log.level = next.logLevel;
     });
   }
 
@@ -117,7 +128,7 @@ export class Agent {
     this.runner.start();
     this.prober.start();
     if (this.opts.configMap) {
-      this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.config, (change) => this.reconfigure(change));
+      this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.reconfigured());
     }
   }
 
@@ -136,16 +147,26 @@ export class Agent {
     this.runner.request();
   }
 
-  /** A live config change: planning inputs, intervals, probes and log level now; the next sync is a full one. */
-  private reconfigure({ next }: ConfigChange): void {
-    this.config = next;
-    this.engine.updateConfig(next);
-    this.routes.updateConfig(next);
-    this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
-    this.prober.updateSettings(next.healthProbe, next.clusterName);
-    this.opts.log.level = next.logLevel;
+  /** A live config change is in force (the subscribers took it): the next sync is a full one. */
+  private reconfigured(): void {
     this.ops.queued();
     this.runner.requestFull();
+  }
+
+  /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
+  private appliedDispatch(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const key of this.engine.groupKeys()) {
+      const f = this.engine.appliedState(key) as Fragment | undefined;
+      for (const r of f?.setRules ?? []) {
+        const id = `${r.table}/${r.chain}`;
+        const list = out.get(id) ?? [];
+        if (list.length === 0) out.set(id, list);
+        list.push(r.spec);
+      }
+    }
+    for (const list of out.values()) list.sort();
+    return out;
   }
 
   private logSync(r: SyncResult): void {

@@ -21,7 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
 import { renderPayload } from '../iptables/render.js';
 import { errorText, type Logger } from '../log.js';
-import type { ChainRef, Jump } from '../plan/types.js';
+import type { ChainRef, Jump } from '../iptables/plan-types.js';
 import { assessJumps, chainId, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
 import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
 import { GenerationFilter, touchKey, type GenerationVerdict, type Origin, type Touch } from './watch-filter.js';

@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import type { BackendMode } from '../iptables/backend.js';
 import { observe, type TableDump } from '../iptables/observe.js';
 import { jumpTarget } from '../iptables/save-format.js';
-import { diffPlans } from '../plan/diff.js';
-import { SKELETON_KEY, type ChainRef, type Jump, type Plan, type Table, type UnitChange } from '../plan/types.js';
+import { diffPlans } from '../iptables/diff.js';
+import { SKELETON_KEY, type ChainRef, type Jump, type Plan, type Table, type UnitChange } from '../iptables/plan-types.js';
 
 /** Reads chains' rules. */
 export interface ChainReader {

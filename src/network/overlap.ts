@@ -1,4 +1,3 @@
-import type { Config } from '../config/schema.js';
 import { parseIPv4, type IPv4Cidr } from './ipv4.js';
 import { cidrContains, cidrsOverlap, mustParseCidr } from './cidr.js';
 
@@ -36,7 +35,17 @@ export interface Networks {
   readonly overlaps: readonly Overlap[];
 }
 
-type NetworkConfig = Pick<Config, 'clusterName' | 'clusters' | 'clusterCIDR'>;
+/** The part of the configuration the analysis reads (the config schema satisfies it). */
+export interface NetworkConfig {
+  readonly clusterName: string;
+  readonly clusterCIDR: string;
+  readonly clusters: readonly {
+    readonly name: string;
+    readonly podCIDRs?: readonly string[];
+    readonly serviceCIDRs?: readonly string[];
+    readonly nodeCIDRs?: readonly string[];
+  }[];
+}
 
 function ranges(cluster: string, kind: RangeKind, cidrs: readonly string[] | undefined): ClusterRange[] {
   return (cidrs ?? []).map((cidr) => ({ cluster, kind, cidr, parsed: mustParseCidr(cidr) }));

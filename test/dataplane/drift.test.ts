@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execChainReader } from '../../src/drift/kernel-check.js';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { waitFor } from '../support/api-server.js';
 import { get, sample, waitForLog } from '../support/agent-client.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';

@@ -6,7 +6,7 @@
 import { NfTablesMonitor } from '../../src/drift/nf-monitor.js';
 import { GenerationFilter } from '../../src/drift/watch-filter.js';
 import { chainId } from '../../src/drift/kernel-check.js';
-import { CHAIN_PREFIX, JUMPS } from '../../src/plan/layout.js';
+import { CHAIN_PREFIX, JUMPS } from '../../src/iptables/layout.js';
 
 const filter = new GenerationFilter(
   { family: 'ip', tables: new Set(['nat', 'filter']), builtins: new Set(JUMPS.map((j) => chainId(j.table, j.chain))), prefix: CHAIN_PREFIX },

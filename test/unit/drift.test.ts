@@ -8,8 +8,8 @@ import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
 import { pino } from 'pino';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/plan/layout.js';
-import type { ChainRef } from '../../src/plan/types.js';
+import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/iptables/layout.js';
+import type { ChainRef } from '../../src/iptables/plan-types.js';
 
 // Datagrams read from the nf_tables group of a fresh namespace (kernel 6.x, iptables 1.8.9):
 // `iptables-nft -t nat -I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`

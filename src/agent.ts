@@ -14,6 +14,11 @@ import { hostname } from 'node:os';
 import type { ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
 import { RouteController } from './routes/controller.js';
+import { DriftWatch } from './drift/drift-watch.js';
+import { execChainReader } from './drift/kernel-check.js';
+import { ExecIptablesBackend } from './iptables/exec-backend.js';
+import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
+import type { Fragment } from './iptables/plan-types.js';
 
 export interface AgentOptions {
   readonly config: Config;
@@ -36,6 +41,8 @@ export class Agent {
   /** Cross-cluster routes to the active gateway; status() for metrics and Events. */
   readonly routes: RouteController;
   private readonly runner: SyncRunner;
+  /** Repairs others' changes to our iptables jumps and chains between full syncs; null on a fake backend, in nftables mode (its own table) or with driftWatch off. */
+  readonly drift: DriftWatch | null;
   /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
   readonly config: RunningConfig;
   private started = false;
@@ -59,12 +66,27 @@ export class Agent {
     });
     this.engine = new SyncEngine({
       config, dataplane: opts.dataplane ?? new IptablesDataplane(opts.backend), log, health: this.prober,
-      onSync: (r) => this.logSync(r),
+      onSync: (r) => {
+        this.logSync(r);
+        // Watching starts once the first full sync has put our rules in: before, everything is "missing".
+        if (r.full) this.drift?.start();
+      },
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
     this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.drift = null;
+    if (config.driftWatch && !opts.dataplane && opts.backend instanceof ExecIptablesBackend) {
+      const backend = opts.backend;
+      const drift = new DriftWatch({
+        mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
+        requestRepair: () => this.runner.requestRepair(),
+      });
+      backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
+      this.drift = drift;
+    }
     this.routes = new RouteController({ config, nodeName: opts.nodeName ?? hostname(), kubeConfig: opts.kubeConfig, log, onStatus: (s) => this.ops.routeStatus(s) });
     this.runner = new SyncRunner({
       minInterval: config.minSyncInterval,
@@ -72,6 +94,7 @@ export class Agent {
       initialBackoff: 1000,
       maxBackoff: 60_000,
       run: (full) => (full ? this.engine.syncFull() : this.engine.syncPartial()),
+      repair: () => this.drift?.repair(() => this.engine.syncFull()) ?? Promise.resolve(),
       onError: (err, failures, retryInMs) => {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
@@ -116,6 +139,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.watches?.stop();
     await this.prober.stop();
+    await this.drift?.stop();
     await this.runner.stop();
     await this.routes.stop();
     await this.ops.stop();
@@ -130,6 +154,22 @@ export class Agent {
   private reconfigured(): void {
     this.ops.queued();
     this.runner.requestFull();
+  }
+
+  /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
+  private appliedDispatch(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const key of this.engine.groupKeys()) {
+      const f = this.engine.appliedState(key) as Fragment | undefined;
+      for (const r of f?.setRules ?? []) {
+        const id = `${r.table}/${r.chain}`;
+        const list = out.get(id) ?? [];
+        if (list.length === 0) out.set(id, list);
+        list.push(r.spec);
+      }
+    }
+    for (const list of out.values()) list.sort();
+    return out;
   }
 
   private logSync(r: SyncResult): void {

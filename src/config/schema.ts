@@ -52,6 +52,8 @@ export interface Config {
   readonly iptablesLockWait: number;
   /** Upper bound of chains declared in one restore (nft's cost grows super-linearly with it). */
   readonly maxChainsPerRestore: number;
+  /** Watch the shared tables for changes by others and repair them between full syncs. */
+  readonly driftWatch: boolean;
   readonly logLevel: LogLevel;
   /** host:port of /metrics (and /explain); '' disables it. */
   readonly metricsBindAddress: string;
@@ -399,6 +401,10 @@ export const FIELDS: Fields = {
   maxChainsPerRestore: {
     key: 'maxChainsPerRestore', default: 1000, shownDefault: '1000', parse: integer(10, 1_000_000),
     doc: 'Largest number of chains one restore declares; a larger change (a cold start) is split into several restores.',
+  },
+  driftWatch: {
+    key: 'driftWatch', default: true, shownDefault: 'true', parse: bool, restart: true,
+    doc: 'Repair changes others make to our jumps and chains within `minSyncInterval` instead of at the next full sync: nft reads nf_tables\' change events in-process; legacy, which announces nothing, reads the built-in chains holding our jumps (`iptables -S CHAIN`) every second. `false` leaves drift to the full sync.',
   },
   logLevel: {
     key: 'logLevel', default: 'info', shownDefault: 'info', parse: oneOf(LOG_LEVELS),

@@ -115,6 +115,7 @@ export async function detectBackend(options: { readonly netns?: string; readonly
 
 export class ExecIptablesBackend implements IptablesBackend {
   private readonly lockWait: string;
+  private readonly restoreListeners: ((pid: number | undefined, exited: Promise<unknown>) => void)[] = [];
 
   constructor(
     readonly mode: BackendMode,
@@ -125,10 +126,17 @@ export class ExecIptablesBackend implements IptablesBackend {
     this.lockWait = String(options.lockWaitSeconds ?? 5);
   }
 
+  /** Told of every restore process as it starts: what it commits is the agent's own write (drift detection). */
+  onRestoreStarted(listener: (pid: number | undefined, exited: Promise<unknown>) => void): void {
+    this.restoreListeners.push(listener);
+  }
+
   async restore(payload: string): Promise<void> {
     const tool = `iptables-${this.mode}-restore`;
     const started = performance.now();
-    const result = await run(this.options.netns, tool, ['-w', this.lockWait, '--noflush'], payload);
+    const subprocess = run(this.options.netns, tool, ['-w', this.lockWait, '--noflush'], payload);
+    for (const listener of this.restoreListeners) listener(subprocess.pid, subprocess);
+    const result = await subprocess;
     const durationMs = Math.round(performance.now() - started);
     if (result.failed && holdsLock(result.stderr)) {
       this.options.log.debug({ tool, bytes: payload.length, durationMs }, 'iptables restore gave up waiting for the xtables lock');

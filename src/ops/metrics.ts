@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { RestoreError } from '../iptables/backend.js';
 import type { SyncResult } from '../sync/engine.js';
+import { DRIFT_CAUSES, type CheckTrigger, type DriftCause, type DriftMetricsSink } from '../drift/drift-watch.js';
+import type { Origin } from '../drift/watch-filter.js';
 
 // Every metric the agent exports, in the order README's table lists them.
 // Names follow Prometheus conventions (base units, _total for counters) and
@@ -38,6 +40,10 @@ export const METRIC_DEFS = {
   configReloads: def('config_reloads_total', 'counter', ['result'], 'ConfigMap changes seen, by result: success (applied) or failure (refused; the last good config stays).'),
   configLastReloadOk: def('config_last_reload_successful', 'gauge', [], '1 when the last ConfigMap change was applied, 0 when it was refused.'),
   configRestartRequired: def('config_restart_required', 'gauge', [], 'Number of changed keys that wait for a restart to take effect.'),
+  nftGenerations: def('nftables_generations_total', 'counter', ['origin'], 'nf_tables commits seen by the drift watch (nft backend), by origin: agent (its own writes, ignored), watched (someone else changed a built-in chain holding our jumps or an MCS- chain), other (someone else, nothing watched: no check).'),
+  driftChecks: def('drift_checks_total', 'counter', ['trigger'], 'Reads of the watched chains (iptables -S per chain, never a full save), by trigger: event (nft, after a watched change) or poll (legacy, every second).'),
+  driftDetected: def('drift_detected_total', 'counter', ['cause'], 'Drift found between full syncs, by cause: jump_order (a foreign rule ahead of our jump), jump_missing, chain_deleted, chain_changed (an MCS- chain changed by someone else), table_deleted, events_lost (nf_tables events dropped in a burst: our jumps are checked at once, the rest at the next full sync).'),
+  driftRepaired: def('drift_repaired_total', 'counter', ['cause'], 'Drift repaired between full syncs, by cause: jumps put first again by one small restore, deleted or changed chains by an early full sync; events_lost once our jumps were checked.'),
 } as const satisfies Record<string, MetricDef>;
 
 /** README's metrics table, generated from METRIC_DEFS; a test keeps the two identical. */
@@ -65,7 +71,7 @@ export interface ScrapeSources {
 const SYNC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const PROGRAMMING_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
-export class AgentMetrics {
+export class AgentMetrics implements DriftMetricsSink {
   readonly registry = new Registry();
   private readonly syncDuration: Histogram<'kind'>;
   private readonly programming: Histogram;
@@ -82,6 +88,10 @@ export class AgentMetrics {
   private readonly configReloads: Counter<'result'>;
   private readonly configLastReloadOk: Gauge;
   private readonly configRestartRequired: Gauge;
+  private readonly nftGenerations: Counter<'origin'>;
+  private readonly driftChecks: Counter<'trigger'>;
+  private readonly driftDetected: Counter<'cause'>;
+  private readonly driftRepaired: Counter<'cause'>;
 
   constructor(sources: ScrapeSources, opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -121,6 +131,16 @@ export class AgentMetrics {
     this.configReloads = new Counter(base(m.configReloads)) as Counter<'result'>;
     this.configLastReloadOk = new Gauge(base(m.configLastReloadOk));
     this.configRestartRequired = new Gauge(base(m.configRestartRequired));
+    this.nftGenerations = new Counter(base(m.nftGenerations)) as Counter<'origin'>;
+    this.driftChecks = new Counter(base(m.driftChecks)) as Counter<'trigger'>;
+    this.driftDetected = new Counter(base(m.driftDetected)) as Counter<'cause'>;
+    this.driftRepaired = new Counter(base(m.driftRepaired)) as Counter<'cause'>;
+    for (const origin of ['agent', 'watched', 'other'] as const) this.nftGenerations.inc({ origin }, 0);
+    for (const trigger of ['event', 'poll'] as const) this.driftChecks.inc({ trigger }, 0);
+    for (const cause of DRIFT_CAUSES) {
+      this.driftDetected.inc({ cause }, 0);
+      this.driftRepaired.inc({ cause }, 0);
+    }
     // Counters start at 0 so that rate() and increase() see their first increment.
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
@@ -173,6 +193,22 @@ export class AgentMetrics {
 
   overlaps(count: number): void {
     this.cidrOverlaps.set(count);
+  }
+
+  generation(origin: Origin): void {
+    this.nftGenerations.inc({ origin });
+  }
+
+  check(trigger: CheckTrigger): void {
+    this.driftChecks.inc({ trigger });
+  }
+
+  detected(cause: DriftCause): void {
+    this.driftDetected.inc({ cause });
+  }
+
+  repaired(cause: DriftCause): void {
+    this.driftRepaired.inc({ cause });
   }
 
   /** The exposition text and its content type. */

@@ -393,6 +393,11 @@ export class SyncEngine {
     this.problems.onNew = fn;
   }
 
+  /** A group's data-plane state as last applied (the drift watch compares the kernel with it). */
+  appliedState(key: string): unknown {
+    return this.reconciler.appliedState(key);
+  }
+
   groupKeys(): Set<string> {
     return this.store.allGroupKeys();
   }

@@ -23,6 +23,12 @@ export interface RunnerOptions {
   /** One sync; it may ask for another in `retryInMs` (a quarantined group's retry falls due). */
   readonly run: (full: boolean) => Promise<{ readonly retryInMs: number | null } | void>;
   readonly onError: (err: unknown, failures: number, retryInMs: number) => void;
+  /**
+   * A targeted repair of the kernel's state (drift someone else caused),
+   * requested with requestRepair(); it runs in a sync's slot, before the
+   * sync when both are due. A failure is handled like a failed sync.
+   */
+  readonly repair?: () => Promise<void>;
   readonly clock?: Clock;
 }
 
@@ -39,6 +45,7 @@ export class SyncRunner {
   private readonly clock: Clock;
   private pendingPartial = false;
   private pendingFull = false;
+  private pendingRepair = false;
   private running: Promise<void> | null = null;
   private timer: unknown = null;
   private timerAt = Infinity;
@@ -80,6 +87,13 @@ export class SyncRunner {
     this.schedule();
   }
 
+  /** The kernel changed under the agent: a repair runs in the next slot (minInterval applies, as to syncs). */
+  requestRepair(): void {
+    if (!this.opts.repair) return;
+    this.pendingRepair = true;
+    this.schedule();
+  }
+
   /** Stops scheduling and waits for a sync in flight to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -90,7 +104,7 @@ export class SyncRunner {
   }
 
   private schedule(): void {
-    if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull)) return;
+    if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull || this.pendingRepair)) return;
     const now = this.clock.now();
     const at = Math.max(now, this.lastStart + this.minInterval, this.notBefore);
     if (at >= this.timerAt) return;
@@ -112,16 +126,22 @@ export class SyncRunner {
   private async runOnce(): Promise<void> {
     if (this.stopped) return;
     const full = this.pendingFull;
+    const sync = full || this.pendingPartial;
+    const repair = this.pendingRepair;
     this.pendingFull = false;
     this.pendingPartial = false;
+    this.pendingRepair = false;
     this.lastStart = this.clock.now();
-    this.running = this.opts.run(full).then(
-      (outcome) => {
+    this.running = (async () => {
+      if (repair) await this.opts.repair!();
+      return sync ? { ran: true, outcome: await this.opts.run(full) } : { ran: false, outcome: undefined };
+    })().then(
+      ({ ran, outcome }) => {
         this.failures = 0;
         this.backoff.reset();
         this.notBefore = -Infinity;
         if (full) this.armPeriod();
-        this.armRetry(outcome ? outcome.retryInMs : null);
+        if (ran) this.armRetry(outcome ? outcome.retryInMs : null);
       },
       (err: unknown) => {
         this.failures++;

@@ -116,3 +116,58 @@ test('a sync that set groups aside asks for a partial sync when the first retry 
   assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [2500, false]]);
   await runner.stop();
 });
+
+test('repair requests run in a sync slot, collapse within an interval, and run no sync of their own', async () => {
+  const clock = new FakeClock();
+  const runs: { at: number; full: boolean }[] = [];
+  const repairs: number[] = [];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async (full) => {
+      runs.push({ at: clock.now(), full });
+    },
+    repair: async () => {
+      repairs.push(clock.now());
+    },
+    onError: () => assert.fail('nothing fails'),
+  });
+  runner.start();
+  await clock.advance(0);
+  // A storm of kernel changes right after the first sync: one repair when the interval allows.
+  for (let i = 0; i < 1000; i++) runner.requestRepair();
+  await clock.advance(50);
+  for (let i = 0; i < 1000; i++) runner.requestRepair();
+  await clock.advance(500);
+  assert.deepEqual(repairs, [100]);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true]]);
+  // Both due at once: the repair goes first, in the same slot as the sync.
+  runner.requestRepair();
+  runner.request();
+  await clock.advance(0);
+  assert.deepEqual(repairs, [100, 550]);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [550, false]]);
+  await runner.stop();
+});
+
+test('a failed repair is retried as a full sync with backoff', async () => {
+  const clock = new FakeClock();
+  const runs: { at: number; full: boolean }[] = [];
+  const errors: number[] = [];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async (full) => {
+      runs.push({ at: clock.now(), full });
+    },
+    repair: async () => {
+      throw new Error('iptables -S failed');
+    },
+    onError: (_e, _n, retryIn) => errors.push(retryIn),
+  });
+  runner.start();
+  await clock.advance(1000);
+  runner.requestRepair();
+  await clock.advance(5000);
+  assert.deepEqual(errors, [1000]);
+  assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [2000, true]]);
+  await runner.stop();
+});

@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { parseIPv4 } from '../network/ipv4.js';
+import { isAddressOf } from '../network/address.js';
 
 // API objects are reduced on arrival to the few fields the data plane needs,
 // validated once. This keeps memory small at 10k services and keeps every
@@ -114,7 +114,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
   let clusterIP: string | null = null;
   if (!headless) {
     const candidates = [rawIP, ...(spec.clusterIPs ?? [])].filter((ip) => ip !== '');
-    clusterIP = candidates.find((ip) => parseIPv4(ip) !== null) ?? null;
+    clusterIP = candidates.find((ip) => isAddressOf('IPv4', ip)) ?? null;
     if (clusterIP === null) {
       problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.join(', ')})` });
     }
@@ -162,7 +162,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   const endpoints: EndpointRecord[] = [];
   for (const ep of ipv4 ? slice.endpoints ?? [] : []) {
     const ip = ep.addresses?.[0];
-    if (ip === undefined || parseIPv4(ip) === null) {
+    if (ip === undefined || !isAddressOf('IPv4', ip)) {
       problems.push({ object, message: `endpoint address ${JSON.stringify(ip ?? null)} is not a valid IPv4 address; endpoint skipped` });
       continue;
     }

@@ -224,9 +224,10 @@ export class NetlinkExecutor implements RouteExecutor {
     const s = this.socket;
     switch (op.kind) {
       case 'link-add': {
+        await s.newLink({}, { ifname: op.link.name, mtu: op.link.mtu, address: macBytes(op.link.mac), linkinfo: vxlanLinkInfo(op.link) }, { flags: CREATE_EXCL, ...TIMEOUT });
+        // The kernel takes an alias only when changing a link, not when creating one.
         const ifalias = `${UNDERLAY_ALIAS}${op.link.underlay ?? 'IPv4'}`;
-        await s.newLink({}, { ifname: op.link.name, mtu: op.link.mtu, address: macBytes(op.link.mac), ifalias, linkinfo: vxlanLinkInfo(op.link) }, { flags: CREATE_EXCL, ...TIMEOUT });
-        await s.setLink({ index: await this.linkIndex(op.link.name), flags: { up: true }, change: { up: true } }, {}, TIMEOUT);
+        await s.setLink({ index: await this.linkIndex(op.link.name), flags: { up: true }, change: { up: true } }, { ifalias }, TIMEOUT);
         return;
       }
       case 'link-set':
@@ -291,9 +292,10 @@ export class NetlinkExecutor implements RouteExecutor {
       return;
     }
     routeAttrs.gateway = ipBytes(route.via).bytes;
-    // Over VXLAN the gateway is on no subnet of the interface: onlink tells the kernel to trust it.
+    // Over VXLAN an IPv4 gateway is on no subnet of the interface: onlink tells the kernel to trust it.
+    // An IPv6 one is link-local (see vxlanLinkLocal), on the interface's own fe80::/64.
     if (route.overVxlan) routeAttrs.oif = await this.linkIndex(own.link);
-    const flags = route.overVxlan ? { __unknown: RTNH_F_ONLINK } : {};
+    const flags = route.overVxlan && family === AF_INET ? { __unknown: RTNH_F_ONLINK } : {};
     await this.socket.newRoute({ ...base, type: 'UNICAST', flags }, routeAttrs, { flags: CREATE_REPLACE, ...TIMEOUT });
   }
 }

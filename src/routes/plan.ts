@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Config, RouteMode } from '../config/schema.js';
 import { chooseGateway, type GatewayChoice, type NodeRecord } from './gateway.js';
 import { analyseNetworks, type Networks } from '../network/overlap.js';
-import type { IPFamily } from '../network/address.js';
+import { canonicalAddress, type IPFamily } from '../network/address.js';
 
 /** The agent's VXLAN interface: the same name on every node, gateway or not. */
 export const VXLAN_LINK = 'mcs-vx0';
@@ -108,6 +108,18 @@ export function vxlanMac(nodeName: string): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
+/**
+ * The IPv6 next hop of a node's VXLAN interface: the link-local address the
+ * kernel derives from its MAC (EUI-64), so every node knows it without asking.
+ * IPv6 refuses an on-link next hop that another interface's subnet holds (the
+ * gateway's InternalIP is on the node subnet), and needs none for a link-local one.
+ */
+export function vxlanLinkLocal(mac: string): string {
+  const b = mac.split(':').map((h) => parseInt(h, 16));
+  const groups = [((b[0]! ^ 0x02) << 8) | b[1]!, (b[2]! << 8) | 0xff, 0xfe00 | b[3]!, (b[4]! << 8) | b[5]!];
+  return canonicalAddress(`fe80::${groups.map((g) => g.toString(16)).join(':')}`)!;
+}
+
 /** The family of the tunnel's outer packets: IPv4 when the gateway has an IPv4 InternalIP, else IPv6. */
 export function underlayOf(gateway: NodeRecord | null): IPFamily | null {
   if (!gateway) return null;
@@ -123,7 +135,8 @@ function link(config: RouteConfig, nodeName: string, mode: RouteMode, gateway: N
  * The route plan of one node. The gateway gets the receiving end (VXLAN
  * interface, forwarding, loose reverse-path filter since replies bypass the
  * tunnel) and no routes through itself; every other node routes each remote
- * CIDR that overlaps nothing to the gateway's address of the CIDR's family.
+ * CIDR that overlaps nothing to the gateway's address of the CIDR's family
+ * (over VXLAN, IPv6 to the link-local address of the gateway's interface).
  * Without a gateway, or one without an address of that family, the routes are
  * unreachable, so remote traffic fails at once instead of leaking to the
  * default route.
@@ -149,7 +162,9 @@ export function planRoutes(config: RouteConfig, nodeName: string, nodes: Iterabl
   const mac = gw ? vxlanMac(gw.name) : '';
   const byDst = new Map(networks.routed.map((r) => [r.cidr, r.family]));
   const dsts = [...byDst.keys()].sort();
-  const viaOf = (family: IPFamily): string | null => gw?.internalIPs[family] ?? null;
+  // Over the tunnel, IPv6 goes to the gateway's link-local tunnel address, whatever the underlay.
+  const viaOf = (family: IPFamily): string | null =>
+    tunnel && family === 'IPv6' ? vxlanLinkLocal(mac) : gw?.internalIPs[family] ?? null;
   const hops = [...families].sort().map(viaOf).filter((ip): ip is string => ip !== null);
   const plan: RoutePlan = {
     link: link(config, nodeName, mode, gw),

@@ -12,7 +12,7 @@ import { diffRoutes, type ObservedState, type RouteOp } from '../../src/routes/d
 import { chooseGateway, nodeRecord, PIN_ANNOTATION, type NodeRecord } from '../../src/routes/gateway.js';
 import type { RouteExecutor } from '../../src/routes/netlink-executor.js';
 import { analyseNetworks, withheldRange } from '../../src/network/overlap.js';
-import { EMPTY_ROUTE_PLAN, planRoutes, routeMetric, vxlanMac, VXLAN_LINK } from '../../src/routes/plan.js';
+import { EMPTY_ROUTE_PLAN, planRoutes, routeMetric, vxlanLinkLocal, vxlanMac, VXLAN_LINK } from '../../src/routes/plan.js';
 import { RouteReconciler } from '../../src/routes/reconciler.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
 
@@ -336,27 +336,39 @@ test('gateway: a Node record keeps the first InternalIP of each family; an IPv6-
   assert.equal(chooseGateway([v6], GATEWAY_DEFAULTS).node?.name, 'gw-6');
 });
 
+test('vxlanLinkLocal is the EUI-64 link-local address the kernel gives an interface with that MAC', () => {
+  assert.equal(vxlanLinkLocal('36:10:bb:2f:77:15'), 'fe80::3410:bbff:fe2f:7715');
+  assert.equal(vxlanLinkLocal('02:00:00:00:00:01'), 'fe80::ff:fe00:1');
+  assert.match(vxlanLinkLocal(vxlanMac('gw-1')), /^fe80::[0-9a-f]{1,4}:[0-9a-f]{1,2}ff:fe[0-9a-f]{2}:[0-9a-f]{1,4}$/);
+});
+
 test('plan, dual-stack: each remote CIDR is routed to the gateway address of its family; the tunnel runs over the IPv4 underlay', () => {
   const cfg = config({ clusters: DUAL_CLUSTERS, clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'] });
   const nodes = [rec('gw-1', { ip: '192.168.50.11', ip6: 'fd00:50::11' })];
   const { plan } = planRoutes(cfg, 'node-1', nodes);
+  const tunnel6 = vxlanLinkLocal(vxlanMac('gw-1'));
   assert.deepEqual(plan.routes, [
     { dst: '10.2.0.0/16', via: '192.168.50.11', overVxlan: true },
-    { dst: 'fd00:2:96::/112', via: 'fd00:50::11', overVxlan: true },
-    { dst: 'fd00:2::/56', via: 'fd00:50::11', overVxlan: true },
-  ]);
+    { dst: 'fd00:2:96::/112', via: tunnel6, overVxlan: true },
+    { dst: 'fd00:2::/56', via: tunnel6, overVxlan: true },
+  ], 'over the tunnel IPv6 goes to the link-local address of the gateway\'s interface');
   assert.equal(plan.link?.underlay, 'IPv4');
   assert.deepEqual(plan.peer, { ip: '192.168.50.11', mac: vxlanMac('gw-1') }, 'FDB: the MAC behind the IPv4 underlay address');
-  assert.deepEqual(plan.neighbors, [{ ip: '192.168.50.11', mac: vxlanMac('gw-1') }, { ip: 'fd00:50::11', mac: vxlanMac('gw-1') }], 'one next hop per family');
+  assert.deepEqual(plan.neighbors, [{ ip: '192.168.50.11', mac: vxlanMac('gw-1') }, { ip: tunnel6, mac: vxlanMac('gw-1') }], 'one next hop per family');
   assert.deepEqual(kinds(diffRoutes(plan, NOTHING)), ['link-add', 'addr-add', 'fdb-add', 'neigh-set', 'neigh-set', 'route-set', 'route-set', 'route-set', 'rule-add', 'rule-add', 'rule-add']);
   assert.deepEqual(diffRoutes(plan, applied(plan)), [], 'IPv6 routes read back at metric 1024 match');
 
   const gw = planRoutes(cfg, 'gw-1', nodes).plan;
   assert.deepEqual(gw.sysctls.map((s) => `${s.path}=${s.value}`).slice(-1), ['net/ipv6/conf/all/forwarding=1']);
 
-  const v4only = planRoutes(cfg, 'node-1', [rec('gw-1', { ip: '192.168.50.11' })]).plan;
-  assert.deepEqual(v4only.routes.map((r) => `${r.dst} ${r.via ?? 'unreachable'}`), ['10.2.0.0/16 192.168.50.11', 'fd00:2:96::/112 unreachable', 'fd00:2::/56 unreachable'],
-    'a gateway without an IPv6 address: IPv6 traffic fails at once instead of leaking to the default route');
+  const direct = planRoutes({ ...cfg, gateway: { ...GATEWAY_DEFAULTS, mode: 'direct' } }, 'node-1', nodes).plan;
+  assert.deepEqual(direct.routes.map((r) => `${r.dst} ${r.via}`), ['10.2.0.0/16 192.168.50.11', 'fd00:2:96::/112 fd00:50::11', 'fd00:2::/56 fd00:50::11'], 'direct: the gateway\'s InternalIP of each family');
+
+  const v4only = [rec('gw-1', { ip: '192.168.50.11' })];
+  assert.deepEqual(planRoutes({ ...cfg, gateway: { ...GATEWAY_DEFAULTS, mode: 'direct' } }, 'node-1', v4only).plan.routes.map((r) => `${r.dst} ${r.via ?? 'unreachable'}`),
+    ['10.2.0.0/16 192.168.50.11', 'fd00:2:96::/112 unreachable', 'fd00:2::/56 unreachable'],
+    'direct, a gateway without an IPv6 address: IPv6 traffic fails at once instead of leaking to the default route');
+  assert.deepEqual(planRoutes(cfg, 'node-1', v4only).plan.routes.map((r) => r.via), ['192.168.50.11', tunnel6, tunnel6], 'the tunnel carries IPv6 whatever addresses the gateway has');
 });
 
 test('plan, IPv6-only: the tunnel runs over the IPv6 underlay; a change of underlay recreates the interface', () => {
@@ -364,7 +376,7 @@ test('plan, IPv6-only: the tunnel runs over the IPv6 underlay; a change of under
   const v6 = planRoutes(cfg, 'node-1', [rec('gw-1', { ip: null, ip6: 'fd00:50::11' })]).plan;
   assert.equal(v6.link?.underlay, 'IPv6');
   assert.deepEqual(v6.peer, { ip: 'fd00:50::11', mac: vxlanMac('gw-1') });
-  assert.deepEqual(v6.routes, [{ dst: 'fd00:2::/56', via: 'fd00:50::11', overVxlan: true }]);
+  assert.deepEqual(v6.routes, [{ dst: 'fd00:2::/56', via: vxlanLinkLocal(vxlanMac('gw-1')), overVxlan: true }]);
   assert.deepEqual(v6.rules, ['fd00:2::/56']);
   const v4 = planRoutes(cfg, 'node-1', [rec('gw-1', { ip: '192.168.50.11', ip6: 'fd00:50::11' })]).plan;
   assert.deepEqual(kinds(diffRoutes(v6, applied(v4))), ['link-del', 'link-add', 'addr-add', 'fdb-add', 'neigh-set', 'route-set']);

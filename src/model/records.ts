@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { isAddressOf } from '../network/address.js';
+import { isAddressOf, parseAddress, type IPFamily } from '../network/address.js';
 
 // API objects are reduced on arrival to the few fields the data plane needs,
 // validated once. This keeps memory small at 10k services and keeps every
@@ -36,6 +36,8 @@ export interface ServiceRecord {
   readonly name: string;
   /** IPv4 ClusterIP; null for a Service that has none (skipped with a problem). */
   readonly clusterIP: string | null;
+  /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. Not served yet. */
+  readonly clusterIPv6: string | null;
   readonly headless: boolean;
   readonly ports: readonly ServicePortRecord[];
   /** ClientIP affinity timeout in seconds, null without affinity. */
@@ -64,8 +66,10 @@ export interface SliceRecord {
   readonly serviceName: string;
   readonly managedBy: string;
   readonly provisionCluster: string | null;
-  /** Slices of another family carry no endpoints here; kept to know the Service has them. */
+  /** As the slice says; slices of neither IP family (FQDN) carry no endpoints here, kept to know the Service has them. */
   readonly addressType: string;
+  /** The family of its endpoints: IPv4 or IPv6 slices keep them (IPv6 addresses in canonical text); null for any other addressType. */
+  readonly family: IPFamily | null;
   readonly ports: readonly SlicePortRecord[];
   readonly endpoints: readonly EndpointRecord[];
 }
@@ -112,9 +116,11 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
   const rawIP = spec.clusterIP ?? '';
   const headless = rawIP === 'None';
   let clusterIP: string | null = null;
+  let clusterIPv6: string | null = null;
   if (!headless) {
     const candidates = [rawIP, ...(spec.clusterIPs ?? [])].filter((ip) => ip !== '');
     clusterIP = candidates.find((ip) => isAddressOf('IPv4', ip)) ?? null;
+    clusterIPv6 = candidates.map((ip) => parseAddress(ip)).find((a) => a?.family === 'IPv6')?.text ?? null;
     if (clusterIP === null) {
       problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.join(', ')})` });
     }
@@ -132,7 +138,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     : null;
   return {
     record: {
-      namespace, name, clusterIP, headless, ports: exact(ports), affinitySeconds: affinity,
+      namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity,
       proxyName: svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME] ?? null,
       annotations: Object.fromEntries(Object.entries(svc.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(AGENT_ANNOTATION_PREFIX))),
     },
@@ -148,11 +154,13 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   if (!serviceName) return { record: null, problems: [] };
   const object = sliceRef(namespace, name);
   const problems: Problem[] = [];
-  const ipv4 = slice.addressType === 'IPv4';
-  if (!ipv4) problems.push({ object, message: `addressType ${String(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  const family = slice.addressType === 'IPv4' || slice.addressType === 'IPv6' ? slice.addressType : null;
+  if (family === null) problems.push({ object, message: `addressType ${String(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  // Kept in the model with its endpoints; the data plane serves IPv4 slices only so far.
+  if (family === 'IPv6') problems.push({ object, message: 'addressType IPv6 is not served by the data plane yet (IPv4 only); its endpoints are kept in the model' });
   const ports: SlicePortRecord[] = [];
-  if (ipv4 && (slice.ports ?? []).length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
-  for (const p of ipv4 ? slice.ports ?? [] : []) {
+  if (family !== null && (slice.ports ?? []).length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
+  for (const p of family !== null ? slice.ports ?? [] : []) {
     const label = p.name ? `port ${p.name}` : 'unnamed port';
     const protocol = protocolOf(p.protocol);
     if (!validPort(p.port)) problems.push({ object, message: `${label}: port ${String(p.port)} is out of range 1-65535; port skipped` });
@@ -160,12 +168,14 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
     else ports.push({ name: p.name ?? '', port: p.port, protocol });
   }
   const endpoints: EndpointRecord[] = [];
-  for (const ep of ipv4 ? slice.endpoints ?? [] : []) {
-    const ip = ep.addresses?.[0];
-    if (ip === undefined || !isAddressOf('IPv4', ip)) {
-      problems.push({ object, message: `endpoint address ${JSON.stringify(ip ?? null)} is not a valid IPv4 address; endpoint skipped` });
+  for (const ep of family !== null ? slice.endpoints ?? [] : []) {
+    const raw = ep.addresses?.[0];
+    const address = raw === undefined ? null : parseAddress(raw);
+    if (family === null || address?.family !== family) {
+      problems.push({ object, message: `endpoint address ${JSON.stringify(raw ?? null)} is not a valid ${family} address; endpoint skipped` });
       continue;
     }
+    const ip = address.text;
     // EndpointConditions: nil ready means ready; nil serving follows ready.
     const ready = ep.conditions?.ready ?? true;
     endpoints.push({
@@ -181,6 +191,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
       managedBy: slice.metadata?.labels?.[LABEL_MANAGED_BY] ?? '',
       provisionCluster: slice.metadata?.annotations?.[ANNOTATION_PROVISION_CLUSTER] ?? null,
       addressType: slice.addressType ?? '',
+      family,
       ports: exact(ports), endpoints: exact(endpoints),
     },
     problems,

@@ -158,9 +158,10 @@ export class NetlinkExecutor implements RouteExecutor {
     }
     const routes: ObservedRoute[] = [];
     const rules: string[] = [];
+    // A kernel without IPv6 answers an AF_INET6 dump with every family's objects: keep the asked family's.
     for (const family of ['IPv4', 'IPv6'] as const) {
       routes.push(...(await this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT))
-        .filter((r) => tableOf(r.data, r.attrs) === own.table && !r.data.flags?.cloned)
+        .filter((r) => r.data.family === AF[family] && tableOf(r.data, r.attrs) === own.table && !r.data.flags?.cloned)
         .map((r): ObservedRoute => ({
           dst: prefixText(family, r.attrs.dst, r.data.dstLen),
           type: routeType(r.data.type),
@@ -170,7 +171,7 @@ export class NetlinkExecutor implements RouteExecutor {
           tos: r.data.tos ?? 0,
         })));
       rules.push(...(await this.socket.getRules({ family: AF[family] }, undefined, TIMEOUT))
-        .filter((r) => r.attrs.priority === own.priority && tableOf(r.data, r.attrs) === own.table)
+        .filter((r) => r.data.family === AF[family] && r.attrs.priority === own.priority && tableOf(r.data, r.attrs) === own.table)
         .map((r) => prefixText(family, r.attrs.dst, r.data.dstLen)));
     }
     const values: Record<string, string | null> = {};

@@ -1,5 +1,6 @@
 import { parseDuration, formatDuration, MAX_TIMER_MS } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { isClusterName } from '../model/api-values.js';
 import { cidrProblem, mustParseCidr, parseAddress, type IPFamily } from '../network/address.js';
 import { parseMode, PolicySyntaxError, POLICY_MODES, type PolicyConfig, type PolicyEntry } from '../policy/policy.js';
 import type { ProbeSettings } from '../health/prober.js';
@@ -72,8 +73,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** A cluster name is a DNS label (dots allowed): it ends up in rule comments and slice names. */
-const CLUSTER_NAME = /^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/;
 
 /** Config properties derived from others: not keys of the file. */
 type Derived = 'clusterCIDR';
@@ -159,7 +158,8 @@ function oneOf<T extends string>(choices: readonly T[]) {
 
 function clusterName(value: unknown, key: string): string {
   const name = str(value, key);
-  if (!CLUSTER_NAME.test(name)) throw new ConfigError(key, value, 'must be a lowercase DNS name');
+  // A DNS label (dots allowed), the rule every cluster name from the API is held to: it ends up in rule comments and slice names.
+  if (!isClusterName(name)) throw new ConfigError(key, value, 'must be a lowercase DNS name');
   return name;
 }
 

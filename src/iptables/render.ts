@@ -1,4 +1,5 @@
 import { TABLES, type TableOps, type UnitChange } from '../plan/types.js';
+import { assertSafeChain, assertSafeSpec } from './safe-tokens.js';
 
 /**
  * One iptables-restore --noflush payload for a batch of units. Per table:
@@ -12,14 +13,36 @@ export function renderPayload(units: readonly UnitChange[]): string {
     const parts = units.map((u) => u.ops[table]);
     if (parts.every(isEmptyOps)) continue;
     out.push(`*${table}`);
-    for (const p of parts) for (const chain of p.declare) out.push(`:${chain} - [0:0]`);
-    for (const p of parts) for (const r of p.deleteRules) out.push(`-D ${r.chain} ${r.spec}`);
-    for (const p of parts) for (const r of p.appendRules) out.push(`-A ${r.chain} ${r.spec}`);
-    for (const p of parts) for (const r of p.insertFirst) out.push(`-I ${r.chain} 1 ${r.spec}`);
-    for (const p of parts) for (const chain of p.deleteChains) out.push(`-X ${chain}`);
+    // Each name and spec passes the token guard (src/iptables/safe-tokens.ts) on its way out:
+    // a value that could end its token throws UnsafeTokenError naming the unit, and nothing is emitted.
+    parts.forEach((p, i) => {
+      for (const chain of p.declare) out.push(`:${safeChain(units[i]!, chain)} - [0:0]`);
+    });
+    parts.forEach((p, i) => {
+      for (const r of p.deleteRules) out.push(`-D ${safeChain(units[i]!, r.chain)} ${safeSpec(units[i]!, r.spec)}`);
+    });
+    parts.forEach((p, i) => {
+      for (const r of p.appendRules) out.push(`-A ${safeChain(units[i]!, r.chain)} ${safeSpec(units[i]!, r.spec)}`);
+    });
+    parts.forEach((p, i) => {
+      for (const r of p.insertFirst) out.push(`-I ${safeChain(units[i]!, r.chain)} 1 ${safeSpec(units[i]!, r.spec)}`);
+    });
+    parts.forEach((p, i) => {
+      for (const chain of p.deleteChains) out.push(`-X ${safeChain(units[i]!, chain)}`);
+    });
     out.push('COMMIT');
   }
   return out.length === 0 ? '' : `${out.join('\n')}\n`;
+}
+
+function safeChain(unit: UnitChange, name: string): string {
+  assertSafeChain(unit.key, name);
+  return name;
+}
+
+function safeSpec(unit: UnitChange, spec: string): string {
+  assertSafeSpec(unit.key, spec);
+  return spec;
 }
 
 function isEmptyOps(ops: TableOps): boolean {

@@ -1,8 +1,13 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { isAddressOf, parseAddress, type IPFamily } from '../network/address.js';
+import { parseAddress, type IPFamily } from '../network/address.js';
+import { parseIPv4 } from '../network/ipv4.js';
+import {
+  bare, booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
+  portNameProblem, portNumberProblem, serviceNameProblem, shown, stringValueProblem, typeName,
+} from './api-values.js';
 
 // API objects are reduced on arrival to the few fields the data plane needs,
-// validated once. This keeps memory small at 10k services and keeps every
+// validated once (each value for what it is: src/model/api-values.ts). This keeps memory small at 10k services and keeps every
 // later step free of defensive checks.
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
@@ -80,6 +85,8 @@ export interface Converted<T> {
 }
 
 const DEFAULT_AFFINITY_SECONDS = 10_800;
+/** Kubernetes' bound on ClientIP affinity timeouts (one day). */
+const MAX_AFFINITY_SECONDS = 86_400;
 
 /**
  * A copy without spare capacity: an array grown by push from [] reserves 17
@@ -90,107 +97,236 @@ export function exact<T>(items: T[]): T[] {
   return items.slice();
 }
 
-function validPort(port: unknown): port is number {
-  return typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
-}
-
 function protocolOf(value: unknown): Protocol | null {
   const protocol = value ?? 'TCP';
   return PROTOCOLS.includes(protocol as string) ? (protocol as Protocol) : null;
 }
 
-export function serviceRef(namespace: string, name: string): string {
-  return `Service ${namespace}/${name}`;
+/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
+function objectRef(kind: string, namespace: unknown, name: unknown): string {
+  const part = (v: unknown) => (typeof v === 'string' && PLAIN_NAME.test(v) ? v : shown(v ?? ''));
+  return `${kind} ${part(namespace)}/${part(name)}`;
 }
 
-export function sliceRef(namespace: string, name: string): string {
-  return `EndpointSlice ${namespace}/${name}`;
+/** What a name may be and still be shown as it is (the check of its kind comes first). */
+const PLAIN_NAME = /^[a-z0-9][-a-z0-9.]{0,252}$/;
+
+export function serviceRef(namespace: unknown, name: unknown): string {
+  return objectRef('Service', namespace, name);
 }
 
-export function convertService(svc: V1Service): Converted<ServiceRecord> {
-  const namespace = svc.metadata?.namespace ?? '';
-  const name = svc.metadata?.name ?? '';
-  const object = serviceRef(namespace, name);
+export function sliceRef(namespace: unknown, name: unknown): string {
+  return objectRef('EndpointSlice', namespace, name);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A list field: absent is empty; anything but an array is reported and read as empty. */
+function listOf(value: unknown, field: string, object: string, problems: Problem[]): unknown[] {
+  if (value === undefined || value === null) return [];
+  if (Array.isArray(value)) return value;
+  problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a list, got ${typeName(value)}; ignored` });
+  return [];
+}
+
+/** A map of labels or annotations: absent is empty; anything but an object is reported and read as empty. */
+function mapOf(value: unknown, field: string, object: string, problems: Problem[]): Record<string, unknown> {
+  if (value === undefined || value === null) return {};
+  if (isObject(value)) return value;
+  problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a map, got ${typeName(value)}; ignored` });
+  return {};
+}
+
+/** A label or annotation the agent reads: its string value, or null when absent or (reported) not a string. */
+function stringEntry(map: Record<string, unknown>, field: string, key: string, object: string, problems: Problem[], consequence: string): string | null {
+  const value = map[key];
+  if (value === undefined || value === null) return null;
+  const wrong = stringValueProblem(value);
+  if (wrong) {
+    problems.push({ object, message: `${field}[${key}] ${shown(value)} ${wrong}; ${consequence}` });
+    return null;
+  }
+  return value as string;
+}
+
+/** Checks an object's namespace and name; a problem for each bad one. */
+function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: string): Problem[] {
   const problems: Problem[] = [];
-  const spec = svc.spec ?? {};
+  const ns = dnsLabelProblem(meta.namespace);
+  if (ns) problems.push({ object, message: `metadata.namespace ${shown(meta.namespace)} ${ns}; ${kind} skipped` });
+  const name = nameCheck(meta.name);
+  if (name) problems.push({ object, message: `metadata.name ${shown(meta.name)} ${name}; ${kind} skipped` });
+  return problems;
+}
+
+interface PortSource {
+  readonly label: string;
+  readonly field: string;
+}
+
+/** A port of a Service or a slice, or null (reported) when any of its fields is bad. */
+function convertPort(raw: unknown, at: PortSource, object: string, problems: Problem[]): SlicePortRecord | null {
+  if (!isObject(raw)) {
+    problems.push({ object, message: `${at.field} ${shown(raw)} has the wrong type: expected a port, got ${typeName(raw)}; port skipped` });
+    return null;
+  }
+  const rawName = raw.name ?? '';
+  const nameWrong = portNameProblem(rawName);
+  if (nameWrong) {
+    problems.push({ object, message: `${at.field}.name ${shown(rawName)} ${nameWrong}; port skipped` });
+    return null;
+  }
+  const label = `port ${rawName === '' ? at.label : (rawName as string)}`;
+  const portWrong = portNumberProblem(raw.port);
+  if (portWrong) {
+    problems.push({ object, message: `${label}: port ${shown(raw.port)} ${portWrong}; port skipped` });
+    return null;
+  }
+  const protocol = protocolOf(raw.protocol);
+  if (protocol === null) {
+    problems.push({ object, message: `${label}: unsupported protocol ${bare(raw.protocol)}; port skipped` });
+    return null;
+  }
+  return { name: rawName as string, port: raw.port as number, protocol };
+}
+
+/**
+ * A Service as the model keeps it, every value checked (src/model/api-values.ts).
+ * A Service whose namespace or name is not a Kubernetes name gives no record;
+ * a bad port, ClusterIP, affinity timeout or annotation is left out alone.
+ */
+export function convertService(svc: V1Service): Converted<ServiceRecord> {
+  const meta: Record<string, unknown> = isObject(svc.metadata) ? svc.metadata : {};
+  const object = serviceRef(meta.namespace, meta.name);
+  const identity = identityProblems('Service', meta, serviceNameProblem, object);
+  if (identity.length > 0) return { record: null, problems: identity };
+  const namespace = meta.namespace as string;
+  const name = meta.name as string;
+  const problems: Problem[] = [];
+  const spec: Record<string, unknown> = isObject(svc.spec) ? svc.spec : {};
   const rawIP = spec.clusterIP ?? '';
   const headless = rawIP === 'None';
   let clusterIP: string | null = null;
   let clusterIPv6: string | null = null;
   if (!headless) {
-    const candidates = [rawIP, ...(spec.clusterIPs ?? [])].filter((ip) => ip !== '');
-    clusterIP = candidates.find((ip) => isAddressOf('IPv4', ip)) ?? null;
-    clusterIPv6 = candidates.map((ip) => parseAddress(ip)).find((a) => a?.family === 'IPv6')?.text ?? null;
+    const candidates = [rawIP, ...listOf(spec.clusterIPs, 'spec.clusterIPs', object, problems)].filter((ip) => ip !== '');
+    clusterIP = (candidates.find((ip) => typeof ip === 'string' && parseIPv4(ip) !== null) as string | undefined) ?? null;
+    clusterIPv6 = candidates.map((ip) => (typeof ip === 'string' ? parseAddress(ip) : null)).find((a) => a?.family === 'IPv6')?.text ?? null;
     if (clusterIP === null) {
-      problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.join(', ')})` });
+      problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.map(bare).join(', ')})` });
     }
   }
   const ports: ServicePortRecord[] = [];
-  for (const p of spec.ports ?? []) {
-    const label = p.name ? `port ${p.name}` : `port ${String(p.port)}`;
-    const protocol = protocolOf(p.protocol);
-    if (!validPort(p.port)) problems.push({ object, message: `${label}: port ${String(p.port)} is out of range 1-65535; port skipped` });
-    else if (protocol === null) problems.push({ object, message: `${label}: unsupported protocol ${String(p.protocol)}; port skipped` });
-    else ports.push({ name: p.name ?? '', port: p.port, protocol });
+  listOf(spec.ports, 'spec.ports', object, problems).forEach((raw, i) => {
+    const port = convertPort(raw, { label: isObject(raw) ? String(shown(raw.port)) : String(i), field: `spec.ports[${i}]` }, object, problems);
+    if (port) ports.push(port);
+  });
+  let affinity: number | null = null;
+  if (spec.sessionAffinity === 'ClientIP') {
+    const config = isObject(spec.sessionAffinityConfig) ? spec.sessionAffinityConfig : {};
+    const timeout = isObject(config.clientIP) ? config.clientIP.timeoutSeconds : undefined;
+    const wrong = timeout === undefined || timeout === null ? null : integerProblem(timeout, 1, MAX_AFFINITY_SECONDS);
+    if (wrong) problems.push({ object, message: `spec.sessionAffinityConfig.clientIP.timeoutSeconds ${shown(timeout)} ${wrong}; the default of ${DEFAULT_AFFINITY_SECONDS} s applies` });
+    affinity = timeout === undefined || timeout === null || wrong ? DEFAULT_AFFINITY_SECONDS : (timeout as number);
+  } else if (spec.sessionAffinity !== undefined && spec.sessionAffinity !== null && spec.sessionAffinity !== 'None') {
+    problems.push({ object, message: `spec.sessionAffinity ${shown(spec.sessionAffinity)} is neither ClientIP nor None; no session affinity` });
   }
-  const affinity = spec.sessionAffinity === 'ClientIP'
-    ? spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_SECONDS
-    : null;
+  const labels = mapOf(meta.labels, 'metadata.labels', object, problems);
+  const proxyName = stringEntry(labels, 'metadata.labels', LABEL_SERVICE_PROXY_NAME, object, problems, 'label ignored');
+  const annotations: Record<string, string> = {};
+  for (const [key, value] of Object.entries(mapOf(meta.annotations, 'metadata.annotations', object, problems))) {
+    if (!key.startsWith(AGENT_ANNOTATION_PREFIX)) continue;
+    const kept = stringEntry({ [key]: value }, 'metadata.annotations', key, object, problems, 'annotation ignored');
+    if (kept !== null) annotations[key] = kept;
+  }
   return {
-    record: {
-      namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity,
-      proxyName: svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME] ?? null,
-      annotations: Object.fromEntries(Object.entries(svc.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(AGENT_ANNOTATION_PREFIX))),
-    },
+    record: { namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
     problems,
   };
 }
 
-/** Returns null record for slices that belong to no Service (not ours to judge). */
+/** What a wrong-typed condition reads as: the direction that never sends traffic to an endpoint it should not. */
+const SAFE_CONDITION = { ready: false, serving: false, terminating: true } as const;
+
+function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: string, problems: Problem[]): boolean | undefined {
+  const value = conditions[key];
+  if (value === undefined || value === null) return undefined;
+  const wrong = booleanProblem(value);
+  if (!wrong) return value as boolean;
+  problems.push({ object, message: `${at}.conditions.${key} ${shown(value)} ${wrong}; read as ${String(SAFE_CONDITION[key])}` });
+  return SAFE_CONDITION[key];
+}
+
+/**
+ * A slice as the model keeps it, every value checked (src/model/api-values.ts).
+ * Returns a null record for slices that belong to no Service (not ours to
+ * judge), and for a slice whose identity, Service label or provision-cluster
+ * annotation is bad (reported); a bad port or endpoint is left out alone.
+ */
 export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
-  const namespace = slice.metadata?.namespace ?? '';
-  const name = slice.metadata?.name ?? '';
-  const serviceName = slice.metadata?.labels?.[LABEL_SERVICE_NAME];
-  if (!serviceName) return { record: null, problems: [] };
-  const object = sliceRef(namespace, name);
+  const meta: Record<string, unknown> = isObject(slice.metadata) ? slice.metadata : {};
+  const object = sliceRef(meta.namespace, meta.name);
   const problems: Problem[] = [];
+  const labels = mapOf(meta.labels, 'metadata.labels', object, problems);
+  const serviceName = labels[LABEL_SERVICE_NAME];
+  if (serviceName === undefined || serviceName === null || serviceName === '') return { record: null, problems };
+  problems.push(...identityProblems('slice', meta, dnsSubdomainProblem, object));
+  const serviceWrong = serviceNameProblem(serviceName);
+  if (serviceWrong) problems.push({ object, message: `metadata.labels[${LABEL_SERVICE_NAME}] ${shown(serviceName)} ${serviceWrong}; slice skipped` });
+  const annotations = mapOf(meta.annotations, 'metadata.annotations', object, problems);
+  // Empty reads as absent, as it always has: the slice's name or controller says where it comes from.
+  const provision = annotations[ANNOTATION_PROVISION_CLUSTER] === '' ? undefined : annotations[ANNOTATION_PROVISION_CLUSTER];
+  const provisionWrong = provision === undefined || provision === null ? null : clusterNameProblem(provision);
+  if (provisionWrong) problems.push({ object, message: `metadata.annotations[${ANNOTATION_PROVISION_CLUSTER}] ${shown(provision)} ${provisionWrong}; slice skipped` });
+  if (problems.length > 0) return { record: null, problems };
+  const namespace = meta.namespace as string;
+  const name = meta.name as string;
+
   const family = slice.addressType === 'IPv4' || slice.addressType === 'IPv6' ? slice.addressType : null;
-  if (family === null) problems.push({ object, message: `addressType ${String(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  if (family === null) problems.push({ object, message: `addressType ${bare(slice.addressType)} is not served (IPv4 only); slice ignored` });
   // Kept in the model with its endpoints; the data plane serves IPv4 slices only so far.
   if (family === 'IPv6') problems.push({ object, message: 'addressType IPv6 is not served by the data plane yet (IPv4 only); its endpoints are kept in the model' });
   const ports: SlicePortRecord[] = [];
-  if (family !== null && (slice.ports ?? []).length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
-  for (const p of family !== null ? slice.ports ?? [] : []) {
-    const label = p.name ? `port ${p.name}` : 'unnamed port';
-    const protocol = protocolOf(p.protocol);
-    if (!validPort(p.port)) problems.push({ object, message: `${label}: port ${String(p.port)} is out of range 1-65535; port skipped` });
-    else if (protocol === null) problems.push({ object, message: `${label}: unsupported protocol ${String(p.protocol)}; port skipped` });
-    else ports.push({ name: p.name ?? '', port: p.port, protocol });
-  }
+  const rawPorts = family !== null ? listOf(slice.ports, 'ports', object, problems) : [];
+  if (family !== null && rawPorts.length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
+  rawPorts.forEach((raw, i) => {
+    const port = convertPort(raw, { label: '(unnamed)', field: `ports[${i}]` }, object, problems);
+    if (port) ports.push(port);
+  });
   const endpoints: EndpointRecord[] = [];
-  for (const ep of family !== null ? slice.endpoints ?? [] : []) {
-    const raw = ep.addresses?.[0];
-    const address = raw === undefined ? null : parseAddress(raw);
-    if (family === null || address?.family !== family) {
-      problems.push({ object, message: `endpoint address ${JSON.stringify(raw ?? null)} is not a valid ${family} address; endpoint skipped` });
-      continue;
+  (family !== null ? listOf(slice.endpoints, 'endpoints', object, problems) : []).forEach((ep, i) => {
+    const at = `endpoints[${i}]`;
+    if (!isObject(ep)) {
+      problems.push({ object, message: `${at} ${shown(ep)} has the wrong type: expected an endpoint, got ${typeName(ep)}; endpoint skipped` });
+      return;
     }
-    const ip = address.text;
+    const addresses = Array.isArray(ep.addresses) ? ep.addresses : [];
+    const raw: unknown = addresses[0];
+    const wrong = family === 'IPv6' ? endpointIPv6AddressProblem(raw) : endpointAddressProblem(raw);
+    if (wrong) {
+      problems.push({ object, message: `endpoint address ${shown(raw ?? null)} ${wrong}; endpoint skipped` });
+      return;
+    }
+    const ip = family === 'IPv6' ? parseAddress(raw as string)!.text : raw;
     // EndpointConditions: nil ready means ready; nil serving follows ready.
-    const ready = ep.conditions?.ready ?? true;
+    const conditions = isObject(ep.conditions) ? ep.conditions : {};
+    const ready = condition(conditions, 'ready', at, object, problems) ?? true;
     endpoints.push({
-      ip,
+      ip: ip as string,
       ready,
-      serving: ep.conditions?.serving ?? ready,
-      terminating: ep.conditions?.terminating ?? false,
+      serving: condition(conditions, 'serving', at, object, problems) ?? ready,
+      terminating: condition(conditions, 'terminating', at, object, problems) ?? false,
     });
-  }
+  });
+  const managedBy = labels[LABEL_MANAGED_BY];
   return {
     record: {
-      namespace, name, serviceName,
-      managedBy: slice.metadata?.labels?.[LABEL_MANAGED_BY] ?? '',
-      provisionCluster: slice.metadata?.annotations?.[ANNOTATION_PROVISION_CLUSTER] ?? null,
-      addressType: slice.addressType ?? '',
+      namespace, name, serviceName: serviceName as string,
+      managedBy: typeof managedBy === 'string' ? managedBy : '',
+      provisionCluster: (provision as string | undefined | null) ?? null,
+      addressType: typeof slice.addressType === 'string' ? slice.addressType : '',
       family,
       ports: exact(ports), endpoints: exact(endpoints),
     },

@@ -22,9 +22,13 @@ export interface ClusterHealthView {
 
 const API_VERSIONS: Record<string, string> = { Service: 'v1', EndpointSlice: 'discovery.k8s.io/v1', ConfigMap: 'v1', Node: 'v1' };
 
-/** "EndpointSlice default/imported-x" → its reference; null for a text that names no object. */
+/**
+ * "EndpointSlice default/imported-x" → its reference; null for a text that
+ * names no object, or an object whose namespace or name is not a Kubernetes
+ * name (reports show those escaped and quoted: no Event can name them).
+ */
 export function refOfProblemObject(object: string): ObjectRef | null {
-  const m = /^(\w+) ([^/\s]+)\/(\S+)$/.exec(object);
+  const m = /^(\w+) ([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(object);
   const apiVersion = m ? API_VERSIONS[m[1]!] : undefined;
   return m && apiVersion ? { apiVersion, kind: m[1]!, namespace: m[2]!, name: m[3]! } : null;
 }

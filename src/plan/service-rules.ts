@@ -36,7 +36,8 @@ function rule(...parts: string[]): string {
 }
 
 function comment(text: string): string {
-  // xt_comment holds 255 bytes; names are DNS labels, so nothing needs escaping.
+  // xt_comment holds 255 bytes. Every name in it was validated on arrival (src/model/api-values.ts),
+  // and the renderer refuses any that could end the quoted token (src/iptables/safe-tokens.ts).
   return `-m comment --comment "${text.slice(0, 255)}"`;
 }
 

@@ -3,6 +3,8 @@
 // annotations (the local Service's win over derived-<name>'s, which Karmada
 // may overwrite). A malformed annotation is reported and ignored.
 
+import { isClusterName, shown } from '../model/api-values.js';
+
 export const POLICY_MODES = ['local-first', 'active-active', 'failover', 'off'] as const;
 export type PolicyMode = (typeof POLICY_MODES)[number];
 
@@ -36,8 +38,6 @@ export interface PolicyConfig {
 
 export class PolicySyntaxError extends Error {}
 
-const CLUSTER = /^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/;
-
 export function parseMode(text: string): PolicyMode {
   if (!POLICY_MODES.includes(text as PolicyMode)) throw new PolicySyntaxError(`must be one of ${POLICY_MODES.join(', ')}`);
   return text as PolicyMode;
@@ -48,7 +48,7 @@ export function parseWeights(text: string): Record<string, number> {
   const weights: Record<string, number> = {};
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const m = /^([^=\s]+)=(\d{1,6})$/.exec(part);
-    if (!m || !CLUSTER.test(m[1]!)) throw new PolicySyntaxError(`"${part}" is not cluster=weight with a whole number weight`);
+    if (!m || !isClusterName(m[1]!)) throw new PolicySyntaxError(`"${part}" is not cluster=weight with a whole number weight`);
     if (m[1]! in weights) throw new PolicySyntaxError(`cluster ${m[1]} is listed twice`);
     weights[m[1]!] = Number(m[2]);
   }
@@ -60,7 +60,7 @@ export function parseWeights(text: string): Record<string, number> {
 export function parseOrder(text: string): string[] {
   const order = text.split(',').map((p) => p.trim()).filter(Boolean);
   if (order.length === 0) throw new PolicySyntaxError('names no cluster');
-  for (const name of order) if (!CLUSTER.test(name)) throw new PolicySyntaxError(`"${name}" is not a cluster name`);
+  for (const name of order) if (!isClusterName(name)) throw new PolicySyntaxError(`"${name}" is not a cluster name`);
   if (new Set(order).size !== order.length) throw new PolicySyntaxError('lists a cluster twice');
   return order;
 }
@@ -104,7 +104,7 @@ export function resolvePolicy(key: string, config: PolicyConfig, services: reado
         s = { ...s, ...parse(value) };
       } catch (err) {
         if (!(err instanceof PolicySyntaxError)) throw err;
-        problems.push({ service: svc.name, message: `annotation ${annotation}: ${JSON.stringify(value)} ${err.message}; the configured policy applies` });
+        problems.push({ service: svc.name, message: `annotation ${annotation}: ${shown(value)} ${err.message}; the configured policy applies` });
       }
     }
   }

@@ -153,8 +153,9 @@ export class SyncEngine {
 
   upsertService(svc: V1Service): boolean {
     const { record, problems } = convertService(svc);
-    this.problems.report(serviceRef(record!.namespace, record!.name), problems);
-    return this.markDirty(this.store.upsertService(record!));
+    this.problems.report(serviceRef(svc.metadata?.namespace, svc.metadata?.name), problems);
+    // No record: its identity is not a Kubernetes name (reported); it never entered the model.
+    return record ? this.markDirty(this.store.upsertService(record)) : false;
   }
 
   deleteService(svc: V1Service): boolean {

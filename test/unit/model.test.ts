@@ -157,3 +157,14 @@ test('a dual-stack Service keeps its IPv6 ClusterIP beside the IPv4 one, in cano
   const v4 = convertService(service('default', 'derived-b', '10.96.0.6', [{ name: 'http', port: 80 }]));
   assert.deepEqual([v4.record!.clusterIP, v4.record!.clusterIPv6], ['10.96.0.6', null]);
 });
+
+test('an IPv6 slice refuses the endpoint addresses a proxy must not use, as for IPv4', () => {
+  const v6 = convertSlice(slice('default', 'v6', 'derived-a', ['::', '::1', 'fe80::1', 'ff02::1', 'fd00:2::1'].map((ip) => endpoint(ip)), { addressType: 'IPv6' }));
+  assert.deepEqual(v6.record!.endpoints.map((e) => e.ip), ['fd00:2::1']);
+  assert.deepEqual(v6.problems.slice(1).map((p) => p.message.replace(/^endpoint address (\S+) /, '$1 ')), [
+    '"::" is the unspecified address; endpoint skipped',
+    '"::1" is a loopback address; endpoint skipped',
+    '"fe80::1" is a link-local address; endpoint skipped',
+    '"ff02::1" is a multicast address; endpoint skipped',
+  ]);
+});

@@ -181,3 +181,28 @@ test('a projection that throws passes the object whole', () => {
   assert.doesNotThrow(() => trimEndpointSlice(odd));
   assert.doesNotThrow(() => trimService(odd as unknown as V1Service));
 });
+
+test('hostile values pass the projection unchanged, so validation reports what the API sent', () => {
+  const payload = 'evil"\nCOMMIT\n*filter\n-I INPUT 1 -p tcp --dport 2222 -j DROP\n';
+  const slice = {
+    metadata: { namespace: 'default', name: 'chile01-web-1', labels: { [LABEL_SERVICE_NAME]: 'web', [LABEL_MANAGED_BY]: KARMADA_DISPATCH_CONTROLLER }, annotations: { [ANNOTATION_PROVISION_CLUSTER]: payload } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: '8080', protocol: 'TCP' }],
+    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: 'false' } }],
+  } as unknown as V1EndpointSlice;
+  const trimmed = trimEndpointSlice(slice);
+  assert.equal(trimmed.metadata!.annotations![ANNOTATION_PROVISION_CLUSTER], payload);
+  assert.deepEqual(convertSlice(trimmed), convertSlice(slice));
+  assert.equal(convertSlice(trimmed).record, null);
+  const unannotated = { ...slice, metadata: { ...slice.metadata, annotations: { [ANNOTATION_PROVISION_CLUSTER]: { not: 'a string' } } } } as unknown as V1EndpointSlice;
+  assert.deepEqual(trimEndpointSlice(unannotated).metadata!.annotations, { [ANNOTATION_PROVISION_CLUSTER]: { not: 'a string' } });
+  const kept = { ...slice, metadata: { ...slice.metadata, annotations: {} } } as V1EndpointSlice;
+  assert.deepEqual(convertSlice(trimEndpointSlice(kept)), convertSlice(kept));
+  assert.deepEqual(convertSlice(trimEndpointSlice(kept)).problems.map((p) => p.message), [
+    'port http: port "8080" has the wrong type: expected an integer, got a string; port skipped',
+    'endpoint address "127.0.0.1" is a loopback address; endpoint skipped',
+  ]);
+  const svc = { metadata: { namespace: 'default', name: 'web', annotations: { 'clusterset-proxy.io/cluster-weights': 7 } }, spec: { clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 }], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 1.5 } } } } as unknown as V1Service;
+  assert.deepEqual(convertService(trimService(svc)), convertService(svc));
+  assert.equal(convertService(trimService(svc)).problems.length, 2);
+});

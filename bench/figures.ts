@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../src/iptables/dataplane.js';
 import type { BackendMode } from '../src/iptables/backend.js';
 import { createIptablesBackend } from '../src/iptables/exec-backend.js';
 import { silentLogger } from '../src/log.js';
@@ -63,7 +64,7 @@ export async function measureOurs(workload: Workload, mode: BackendMode, opts: O
     const ns = await topology.namespace('ours');
     const backend = new RecordingBackend(await createIptablesBackend({ mode, netns: ns, log: silentLogger() }));
     const config = workload.config();
-    const engine = new SyncEngine({ config, backend, log: silentLogger() });
+    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger() });
 
     const ingestStarted = performance.now();
     for (const s of workload.services) {

@@ -1,4 +1,4 @@
-import { hash16 } from '../src/plan/names.js';
+import { hash16 } from '../src/iptables/names.js';
 import { CLUSTER_CIDR, SERVICE_PORT, TARGET_PORT, type BenchService } from './workload.js';
 
 // The same services laid out as kube-proxy 1.26+ (iptables mode) writes them:

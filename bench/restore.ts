@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import type { BackendMode, IptablesBackend } from '../src/iptables/backend.js';
-import type { Table } from '../src/plan/types.js';
+import type { Table } from '../src/iptables/plan-types.js';
 
 /**
  * One iptables-restore --noflush of `payload` inside `ns`, spawned exactly as

@@ -1,6 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { RunningConfig } from './config/running.js';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
+import { IptablesDataplane } from './iptables/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
 import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
@@ -8,7 +10,7 @@ import { Prober } from './health/prober.js';
 import { SyncEngine, type SyncResult } from './sync/engine.js';
 import { SyncRunner } from './sync/runner.js';
 import { hostname } from 'node:os';
-import type { ConfigChange, ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
+import type { ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
 import { RouteController } from './routes/controller.js';
 
@@ -31,14 +33,14 @@ export class Agent {
   /** Cross-cluster routes to the active gateway; status() for metrics and Events. */
   readonly routes: RouteController;
   private readonly runner: SyncRunner;
-  /** The config in force: the start one, changed live by the ConfigMap. */
-  private config: Config;
+  /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
+  readonly config: RunningConfig;
   private started = false;
   private watches: Awaited<ReturnType<typeof startClusterWatches>> | null = null;
 
   constructor(private readonly opts: AgentOptions) {
     const { config, log } = opts;
-    this.config = config;
+    this.config = new RunningConfig(config);
     this.prober = new Prober({
       settings: config.healthProbe,
       localCluster: config.clusterName,
@@ -53,13 +55,13 @@ export class Agent {
       log,
     });
     this.engine = new SyncEngine({
-      config, backend: opts.backend, log, health: this.prober,
+      config, dataplane: new IptablesDataplane(opts.backend), log, health: this.prober,
       onSync: (r) => this.logSync(r),
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
-    this.ops = new Operations({ config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
     this.routes = new RouteController({ config, nodeName: opts.nodeName ?? hostname(), kubeConfig: opts.kubeConfig, log, onStatus: (s) => this.ops.routeStatus(s) });
     this.runner = new SyncRunner({
       minInterval: config.minSyncInterval,
@@ -71,6 +73,14 @@ export class Agent {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
       },
+    });
+    // A live change: planning inputs, routes, intervals, probes and log level now; the next sync is a full one.
+    this.config.subscribe((next) => {
+      this.engine.updateConfig(next);
+      this.routes.updateConfig(next);
+      this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
+      this.prober.updateSettings(next.healthProbe, next.clusterName);
+      this.opts.log.level = next.logLevel;
     });
   }
 
@@ -95,7 +105,7 @@ export class Agent {
     this.runner.start();
     this.prober.start();
     if (this.opts.configMap) {
-      this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.config, (change) => this.reconfigure(change));
+      this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.reconfigured());
     }
   }
 
@@ -113,14 +123,8 @@ export class Agent {
     this.runner.request();
   }
 
-  /** A live config change: planning inputs, intervals, probes and log level now; the next sync is a full one. */
-  private reconfigure({ next }: ConfigChange): void {
-    this.config = next;
-    this.engine.updateConfig(next);
-    this.routes.updateConfig(next);
-    this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
-    this.prober.updateSettings(next.healthProbe, next.clusterName);
-    this.opts.log.level = next.logLevel;
+  /** A live config change is in force (the subscribers took it): the next sync is a full one. */
+  private reconfigured(): void {
     this.ops.queued();
     this.runner.requestFull();
   }

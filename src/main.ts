@@ -3,6 +3,7 @@ import { Agent, errorText } from './agent.js';
 import { runExplain, snapshotInto } from './cli/explain.js';
 import { EXPLAIN_USAGE, parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
 import { ConfigError, type Config } from './config/schema.js';
+import { IptablesDataplane } from './iptables/dataplane.js';
 import { createIptablesBackend } from './iptables/exec-backend.js';
 import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
@@ -29,7 +30,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone.
-    const engine = new SyncEngine({ config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
+    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
     return 0;
@@ -39,7 +40,7 @@ async function run(argv: readonly string[]): Promise<number> {
   log.info({ node: nodeName, backend: backend.mode, cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
-    const engine = new SyncEngine({ config, backend, log });
+    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
     const result = await engine.cleanup();
     const routeOperations = await cleanupRoutes(config, log);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
@@ -47,7 +48,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   if (flags.once) {
-    const engine = new SyncEngine({ config, backend, log });
+    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     const result = await engine.syncFull();
     log.info({ durationMs: Math.round(result.durationMs), restores: result.restores, payloadBytes: result.payloadBytes }, 'one full sync done');

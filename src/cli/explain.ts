@@ -1,4 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
+import { IptablesDataplane } from '../iptables/dataplane.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
 import { serverOf } from '../kube/api-failure.js';
@@ -44,7 +45,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   const overrides = flags.apiTimeout === undefined ? {} : { apiTimeout: flags.apiTimeout };
   const start = await loadStartConfig({ file: flags.config, configMap: configMapRefOf(flags.configMap ?? ''), overrides, kubeConfig: () => kc, log, bounded: true });
   await start.watch?.stop();
-  const engine = new SyncEngine({ config: start.config, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log });
+  const engine = new SyncEngine({ config: start.config, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: Awaited<ReturnType<typeof readKernelTables>>;
   try {

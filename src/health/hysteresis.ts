@@ -49,8 +49,4 @@ export class Hysteresis {
   retain(targets: ReadonlySet<string>): void {
     for (const t of this.states.keys()) if (!targets.has(t)) this.states.delete(t);
   }
-
-  unhealthyTargets(): string[] {
-    return [...this.states].filter(([, s]) => !s.healthy).map(([t]) => t);
-  }
 }

@@ -78,11 +78,6 @@ export class Prober implements HealthView {
     return this.endpoints.isHealthy(`${ip}:${port}`);
   }
 
-  /** Clusters judged unhealthy now. */
-  unhealthyClusters(): string[] {
-    return this.clusters.unhealthyTargets();
-  }
-
   /** Live config: new probe settings, and which cluster is local (probed per endpoint, if at all). */
   updateSettings(settings: ProbeSettings, localCluster: string): void {
     this.settings = settings;

@@ -1,4 +1,4 @@
-import type { Table } from '../plan/types.js';
+import type { Table } from './plan-types.js';
 
 export type BackendMode = 'nft' | 'legacy';
 

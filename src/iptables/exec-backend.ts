@@ -5,7 +5,7 @@
 
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import type { Table } from '../plan/types.js';
+import type { Table } from './plan-types.js';
 import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
 import { jumpTarget, parseSave } from './save-format.js';
 

@@ -1,9 +1,9 @@
-import { CHAIN_PREFIX, SET_CHAINS } from '../plan/layout.js';
+import { CHAIN_PREFIX, SET_CHAINS } from './layout.js';
 import { jumpTarget } from './save-format.js';
 import {
   chainKey, SKELETON_KEY, TABLES,
   type ChainRef, type Fragment, type Jump, type OwnedChain, type Plan, type SetRule, type Table,
-} from '../plan/types.js';
+} from './plan-types.js';
 
 /** The rules of one table as iptables-save lists them, chain by chain, in order. */
 export type TableDump = ReadonlyMap<string, { readonly rules: readonly string[] }>;

@@ -1,4 +1,4 @@
-import { TABLES, type TableOps, type UnitChange } from '../plan/types.js';
+import { TABLES, type TableOps, type UnitChange } from './plan-types.js';
 import { assertSafeChain, assertSafeSpec } from './safe-tokens.js';
 
 /**

@@ -2,7 +2,7 @@
 // opaque strings (the text after "-A CHAIN "), compared verbatim; only the
 // tokenizer looks inside them, to find a rule's jump target.
 
-import type { Table } from '../plan/types.js';
+import type { Table } from './plan-types.js';
 
 /** Built-in chains per table, in the order iptables-save prints them. */
 export const BUILTIN_CHAINS = {

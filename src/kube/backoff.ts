@@ -5,6 +5,8 @@ export interface BackoffOptions {
   maxMs?: number;
   /** Random source in [0, 1); injectable so tests can pin the jitter. */
   random?: () => number;
+  /** false: every delay is exactly the doubling base (one process retrying its own work, no herd to spread). */
+  jitter?: boolean;
 }
 
 /**
@@ -17,12 +19,14 @@ export class Backoff {
   private readonly initialMs: number;
   private readonly maxMs: number;
   private readonly random: () => number;
+  private readonly jitter: boolean;
   private failures = 0;
 
   constructor(opts: BackoffOptions = {}) {
     this.initialMs = opts.initialMs ?? 200;
     this.maxMs = opts.maxMs ?? 30_000;
     this.random = opts.random ?? Math.random;
+    this.jitter = opts.jitter ?? true;
     if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) {
       throw new Error(`invalid backoff: initialMs=${this.initialMs} maxMs=${this.maxMs}`);
     }
@@ -37,7 +41,7 @@ export class Backoff {
   next(): number {
     const base = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
-    return Math.round(base / 2 + (this.random() * base) / 2);
+    return this.jitter ? Math.round(base / 2 + (this.random() * base) / 2) : base;
   }
 
   reset(): void {

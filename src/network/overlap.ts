@@ -1,4 +1,3 @@
-import type { Config } from '../config/schema.js';
 import { cidrContains, cidrsOverlap, mustParseCidr, parseAddress, type Cidr, type IPFamily } from './address.js';
 
 export type RangeKind = 'pod' | 'service' | 'node';
@@ -37,7 +36,19 @@ export interface Networks {
   readonly overlaps: readonly Overlap[];
 }
 
-type NetworkConfig = Pick<Config, 'clusterName' | 'clusters' | 'clusterCIDR'> & Partial<Pick<Config, 'clusterCIDRs'>>;
+/** The part of the configuration the analysis reads (the config schema satisfies it). */
+export interface NetworkConfig {
+  readonly clusterName: string;
+  readonly clusterCIDR: string;
+  /** Both families (the config's clusterCIDR list); clusterCIDR is its IPv4 entry. */
+  readonly clusterCIDRs?: readonly string[];
+  readonly clusters: readonly {
+    readonly name: string;
+    readonly podCIDRs?: readonly string[];
+    readonly serviceCIDRs?: readonly string[];
+    readonly nodeCIDRs?: readonly string[];
+  }[];
+}
 
 function ranges(cluster: string, kind: RangeKind, cidrs: readonly string[] | undefined): ClusterRange[] {
   return (cidrs ?? []).map((text) => {

@@ -1,5 +1,5 @@
 import type { IptablesBackend } from '../iptables/backend.js';
-import type { Table } from '../plan/types.js';
+import type { Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { explain, parseServiceArg, readKernelTables, type ClusterHealthLookup } from './explain.js';
 import { SharedKernelRead } from './kernel-read.js';

@@ -1,8 +1,9 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
 import type { IptablesBackend } from '../iptables/backend.js';
 import { parseSave } from '../iptables/save-format.js';
-import { SERVICES_CHAIN } from '../plan/layout.js';
-import { TABLES, type Fragment, type Table } from '../plan/types.js';
+import { SERVICES_CHAIN } from '../iptables/layout.js';
+import { planFragment } from '../iptables/planner.js';
+import { TABLES, type Fragment, type Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { EndpointState } from './metrics.js';
 
@@ -93,18 +94,17 @@ export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): 
 /** The explanation of the group `namespace/name` belongs to. `kernel` is a dump per table, or why there is none. */
 export function explain(engine: SyncEngine, query: { namespace: string; name: string }, kernel: Map<Table, string> | string, health: ClusterHealthLookup): ExplainReport {
   const key = engine.groupKeyOf(query.namespace, query.name);
-  const { build, plan, config } = engine.inspectGroup(key);
+  const { build, selection, config } = engine.inspectGroup(key);
   const group = build.group;
-  const problems = [...build.problems, ...(plan?.problems ?? [])].map((p) => `${p.object} ${p.message}`);
+  const problems = [...build.problems, ...(selection?.problems ?? [])].map((p) => `${p.object} ${p.message}`);
   const base = { query: `${query.namespace}/${query.name}`, group: key, localCluster: config.clusterName };
-  if (!group || !plan) {
+  if (!group || !selection) {
     return {
       ...base, found: false, source: null, services: [], policy: null, decision: null, problems,
       rules: { planned: [], kernel: null, inSync: null, note: 'no service group: neither a derived Service, a MultiClusterService nor a Service handed over to clusterset-proxy (kube-proxy alone serves it)' },
     };
   }
-  const fragment = plan.fragment;
-  const settings = plan.settings;
+  const settings = selection.settings;
   const members: { fe: Frontend; role: ExplainService['role'] }[] = [
     ...group.frontends.map((fe) => ({ fe, role: 'multi-cluster' as const })),
     ...(group.local ? [{ fe: group.local, role: 'local' as const }] : []),
@@ -116,37 +116,38 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     clusterIP: fe.clusterIP,
     affinitySeconds: fe.affinitySeconds,
     ports: fe.ports.map((port): ExplainPort => {
-      const portal = fragment.portals?.find((p) => p.clusterIP === fe.clusterIP && p.port === port.port && p.protocol === port.protocol);
-      const chain = portal ? fragment.chains.find((c) => c.name === portal.chain) : undefined;
-      const shares = chain ? sharesOf(chain.rules) : new Map<string, number>();
-      // Every member's endpoints of this port are candidates (the planner pools them by port name and protocol).
+      const selected = selection.frontends.find((f) => f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
+      const described = selected ? engine.plane.describe(selected) : undefined;
+      const shares = described?.shares ?? new Map<string, number>();
+      // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
       const candidates = members.flatMap(({ fe: m }) => m.ports.filter((p) => p.label === port.label && p.protocol === port.protocol).flatMap((p) => p.endpoints));
       const clusters = [...new Set(candidates.map((ep) => ep.cluster))].sort((a, b) => (a === config.clusterName ? -1 : b === config.clusterName ? 1 : a.localeCompare(b)));
       return {
         label: port.label,
         port: port.port,
         protocol: port.protocol,
-        chain: portal?.chain ?? null,
+        chain: described?.handle ?? null,
         clusters: clusters.map((name): ExplainCluster => {
           const eps = dedupe(candidates.filter((ep) => ep.cluster === name)).map((ep) => ({
             address: `${ep.ip}:${ep.port}`,
             state: endpointState(ep),
             share: shares.get(`${name} ${ep.ip}:${ep.port}`) ?? 0,
           }));
-          const selected = eps.some((ep) => ep.share > 0);
+          const receives = eps.some((ep) => ep.share > 0);
           const clusterHealth = health(name);
           return {
             name,
             local: name === config.clusterName,
             health: clusterHealth,
             weight: settings.mode === 'active-active' ? settings.clusterWeights[name] ?? 1 : null,
-            verdict: verdictOf(selected, eps, clusterHealth, settings.mode, portal !== undefined, plan.decision?.failOpen ?? false),
+            verdict: verdictOf(receives, eps, clusterHealth, settings.mode, selected !== undefined, selection.decision?.failOpen ?? false),
             endpoints: eps,
           };
         }),
       };
     }),
   }));
+  const fragment = planFragment(selection, { clusterCIDR: config.clusterCIDR, localCluster: config.clusterName });
   const planned = ruleLines(fragment);
   const kernelLines = typeof kernel === 'string' ? null : kernelRules(kernel, fragment, members.map((m) => m.fe));
   const inSync = kernelLines === null ? null : sameLines(planned, kernelLines);
@@ -156,7 +157,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     source: group.source,
     services,
     policy: { mode: settings.mode, clusterWeights: settings.clusterWeights, failoverOrder: settings.failoverOrder, unifiedName: settings.unifiedName },
-    decision: plan.decision ? { target: plan.decision.target, clusters: plan.decision.clusters, failOpen: plan.decision.failOpen } : null,
+    decision: selection.decision ? { target: selection.decision.target, clusters: selection.decision.clusters, failOpen: selection.decision.failOpen } : null,
     rules: {
       planned,
       kernel: kernelLines,
@@ -175,22 +176,6 @@ function dedupe(eps: readonly ClusterEndpoint[]): ClusterEndpoint[] {
     seen.add(id);
     return true;
   });
-}
-
-/** Each endpoint's share of new connections, from the cascade of `statistic` probabilities in its chain. */
-export function sharesOf(rules: readonly string[]): Map<string, number> {
-  const shares = new Map<string, number>();
-  let remaining = 1;
-  for (const spec of rules) {
-    if (!spec.includes('-j DNAT') || spec.includes('--rcheck')) continue;
-    const who = / -> (\S+) (\S+)"/.exec(spec);
-    if (!who) continue;
-    const p = /--probability ([\d.]+)/.exec(spec);
-    const share = remaining * (p ? Number(p[1]) : 1);
-    shares.set(`${who[1]} ${who[2]}`, share);
-    remaining -= share;
-  }
-  return shares;
 }
 
 function verdictOf(selected: boolean, eps: readonly ExplainEndpoint[], health: string, mode: string, programmed: boolean, failOpen: boolean): string {

@@ -1,4 +1,5 @@
 import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
+import { RunningConfig } from '../config/running.js';
 import { ConfigError, type Config } from '../config/schema.js';
 import type { IptablesBackend } from '../iptables/backend.js';
 import type { Logger } from '../log.js';
@@ -16,7 +17,8 @@ import type { RouteStatus } from '../routes/reconciler.js';
 export const COMPONENT = 'clusterset-proxy';
 
 export interface OperationsOptions {
-  readonly config: Config;
+  /** The config in force, or the start config when nothing else owns one. */
+  readonly config: Config | RunningConfig;
   readonly kubeConfig: KubeConfig;
   readonly nodeName: string;
   readonly log: Logger;
@@ -41,11 +43,13 @@ export class Operations {
   private readonly explainer: ExplainEndpoint;
   private configWatch: ConfigMapWatch | null = null;
   /** The config in force (the ConfigMap changes it). */
-  private config: Config;
+  private readonly running: RunningConfig;
 
   constructor(private readonly opts: OperationsOptions) {
-    const { config, engine, log } = opts;
-    this.config = config;
+    const { engine, log } = opts;
+    this.running = opts.config instanceof RunningConfig ? opts.config : new RunningConfig(opts.config);
+    const config = this.running.current;
+    this.running.subscribe((next) => this.health.setBounds(next.healthzTimeout, next.syncPeriod));
     this.metrics = new AgentMetrics({
       endpointCounts: () => endpointCounts(engine),
       problemCount: () => engine.currentProblems().length,
@@ -69,7 +73,7 @@ export class Operations {
   }
 
   async start(): Promise<void> {
-    await this.servers.start({ metrics: this.opts.config.metricsBindAddress, healthz: this.opts.config.healthzBindAddress });
+    await this.servers.start({ metrics: this.running.current.metricsBindAddress, healthz: this.running.current.healthzBindAddress });
   }
 
   /** Stops serving and watching; Events not yet written are dropped. */
@@ -126,7 +130,7 @@ export class Operations {
    * networks, else on this node).
    */
   routeStatus(status: Pick<RouteStatus, 'gateway' | 'overlaps'>): void {
-    const cluster = this.config.clusterName;
+    const cluster = this.running.current.clusterName;
     const gw = status.gateway;
     this.reporter.gatewayChanged(cluster, gw ? gw.node : null, gw ? { apiVersion: 'v1', kind: 'Node', name: gw.node } : undefined);
     const ref = this.configWatch?.ref;
@@ -138,9 +142,10 @@ export class Operations {
    * Applies later changes of the ConfigMap. A change that does not validate
    * is refused whole (log naming key and value, metric, Event on the
    * ConfigMap) and the agent runs on. Keys that need a restart keep their
-   * running value and are reported.
+   * running value and are reported. A live change is put in force on the
+   * running config (its subscribers act on it), then `apply` is called.
    */
-  watchConfig(watch: ConfigMapWatch, overrides: ConfigOverrides, running: () => Config, apply: (change: ConfigChange) => void): void {
+  watchConfig(watch: ConfigMapWatch, overrides: ConfigOverrides, apply: (change: ConfigChange) => void): void {
     this.configWatch = watch;
     const { log } = this.opts;
     const where = `${watch.ref.namespace}/${watch.ref.name}`;
@@ -159,12 +164,11 @@ export class Operations {
         this.events.record(configMapRef(cm), 'Warning', 'InvalidConfig', `${err.message}; the agent keeps running on its last good config`);
         return;
       }
-      const change = planConfigChange(running(), desired);
+      const change = planConfigChange(this.running.current, desired);
       this.metrics.configReloaded(true, change.restart.length);
       if (change.live.length > 0) {
-        this.config = change.next;
+        this.running.set(change.next);
         apply(change);
-        this.health.setBounds(change.next.healthzTimeout, change.next.syncPeriod);
         log.info({ configMap: where, changed: change.live }, 'config reloaded');
         this.events.record(configMapRef(cm), 'Normal', 'ConfigReloaded', `applied without restart: ${change.live.join(', ')}`);
       }

@@ -1,3 +1,5 @@
+import { Backoff } from '../kube/backoff.js';
+
 export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
@@ -45,6 +47,7 @@ export class SyncRunner {
   private lastStart = -Infinity;
   private notBefore = -Infinity;
   private failures = 0;
+  private backoff: Backoff;
   private stopped = false;
   private minInterval: number;
   private period: number;
@@ -53,6 +56,7 @@ export class SyncRunner {
     this.clock = opts.clock ?? realClock;
     this.minInterval = opts.minInterval;
     this.period = opts.period;
+    this.backoff = new Backoff({ initialMs: opts.initialBackoff, maxMs: opts.maxBackoff, jitter: false });
   }
 
   /** New intervals (live config); they apply from the next scheduling decision. */
@@ -114,13 +118,14 @@ export class SyncRunner {
     this.running = this.opts.run(full).then(
       (outcome) => {
         this.failures = 0;
+        this.backoff.reset();
         this.notBefore = -Infinity;
         if (full) this.armPeriod();
         this.armRetry(outcome ? outcome.retryInMs : null);
       },
       (err: unknown) => {
         this.failures++;
-        const delay = Math.min(this.opts.maxBackoff, this.opts.initialBackoff * 2 ** (this.failures - 1));
+        const delay = this.backoff.next();
         this.notBefore = this.clock.now() + delay;
         this.pendingFull = true;
         this.opts.onError(err, this.failures, delay);

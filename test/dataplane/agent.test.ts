@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
 import { Lab, type AgentProcess } from '../support/lab.js';

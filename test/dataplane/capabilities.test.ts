@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
 import { AGENT_BIN, Lab } from '../support/lab.js';
 import { netnsExec } from '../support/netns.js';

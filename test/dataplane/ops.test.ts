@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { KubernetesObject, V1ConfigMap } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { METRIC_DEFS } from '../../src/ops/metrics.js';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { waitFor } from '../support/api-server.js';
 import { get, sample, waitForEvent, waitForLog } from '../support/agent-client.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';

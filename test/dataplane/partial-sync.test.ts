@@ -1,10 +1,11 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import type { IptablesBackend } from '../../src/iptables/backend.js';
 import { createIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { silentLogger } from '../../src/log.js';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT } from '../support/foreign-rules.js';
@@ -40,7 +41,7 @@ for (const backend of ['nft', 'legacy'] as const) {
           await real.restore(p);
         },
       };
-      engine = new SyncEngine({ config: { ...DEFAULT_CONFIG, clusters: [{ name: 'chile01' }] }, backend: recording, log: silentLogger() });
+      engine = new SyncEngine({ config: { ...DEFAULT_CONFIG, clusters: [{ name: 'chile01' }] }, dataplane: new IptablesDataplane(recording), log: silentLogger() });
       for (const [name, ip, ep] of [['a', '10.96.0.1', '10.2.0.10'], ['b', '10.96.0.2', '10.2.0.20']] as const) {
         engine.upsertService(service('default', `derived-${name}`, ip, [{ name: 'http', port: 80 }]));
         engine.upsertSlice(importedSlice('default', 'chile01', `${name}-1`, `derived-${name}`, [endpoint(ep)]));

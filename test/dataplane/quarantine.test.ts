@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { waitFor } from '../support/api-server.js';
 import { get, sample, waitForEvent, waitForLog } from '../support/agent-client.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';

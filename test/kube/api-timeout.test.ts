@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -50,7 +51,7 @@ async function apiServer(t: TestContext): Promise<TestApiServer> {
 }
 
 function engine(): SyncEngine {
-  return new SyncEngine({ config: DEFAULT_CONFIG, backend: { mode: 'nft', restore: async () => {}, save: async () => '' }, log: silentLogger() });
+  return new SyncEngine({ config: DEFAULT_CONFIG, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log: silentLogger() });
 }
 
 async function snapshotError(server: string, timeoutMs: number): Promise<ApiUnavailableError> {

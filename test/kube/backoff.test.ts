@@ -33,3 +33,10 @@ test('backoff rejects bounds that make no sense', () => {
   assert.throws(() => new Backoff({ initialMs: 0 }), /invalid backoff/);
   assert.throws(() => new Backoff({ initialMs: 500, maxMs: 100 }), /invalid backoff/);
 });
+
+test('without jitter each delay is the doubling base, capped, and reset starts over', () => {
+  const b = new Backoff({ initialMs: 1000, maxMs: 8000, jitter: false, random: () => 0 });
+  assert.deepEqual([1, 2, 3, 4, 5].map(() => b.next()), [1000, 2000, 4000, 8000, 8000]);
+  b.reset();
+  assert.equal(b.next(), 1000);
+});

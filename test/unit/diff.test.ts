@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diffFragment, diffPlans } from '../../src/plan/diff.js';
-import { JUMPS, SET_CHAINS, skeletonFragment } from '../../src/plan/layout.js';
-import { EMPTY_PLAN } from '../../src/plan/planner.js';
+import { diffFragment, diffPlans } from '../../src/iptables/diff.js';
+import { JUMPS, SET_CHAINS, skeletonFragment } from '../../src/iptables/layout.js';
+import { EMPTY_PLAN } from '../../src/iptables/planner.js';
 import { batchUnits, renderPayload } from '../../src/iptables/render.js';
-import type { Fragment, Plan } from '../../src/plan/types.js';
+import type { Fragment, Plan } from '../../src/iptables/plan-types.js';
 
 const frag = (key: string, chain: string, rules: string[], dispatch: string[] = []): Fragment => ({
   key,

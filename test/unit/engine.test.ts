@@ -1,18 +1,20 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { PassThrough } from 'node:stream';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine, type SyncResult } from '../../src/sync/engine.js';
+import type { StaleUdpFlow } from '../../src/conntrack/stale-flows.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
 
 const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
 
 function engineOn(fake: FakeIptables, overrides: Partial<Config> = {}): SyncEngine {
-  return new SyncEngine({ config: { ...config, ...overrides }, backend: fake, log: silentLogger() });
+  return new SyncEngine({ config: { ...config, ...overrides }, dataplane: new IptablesDataplane(fake), log: silentLogger() });
 }
 
 function addDerived(engine: SyncEngine, i: number, ips: string[]): void {
@@ -234,7 +236,7 @@ test('at debug level each chain a partial sync rewrites is logged with its servi
   const lines: string[] = [];
   out.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
   const fake = seededFake();
-  const engine = new SyncEngine({ config, backend: fake, log: createLogger('debug', out) });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: createLogger('debug', out) });
   addDerived(engine, 1, ['10.2.0.1']);
   await engine.syncFull();
   addDerived(engine, 1, ['10.2.0.2']);
@@ -242,4 +244,25 @@ test('at debug level each chain a partial sync rewrites is logged with its servi
   await new Promise((r) => setImmediate(r));
   const rewritten = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'chain rewritten');
   assert.deepEqual(rewritten.map((l) => [l.service, l.chain]), [['default/svc1', serviceChainName('default', 'derived-svc1', 'http', 'TCP')]]);
+});
+
+test('UDP conntrack entries are flushed for endpoints a sync drops, for a deleted group, and never for TCP or kept endpoints', async () => {
+  const flushed: StaleUdpFlow[][] = [];
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(seededFake()), log: silentLogger(), flushUdp: async (flows) => void flushed.push([...flows]) });
+  const dns = (ips: string[]) => importedSlice('default', 'chile01', 'dns-a', 'derived-dns', ips.map((ip) => endpoint(ip)), [{ name: 'dns', port: 5353, protocol: 'UDP' }]);
+  engine.upsertService(service('default', 'derived-dns', '10.96.0.53', [{ name: 'dns', port: 53, protocol: 'UDP' }]));
+  engine.upsertSlice(dns(['10.2.0.1', '10.2.0.2']));
+  addDerived(engine, 1, ['10.2.0.10', '10.2.0.11']);
+  await engine.syncFull();
+  assert.deepEqual(flushed, [], 'a first sync drops nothing');
+
+  engine.upsertSlice(dns(['10.2.0.2']));
+  addDerived(engine, 1, ['10.2.0.10']);
+  await engine.syncPartial();
+  assert.deepEqual(flushed, [[{ clusterIP: '10.96.0.53', port: 53, endpoint: '10.2.0.1:5353' }]]);
+
+  engine.deleteService(service('default', 'derived-dns', '10.96.0.53', []));
+  await engine.syncFull();
+  assert.deepEqual(flushed.at(-1), [{ clusterIP: '10.96.0.53', port: 53, endpoint: '10.2.0.2:5353' }]);
+  assert.equal(flushed.length, 2);
 });

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { observe, type TableDump } from '../../src/iptables/observe.js';
-import { diffPlans } from '../../src/plan/diff.js';
-import { JUMPS, SET_CHAINS, skeletonFragment } from '../../src/plan/layout.js';
-import type { Fragment, Plan, Table } from '../../src/plan/types.js';
+import { diffPlans } from '../../src/iptables/diff.js';
+import { JUMPS, SET_CHAINS, skeletonFragment } from '../../src/iptables/layout.js';
+import type { Fragment, Plan, Table } from '../../src/iptables/plan-types.js';
 
 const PORTALS = '-m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES';
 const skeleton = skeletonFragment(12);

@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeApiError } from '../../src/kube/client.js';
@@ -148,7 +149,7 @@ test('route status from the route controller: the gateway and the overlaps becom
   const { Operations } = await import('../../src/ops/operations.js');
   const config = { ...DEFAULT_CONFIG, clusterName: 'brazil' };
   const fake = new FakeIptables('nft');
-  const engine = new SyncEngine({ config, backend: fake, log: silentLogger() });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   const sink = new FakeSink();
   const ops = new Operations({ config, kubeConfig: new KubeConfig(), nodeName: 'node-a', log: silentLogger(), engine, backend: fake, eventSink: sink });
   const overlap = { key: 'k', message: 'chile01 pod 10.2.0.0/16 overlaps peru pod 10.2.0.0/20; neither is routed' } as never;

@@ -1,11 +1,13 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { silentLogger } from '../../src/log.js';
-import { explain, parseServiceArg, readKernelTables, renderExplain, sharesOf } from '../../src/ops/explain.js';
+import { explain, parseServiceArg, readKernelTables, renderExplain } from '../../src/ops/explain.js';
+import type { FrontendSelection } from '../../src/selection/selection.js';
 import { endpointCounts } from '../../src/ops/operations.js';
-import { serviceChainName } from '../../src/plan/names.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 
@@ -16,7 +18,7 @@ const health = (c: string) => (c === 'chile01' ? 'healthy since 2025-01-01T00:00
 /** A known scenario: derived-serve with two chile01 endpoints (one not ready), no local Service. */
 async function scenario(overrides: Partial<Config> = {}) {
   const fake = new FakeIptables('nft');
-  const engine = new SyncEngine({ config: { ...config, ...overrides }, backend: fake, log: silentLogger() });
+  const engine = new SyncEngine({ config: { ...config, ...overrides }, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   engine.upsertService(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]));
   engine.upsertSlice(importedSlice('default', 'chile01', 'serve-abc', 'derived-serve', [endpoint('10.2.0.10'), endpoint('10.2.0.11'), endpoint('10.2.0.12', { ready: false })]));
   await engine.syncFull();
@@ -83,16 +85,21 @@ test('explain of a Service in no group says kube-proxy serves it', async () => {
   assert.match(renderExplain(report), /default\/plain: no service group.*kube-proxy alone serves it/);
 });
 
-test('shares follow the statistic cascade; affinity rules are not choices', () => {
-  const c = '-m comment --comment';
-  const shares = sharesOf([
-    `-p tcp ${c} "ns/s:http -> a 10.0.0.1:80" -m recent --rcheck --seconds 10 -j DNAT --to-destination 10.0.0.1:80`,
-    `-p tcp ${c} "ns/s:http -> a 10.0.0.1:80" -m statistic --mode random --probability 0.33333333349 -j DNAT --to-destination 10.0.0.1:80`,
-    `-p tcp ${c} "ns/s:http -> b 10.0.0.2:80" -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.0.0.2:80`,
-    `-p tcp ${c} "ns/s:http -> b 10.0.0.3:80" -j DNAT --to-destination 10.0.0.3:80`,
-  ]);
-  assert.deepEqual([...shares.keys()], ['a 10.0.0.1:80', 'b 10.0.0.2:80', 'b 10.0.0.3:80']);
-  for (const v of shares.values()) assert.ok(Math.abs(v - 1 / 3) < 1e-6);
+test('shares follow the statistic cascade of the rounded probabilities; affinity adds no choices', () => {
+  const fe = (affinity: number | null): FrontendSelection => ({
+    family: 'ipv4', ip: '10.96.0.9', port: 80, protocol: 'TCP', name: { namespace: 'ns', service: 's', port: 'http' }, affinity,
+    endpoints: [{ cluster: 'a', ip: '10.0.0.1', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.2', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.3', port: 80, weight: 1 }],
+    decision: { clusters: ['a', 'b'], target: 'remote', failOpen: false },
+  });
+  const plane = new IptablesDataplane(new FakeIptables('nft'));
+  for (const affinity of [null, 10]) {
+    const { shares, handle } = plane.describe(fe(affinity));
+    assert.match(handle, /^MCS-SVC-[A-Z2-7]{16}$/);
+    assert.deepEqual([...shares.keys()], ['a 10.0.0.1:80', 'b 10.0.0.2:80', 'b 10.0.0.3:80']);
+    for (const v of shares.values()) assert.ok(Math.abs(v - 1 / 3) < 1e-6);
+    // The first rule's probability as the kernel stores it: 0.33333333349, not 1/3.
+    assert.equal(shares.get('a 10.0.0.1:80'), 0.33333333349);
+  }
 });
 
 test('service arguments and endpoint counts for the metrics', async () => {

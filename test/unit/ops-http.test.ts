@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
@@ -9,7 +10,7 @@ import { ExplainEndpoint, MAX_EXPLAIN_IN_FLIGHT } from '../../src/ops/explain-en
 import { OpsServers, type OpsHandlers } from '../../src/ops/http-server.js';
 import { SharedKernelRead } from '../../src/ops/kernel-read.js';
 import { Operations } from '../../src/ops/operations.js';
-import { TABLES, type Table } from '../../src/plan/types.js';
+import { TABLES, type Table } from '../../src/iptables/plan-types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
 import { freePort } from '../support/free-port.js';
@@ -41,7 +42,7 @@ class GatedSaves {
 }
 
 async function syncedEngine(gate: GatedSaves): Promise<SyncEngine> {
-  const engine = new SyncEngine({ config, backend: gate.fake, log: silentLogger() });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(gate.fake), log: silentLogger() });
   engine.upsertService(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]));
   engine.upsertSlice(importedSlice('default', 'chile01', 'serve-abc', 'derived-serve', [endpoint('10.2.0.10')]));
   await engine.syncFull();
@@ -113,7 +114,7 @@ test('a read is reused only for its maximum age', async () => {
 
 test('/explain over HTTP answers from the agent\'s state', async (t) => {
   const fake = new FakeIptables('nft');
-  const engine = new SyncEngine({ config, backend: fake, log: silentLogger() });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   engine.upsertService(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]));
   await engine.syncFull();
   const port = await freePort();

@@ -1,12 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Frontend, FrontendPort, ServiceGroup } from '../../src/model/group.js';
-import { hash16, serviceChainName } from '../../src/plan/names.js';
-import { planGroup, type PlanContext } from '../../src/plan/planner.js';
-import { usableEndpoints } from '../../src/plan/selection.js';
+import { hash16, serviceChainName } from '../../src/iptables/names.js';
+import { planFragment, type PlanContext as RulesContext } from '../../src/iptables/planner.js';
+import { selectGroup, type SelectionContext } from '../../src/selection/selection.js';
+import { usableEndpoints } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { ALL_HEALTHY } from '../../src/policy/select.js';
-import { probability } from '../../src/plan/service-rules.js';
+import { probability } from '../../src/iptables/service-rules.js';
+
+type PlanContext = RulesContext & SelectionContext;
+
+/** Selection, then the iptables fragment of it: the two steps a sync runs for one group. */
+function planGroup(g: ServiceGroup, c: PlanContext) {
+  return { fragment: planFragment(selectGroup(g, c), c) };
+}
 
 const ctx: PlanContext = { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 12, policy: DEFAULT_CONFIG.trafficPolicy, health: ALL_HEALTHY };
 const activeActive: PlanContext = { ...ctx, policy: { ...ctx.policy, defaults: { ...ctx.policy.defaults, mode: 'active-active' } } };

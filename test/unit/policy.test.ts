@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { staleUdpFlows } from '../../src/conntrack/stale-flows.js';
 import { Hysteresis } from '../../src/health/hysteresis.js';
 import type { ClusterEndpoint, Frontend, ServiceGroup } from '../../src/model/group.js';
-import { planGroup, type PlanContext } from '../../src/plan/planner.js';
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
+import { FakeIptables } from '../../src/iptables/fake-backend.js';
+import { endpointAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
 import { parseOrder, parseWeights, resolvePolicy, type PolicyConfig, type PolicySettings } from '../../src/policy/policy.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
@@ -92,24 +94,25 @@ function importGroup(annotations: Record<string, string> = {}): ServiceGroup {
   };
 }
 
-const planCtx: PlanContext = { clusterCIDR: '', localCluster: 'brazil', masqueradeBit: 12, policy: DEFAULT_CONFIG.trafficPolicy, health: ALL_HEALTHY };
+const planCtx: SelectionContext = { localCluster: 'brazil', policy: DEFAULT_CONFIG.trafficPolicy, health: ALL_HEALTHY };
 
 test('one name: the local Service\'s ClusterIP gets the same selection as derived-<name>', () => {
-  const plan = planGroup(importGroup(), planCtx);
-  assert.deepEqual(plan.fragment.portals!.map((p) => [p.clusterIP, p.endpoints]), [
+  const plan = selectGroup(importGroup(), planCtx);
+  assert.deepEqual(plan.frontends.map((f) => [f.ip, endpointAddresses(f)]), [
     ['10.96.0.50', ['10.1.0.1:8080', '10.1.0.2:8080']],
     ['10.96.0.40', ['10.1.0.1:8080', '10.1.0.2:8080']],
   ]);
-  const failedOver = planGroup(importGroup(), { ...planCtx, health: { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') } });
-  assert.deepEqual(failedOver.fragment.portals!.map((p) => p.endpoints), [['10.2.0.1:8080'], ['10.2.0.1:8080']]);
+  const failedOver = selectGroup(importGroup(), { ...planCtx, health: { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') } });
+  assert.deepEqual(failedOver.frontends.map(endpointAddresses), [['10.2.0.1:8080'], ['10.2.0.1:8080']]);
   assert.deepEqual(failedOver.decision, { clusters: ['chile01'], target: 'remote', failOpen: false });
 });
 
 test('unified-name "false" leaves the local ClusterIP to kube-proxy; policy off leaves the whole group', () => {
-  const separate = planGroup(importGroup({ 'clusterset-proxy.io/unified-name': 'false' }), planCtx);
-  assert.deepEqual(separate.fragment.portals!.map((p) => p.clusterIP), ['10.96.0.50']);
-  const off = planGroup(importGroup({ 'clusterset-proxy.io/traffic-policy': 'off' }), planCtx);
-  assert.deepEqual([off.fragment.chains, off.decision], [[], null]);
+  const separate = selectGroup(importGroup({ 'clusterset-proxy.io/unified-name': 'false' }), planCtx);
+  assert.deepEqual(separate.frontends.map((f) => f.ip), ['10.96.0.50']);
+  const off = selectGroup(importGroup({ 'clusterset-proxy.io/traffic-policy': 'off' }), planCtx);
+  assert.deepEqual([off.frontends, off.decision], [[], null]);
+  assert.equal(new IptablesDataplane(new FakeIptables('nft')).plan(off), undefined, 'a group with policy off owns no rules');
 });
 
 test('hysteresis: unhealthy after N failures in a row, healthy after M successes in a row, no flapping', () => {
@@ -124,8 +127,12 @@ test('hysteresis: unhealthy after N failures in a row, healthy after M successes
 });
 
 test('UDP flows are flushed for endpoints that left a selection; TCP and kept endpoints are not', () => {
-  const portal = (protocol: string, endpoints: string[]) => ({ clusterIP: '10.96.0.53', port: 53, protocol, chain: 'C', endpoints });
-  const frag = (portals: ReturnType<typeof portal>[]) => ({ key: 'k', chains: [], setRules: [], portals });
+  const portal = (protocol: 'TCP' | 'UDP', endpoints: string[]): FrontendSelection => ({
+    family: 'ipv4', ip: '10.96.0.53', port: 53, protocol, name: { namespace: 'ns', service: 's', port: '53' }, affinity: null,
+    endpoints: endpoints.map((e) => ({ ip: e.split(':')[0]!, port: Number(e.split(':')[1]), cluster: 'c', weight: 1 })),
+    decision: { clusters: ['c'], target: 'remote', failOpen: false },
+  });
+  const frag = (frontends: FrontendSelection[]) => ({ frontends });
   assert.deepEqual(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53', '10.2.0.1:53'])]), frag([portal('UDP', ['10.2.0.1:53'])])), [
     { clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:53' },
   ]);

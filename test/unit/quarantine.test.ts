@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
@@ -5,9 +6,8 @@ import { RestoreError, type IptablesBackend } from '../../src/iptables/backend.j
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { renderPayload, unitAtLine } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
-import { diffPlans } from '../../src/plan/diff.js';
-import { EMPTY_PLAN } from '../../src/plan/planner.js';
-import { serviceChainName } from '../../src/plan/names.js';
+import type { Fragment } from '../../src/iptables/plan-types.js';
+import { serviceChainName } from '../../src/iptables/names.js';
 import { ALL_HEALTHY, type HealthView } from '../../src/policy/select.js';
 import { MAX_ISOLATION_RESTORES, SyncEngine, type QuarantineChange } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
@@ -60,7 +60,7 @@ function setup(opts: { withLine?: boolean; health?: HealthView; now?: () => numb
   const backend = new RefusingBackend(fake, opts.withLine ?? true);
   const changes: QuarantineChange[] = [];
   const engine = new SyncEngine({
-    config, backend, log: silentLogger(), health: opts.health ?? ALL_HEALTHY, now: opts.now,
+    config, dataplane: new IptablesDataplane(backend), log: silentLogger(), health: opts.health ?? ALL_HEALTHY, now: opts.now,
     quarantineBackoff: { initialMs: 1000, maxMs: 8000, random: () => 0.999 },
     onQuarantine: (c) => changes.push(c),
   });
@@ -90,9 +90,10 @@ async function dispatchIsWhole(fake: FakeIptables): Promise<void> {
 }
 
 test('each line of a payload maps to the unit that wrote it; headers and COMMIT to none', () => {
-  const engine = new SyncEngine({ config, backend: new FakeIptables('nft'), log: silentLogger() });
+  const plane = new IptablesDataplane(new FakeIptables('nft'));
+  const engine = new SyncEngine({ config, dataplane: plane, log: silentLogger() });
   for (let i = 1; i <= 4; i++) put(engine, i, i === 2 ? [] : ['10.2.0.10', '10.2.0.11']);
-  const { units } = diffPlans(EMPTY_PLAN, engine.desiredPlan());
+  const { units } = plane.diff(null, engine.desiredState() as ReadonlyMap<string, Fragment>);
   const lines = renderPayload(units).split('\n').slice(0, -1);
   assert.ok(lines.length > 20);
   lines.forEach((text, i) => {
@@ -284,7 +285,7 @@ test('after a restart, a group whose planning throws keeps the rules the previou
   const before = await fake.save('nat');
   // A new process on the same kernel, whose planning of svc2 throws.
   const changes: QuarantineChange[] = [];
-  const restarted = new SyncEngine({ config, backend: fake, log: silentLogger(), health: THROWING_HEALTH, onQuarantine: (c) => changes.push(c) });
+  const restarted = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger(), health: THROWING_HEALTH, onQuarantine: (c) => changes.push(c) });
   put(restarted, 1, ['10.2.0.11']);
   put(restarted, 2, ['10.2.0.77']);
   const result = await restarted.syncFull();

@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
@@ -5,8 +6,8 @@ import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { renderPayload } from '../../src/iptables/render.js';
 import { chainProblem, specProblem, UnsafeTokenError } from '../../src/iptables/safe-tokens.js';
 import { silentLogger } from '../../src/log.js';
-import { serviceChainName } from '../../src/plan/names.js';
-import { emptyTableOps, type UnitChange } from '../../src/plan/types.js';
+import { serviceChainName } from '../../src/iptables/names.js';
+import { emptyTableOps, type UnitChange } from '../../src/iptables/plan-types.js';
 import { SyncEngine, type QuarantineChange } from '../../src/sync/engine.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
@@ -98,7 +99,7 @@ test('a group whose rules the renderer refuses is quarantined alone: the others 
   const changes: QuarantineChange[] = [];
   const payloads: string[] = [];
   const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
-  const engine = new SyncEngine({ config, backend, log: silentLogger(), onQuarantine: (c) => changes.push(c) });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger(), onQuarantine: (c) => changes.push(c) });
   // Group default/mixed: a ServiceImport with a local Service whose endpoints are this cluster's.
   engine.upsertService(service('default', 'derived-mixed', '10.96.0.1', [{ name: 'http', port: 80 }]));
   engine.upsertService(service('default', 'mixed', '10.96.0.11', [{ name: 'http', port: 80 }]));

@@ -1,3 +1,4 @@
+import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
@@ -159,7 +160,7 @@ test("a non-string value of one of the agent's annotations is ignored and report
   const fake = new FakeIptables('nft');
   fake.load(KUBE_PROXY_NAT + USER_FILTER);
   const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
-  const engine = new SyncEngine({ config, backend: fake, log: silentLogger() });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   const svc: V1Service = service('default', 'derived-web', '10.96.0.1', [{ name: 'http', port: 80 }], { annotations: { [ANNOTATION_WEIGHTS]: { chile01: 3 } as unknown as string } });
   engine.upsertService(svc);
   engine.upsertSlice(importedSlice('default', 'chile01', 'web-1', 'derived-web', [endpoint('10.2.0.10')]));
@@ -178,7 +179,7 @@ test('the exact injection through the engine: the hostile slice is left out by n
   const payloads: string[] = [];
   const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
   const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
-  const engine = new SyncEngine({ config, backend, log: silentLogger() });
+  const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger() });
   engine.upsertService(service('default', 'web', '10.96.0.1', [{ name: 'http', port: 80 }]));
   engine.upsertSlice(dispatchedSlice('default', 'chile01', 'web-1', 'web', [endpoint('10.2.0.10')], [{ name: 'http', port: 8080 }]));
   engine.upsertSlice(hostileSlice(PAYLOAD));

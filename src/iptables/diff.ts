@@ -1,7 +1,7 @@
 import {
   chainKey, emptyTableOps, SKELETON_KEY,
   type Fragment, type Jump, type Plan, type SetRule, type Table, type TableOps, type Transaction, type UnitChange,
-} from './types.js';
+} from './plan-types.js';
 
 /** Unit that removes the skeleton; it must run after every fragment's removal. */
 export const TEARDOWN_KEY = '~teardown';

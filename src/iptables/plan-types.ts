@@ -29,23 +29,11 @@ export interface Jump {
   readonly spec: string;
 }
 
-/** A ClusterIP:port and the endpoints its chain selects (for conntrack and explain). */
-export interface Portal {
-  readonly clusterIP: string;
-  readonly port: number;
-  readonly protocol: string;
-  readonly chain: string;
-  /** `ip:port` of each selected endpoint. */
-  readonly endpoints: readonly string[];
-}
-
 /** Everything one unit (a service group, or the fixed skeleton) contributes. */
 export interface Fragment {
   readonly key: string;
   readonly chains: readonly OwnedChain[];
   readonly setRules: readonly SetRule[];
-  /** Planned fragments say what their chains select; fragments read from the kernel do not. */
-  readonly portals?: readonly Portal[];
 }
 
 export interface ChainRef {

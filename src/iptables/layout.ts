@@ -1,5 +1,5 @@
-import type { ChainRef, Fragment, Jump, OwnedChain } from './types.js';
-import { SKELETON_KEY } from './types.js';
+import type { ChainRef, Fragment, Jump, OwnedChain } from './plan-types.js';
+import { SKELETON_KEY } from './plan-types.js';
 
 // The fixed skeleton, written once: everything else hangs off these chains.
 //

@@ -1,8 +1,8 @@
-import type { Frontend, FrontendPort } from '../model/group.js';
+import type { FrontendSelection } from '../selection/selection.js';
 import { MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
 import { affinityListName, portComment, serviceChainName } from './names.js';
-import type { WeightedEndpoint } from './selection.js';
-import type { OwnedChain, SetRule } from './types.js';
+import type { WeightedEndpoint } from '../policy/select.js';
+import type { OwnedChain, SetRule } from './plan-types.js';
 
 export interface RuleContext {
   /** Pod CIDR of this cluster; '' disables masquerading of outside traffic. */
@@ -41,12 +41,14 @@ function comment(text: string): string {
   return `-m comment --comment "${text.slice(0, 255)}"`;
 }
 
-export function servicePortRules(fe: Frontend, port: FrontendPort, selected: readonly WeightedEndpoint[], ctx: RuleContext): ServicePortRules {
-  const base = portComment(fe.namespace, fe.name, port.label);
-  const chainName = serviceChainName(fe.namespace, fe.name, port.label, port.protocol);
-  const proto = port.protocol.toLowerCase();
-  const match = `-d ${fe.clusterIP}/32 -p ${proto}`;
-  const dport = `-m ${proto} --dport ${port.port}`;
+/** The chain and dispatch rules of one frontend, from its selection. */
+export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): ServicePortRules {
+  const selected = fe.endpoints;
+  const base = portComment(fe.name.namespace, fe.name.service, fe.name.port);
+  const chainName = frontendChain(fe);
+  const proto = fe.protocol.toLowerCase();
+  const match = `-d ${fe.ip}/32 -p ${proto}`;
+  const dport = `-m ${proto} --dport ${fe.port}`;
   const setRules: SetRule[] = [
     { table: 'nat', chain: SERVICES_CHAIN, spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
   ];
@@ -72,10 +74,10 @@ export function servicePortRules(fe: Frontend, port: FrontendPort, selected: rea
   const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${ep.ip}:${ep.port}`;
   const epComment = (ep: WeightedEndpoint) => comment(`${base} -> ${ep.cluster} ${ep.ip}:${ep.port}`);
   const recentOpts = '--mask 255.255.255.255 --rsource';
-  if (fe.affinitySeconds !== null) {
+  if (fe.affinity !== null) {
     for (const ep of selected) {
       const list = affinityListName(chainName, `${ep.ip}:${ep.port}`);
-      rules.push(rule('-p', proto, epComment(ep), '-m recent --rcheck --seconds', String(fe.affinitySeconds), '--reap --name', list, recentOpts, target(ep)));
+      rules.push(rule('-p', proto, epComment(ep), '-m recent --rcheck --seconds', String(fe.affinity), '--reap --name', list, recentOpts, target(ep)));
     }
   }
   let remaining = selected.reduce((sum, ep) => sum + ep.weight, 0);
@@ -83,10 +85,15 @@ export function servicePortRules(fe: Frontend, port: FrontendPort, selected: rea
     const last = i === selected.length - 1;
     const parts = ['-p', proto, epComment(ep)];
     if (!last) parts.push('-m statistic --mode random --probability', probability(ep.weight / remaining));
-    if (fe.affinitySeconds !== null) parts.push('-m recent --set --name', affinityListName(chainName, `${ep.ip}:${ep.port}`), recentOpts);
+    if (fe.affinity !== null) parts.push('-m recent --set --name', affinityListName(chainName, `${ep.ip}:${ep.port}`), recentOpts);
     parts.push(target(ep));
     rules.push(rule(...parts));
     remaining -= ep.weight;
   });
   return { chain: { table: 'nat', name: chainName, rules }, setRules };
+}
+
+/** The service chain of a frontend. */
+export function frontendChain(fe: Pick<FrontendSelection, 'name' | 'protocol'>): string {
+  return serviceChainName(fe.name.namespace, fe.name.service, fe.name.port, fe.protocol);
 }

@@ -1,0 +1,238 @@
+// The iptables data plane: selections become chains and rules (plan), the
+// kernel's tables are read back (observe), the difference becomes units of
+// iptables-restore --noflush payload (diff, render) and is restored batch by
+// batch (apply). Its fake is the same class over FakeIptables.
+
+import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
+import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState, Refusal } from '../sync/dataplane.js';
+import { RestoreError, type IptablesBackend } from './backend.js';
+import { diffFragment, diffPlans, TEARDOWN_KEY } from './diff.js';
+import { observe, staleKey, type ObservedState, type TableDump } from './observe.js';
+import { assemblePlan, EMPTY_PLAN, planFragment } from './planner.js';
+import { SKELETON_KEY, TABLES, type Fragment, type OwnedChain, type Plan, type SetRule, type Table, type UnitChange } from './plan-types.js';
+import { batchUnits, renderPayload, unitAtLine } from './render.js';
+import { parseSave } from './save-format.js';
+import { frontendChain, probability } from './service-rules.js';
+
+/** The kernel's iptables state, attributed to the fragments of a desired plan. */
+export interface IptablesKernel extends KernelState<Fragment> {
+  readonly observed: ObservedState;
+}
+
+/** Units of restore payload; `keys` names each unit's owner. */
+export interface IptablesTransaction {
+  readonly keys: readonly string[];
+  readonly units: readonly UnitChange[];
+}
+
+function tx(units: readonly UnitChange[]): IptablesTransaction {
+  return { keys: units.map((u) => u.key), units };
+}
+
+const NO_SETTINGS: DataplaneSettings = { clusterCIDR: '', localCluster: '', masqueradeBit: 14, maxChainsPerRestore: Infinity };
+
+export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, IptablesTransaction> {
+  readonly family: IPFamily = 'ipv4';
+  private settings: DataplaneSettings = NO_SETTINGS;
+
+  constructor(private readonly backend: IptablesBackend, settings?: DataplaneSettings) {
+    if (settings) this.settings = settings;
+  }
+
+  get name(): string {
+    return `iptables-${this.backend.mode}`;
+  }
+
+  configure(settings: DataplaneSettings): void {
+    this.settings = settings;
+  }
+
+  plan(selection: GroupSelection): Fragment | undefined {
+    return selection.settings.mode === 'off' ? undefined : planFragment(selection, this.settings);
+  }
+
+  private assemble(desired: ReadonlyMap<string, Fragment>): Plan {
+    return assemblePlan(desired, this.settings);
+  }
+
+  async observe(desired: ReadonlyMap<string, Fragment>): Promise<IptablesKernel> {
+    const observed = observe(await this.readKernel(), this.assemble(desired));
+    return { observed, group: (key) => observed.plan.fragments.get(key) };
+  }
+
+  diff(last: IptablesKernel | null, desired: ReadonlyMap<string, Fragment>): IptablesTransaction {
+    const target = this.assemble(desired);
+    return tx(last ? diffPlans(last.observed.plan, target, last.observed.strayJumps).units : diffPlans(EMPTY_PLAN, target).units);
+  }
+
+  diffGroup(key: string, last: Fragment | undefined, next: Fragment | undefined): IptablesTransaction {
+    const change = diffFragment(key, last, next);
+    return tx(change ? [change] : []);
+  }
+
+  merge(parts: readonly IptablesTransaction[]): IptablesTransaction {
+    return tx(parts.flatMap((p) => p.units));
+  }
+
+  /**
+   * Renders and restores the units batch by batch, stopping at the first
+   * batch that fails to render or that the backend refuses; the batches
+   * before it stay applied.
+   */
+  async apply(t: IptablesTransaction): Promise<ApplyOutcome> {
+    const units = t.units;
+    // legacy replaces the whole table on every restore, so splitting would only multiply that cost.
+    const limit = this.backend.mode === 'nft' ? this.settings.maxChainsPerRestore : Infinity;
+    let payloadBytes = 0;
+    let restores = 0;
+    const stats = (): ApplyStats => ({ restores, payloadBytes, chainsWritten: sumChains(units), units: units.length });
+    for (const batch of batchUnits(units, limit)) {
+      let payload;
+      try {
+        payload = renderPayload(batch);
+      } catch (error) {
+        const failing = unrenderable(batch).filter(([u]) => isGroupKey(u.key)).map(([u, err]) => ({ group: u.key, error: err }));
+        return { stats: stats(), refused: { kind: 'render', error, failing } };
+      }
+      if (payload === '') continue;
+      try {
+        await this.backend.restore(payload);
+      } catch (error) {
+        return { stats: stats(), refused: refusal(error, batch) };
+      }
+      payloadBytes += payload.length;
+      restores++;
+    }
+    return { stats: stats(), refused: null };
+  }
+
+  async works(): Promise<boolean> {
+    try {
+      await this.backend.restore('*nat\nCOMMIT\n');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async cleanup(): Promise<ApplyStats> {
+    const observed = observe(await this.readKernel(), EMPTY_PLAN);
+    const { units } = diffPlans(observed.plan, EMPTY_PLAN, observed.strayJumps);
+    // One restore: teardown relies on every fragment's removal in the same transaction.
+    const payload = renderPayload(units);
+    if (payload !== '') await this.backend.restore(payload);
+    return { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length };
+  }
+
+  render(t: IptablesTransaction): string {
+    return renderPayload(t.units);
+  }
+
+  /** The chains the frontends' names give, with the dispatch rules jumping to them, as the kernel holds them unowned. */
+  adopt(key: string, frontends: readonly Pick<FrontendSelection, 'name' | 'protocol'>[], kernel: IptablesKernel): Fragment | undefined {
+    const chains: OwnedChain[] = [];
+    const setRules: SetRule[] = [];
+    for (const fe of frontends) {
+      const stale = kernel.observed.plan.fragments.get(staleKey('nat', frontendChain(fe)));
+      chains.push(...(stale?.chains ?? []));
+      setRules.push(...(stale?.setRules ?? []));
+    }
+    return chains.length === 0 ? undefined : { key, chains, setRules };
+  }
+
+  owned(desired: ReadonlyMap<string, Fragment>): { chains: number; rules: number } {
+    const plan = this.assemble(desired);
+    let chains = plan.setChains.length;
+    let rules = plan.jumps.length;
+    for (const f of [plan.skeleton, ...plan.fragments.values()]) {
+      chains += f.chains.length;
+      rules += f.setRules.length;
+      for (const c of f.chains) rules += c.rules.length;
+    }
+    return { chains, rules };
+  }
+
+  written(t: IptablesTransaction): { group: string; name: string }[] {
+    return t.units.flatMap((u) => [...u.ops.nat.declare, ...u.ops.filter.declare].map((name) => ({ group: u.key, name })));
+  }
+
+  /**
+   * The frontend's chain, and each endpoint's share as the cascade of
+   * `statistic` probabilities draws it: each rule takes its probability, as
+   * the kernel stores it, of what the rules before it left.
+   */
+  describe(fe: FrontendSelection): FrontendDescription {
+    const shares = new Map<string, number>();
+    let remaining = 1;
+    let weightLeft = fe.endpoints.reduce((sum, ep) => sum + ep.weight, 0);
+    fe.endpoints.forEach((ep, i) => {
+      const p = i === fe.endpoints.length - 1 ? 1 : Number(probability(ep.weight / weightLeft));
+      const share = remaining * p;
+      shares.set(`${ep.cluster} ${ep.ip}:${ep.port}`, share);
+      remaining -= share;
+      weightLeft -= ep.weight;
+    });
+    return { handle: frontendChain(fe), shares };
+  }
+
+  private async readKernel(): Promise<Map<Table, TableDump>> {
+    const dumps = new Map<Table, TableDump>();
+    for (const table of TABLES) {
+      const saved = parseSave(await this.backend.save(table)).get(table);
+      dumps.set(table, saved?.chains ?? new Map());
+    }
+    return dumps;
+  }
+}
+
+/** What a refused restore says about the groups of its batch. */
+function refusal(error: unknown, batch: readonly UnitChange[]): Refusal {
+  if (!(error instanceof RestoreError)) return { kind: 'error', error };
+  const blamed = error.line === undefined ? null : unitAtLine(batch, error.line);
+  return {
+    kind: 'refused',
+    error,
+    groups: batch.map((u) => u.key).filter(isGroupKey),
+    blamed: blamed && isGroupKey(blamed.key) ? blamed.key : null,
+    reason: refusalReason(error, batch),
+  };
+}
+
+/** A service group's unit, as opposed to the skeleton's setup and teardown or a stale chain's removal. */
+function isGroupKey(key: string): boolean {
+  return key !== SKELETON_KEY && key !== TEARDOWN_KEY && !key.startsWith('~');
+}
+
+/** The units of a batch that fail to render alone, with their errors. */
+function unrenderable(batch: readonly UnitChange[]): [UnitChange, unknown][] {
+  const failing: [UnitChange, unknown][] = [];
+  for (const u of batch) {
+    try {
+      renderPayload([u]);
+    } catch (err) {
+      failing.push([u, err]);
+    }
+  }
+  return failing;
+}
+
+/**
+ * The refused rule and the tool's words, without line numbers: the same
+ * refusal reads the same whatever else the payload held, so a retry that
+ * fails the same way is not news.
+ */
+function refusalReason(error: RestoreError, batch: readonly UnitChange[]): string {
+  const line = error.line === undefined ? undefined : renderPayload(batch).split('\n')[error.line - 1];
+  const words = (error.stderr.trim() || error.message)
+    .split('\n')
+    .filter((l) => !/^Try `/.test(l))
+    .join('; ')
+    .replace(/\bline:? \d+:?\s*/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return `the kernel refused its rules${line ? ` (${JSON.stringify(line)})` : ''}: ${words}`;
+}
+
+function sumChains(units: readonly UnitChange[]): number {
+  return units.reduce((n, u) => n + u.chainCount, 0);
+}

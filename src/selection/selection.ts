@@ -1,0 +1,112 @@
+// Selection: policy plus a health view turn a service group into one record
+// per frontend (a ClusterIP:port today): which endpoints, with which weights,
+// and why. Plain values, neutral to any kernel interface: every data plane
+// programs from these, and explain, metrics, conntrack cleanup and Events
+// read them. Pure: the same group, policy and health give the same records.
+
+import type { Frontend, FrontendPort, ServiceGroup } from '../model/group.js';
+import { serviceRef, type Problem, type Protocol } from '../model/records.js';
+import { resolvePolicy, type PolicyConfig, type PolicySettings } from '../policy/policy.js';
+import { selectByPolicy, type Decision, type HealthView, type WeightedEndpoint } from '../policy/select.js';
+
+export type IPFamily = 'ipv4' | 'ipv6';
+
+/** Whose frontend this is: the names chains, comments and explain use. */
+export interface FrontendName {
+  readonly namespace: string;
+  /** The Service carrying the ClusterIP (`derived-x`, or `x`). */
+  readonly service: string;
+  /** The port's name, or its number when unnamed. */
+  readonly port: string;
+}
+
+/** One frontend and where its new connections go. */
+export interface FrontendSelection {
+  readonly family: IPFamily;
+  readonly ip: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly name: FrontendName;
+  /** ClientIP session affinity timeout in seconds; null without affinity. */
+  readonly affinity: number | null;
+  /** Selected endpoints in a stable order; empty: connections are rejected. */
+  readonly endpoints: readonly WeightedEndpoint[];
+  readonly decision: Decision;
+}
+
+/** A group's selection: one record per programmed frontend, and the verdict for the group. */
+export interface GroupSelection {
+  readonly key: string;
+  readonly settings: PolicySettings;
+  /** Where the group's traffic goes; null when the policy is `off` (nothing is programmed). */
+  readonly decision: Decision | null;
+  /** Empty when the policy is `off`. */
+  readonly frontends: readonly FrontendSelection[];
+  readonly problems: readonly Problem[];
+}
+
+export interface SelectionContext {
+  readonly policy: PolicyConfig;
+  readonly localCluster: string;
+  readonly health: HealthView;
+}
+
+const portKey = (p: FrontendPort) => `${p.label}/${p.protocol}`;
+
+/** Every Service of the group: the multi-cluster ones first, the local one last (it wins annotation precedence). */
+export function groupMembers(group: ServiceGroup): Frontend[] {
+  return [...group.frontends, ...(group.local ? [group.local] : [])];
+}
+
+/**
+ * The selection of one group. Every frontend selects from the same
+ * candidates, the endpoints of all its Services' ports of the same name and
+ * protocol, so `serve` and `derived-serve` lead to the same place. The local
+ * Service's ClusterIP is programmed only with `unifiedName`.
+ */
+export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSelection {
+  const members = groupMembers(group);
+  const resolved = resolvePolicy(group.key, ctx.policy, members);
+  const problems = resolved.problems.map((p) => ({ object: serviceRef(group.namespace, p.service), message: p.message }));
+  const settings = resolved.settings;
+  if (settings.mode === 'off') return { key: group.key, settings, decision: null, frontends: [], problems };
+
+  const candidates = new Map<string, FrontendPort['endpoints'][number][]>();
+  for (const fe of members) {
+    for (const port of fe.ports) {
+      const list = candidates.get(portKey(port)) ?? [];
+      candidates.set(portKey(port), list.concat(port.endpoints));
+    }
+  }
+  const programmed: readonly Frontend[] = settings.unifiedName && group.local ? members : group.frontends;
+  const frontends: FrontendSelection[] = [];
+  for (const fe of programmed) {
+    for (const port of fe.ports) {
+      const chosen = selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health);
+      frontends.push({
+        family: 'ipv4',
+        ip: fe.clusterIP,
+        port: port.port,
+        protocol: port.protocol,
+        name: { namespace: fe.namespace, service: fe.name, port: port.label },
+        affinity: fe.affinitySeconds,
+        endpoints: chosen.endpoints,
+        decision: chosen.decision,
+      });
+    }
+  }
+  return { key: group.key, settings, decision: combine(frontends.map((f) => f.decision)), frontends, problems };
+}
+
+/** One verdict for the group: ports that disagree make it `mixed`. */
+function combine(decisions: readonly Decision[]): Decision {
+  const clusters = [...new Set(decisions.flatMap((d) => d.clusters))];
+  const targets = new Set(decisions.map((d) => d.target));
+  const target = targets.size === 0 ? 'none' : targets.size === 1 ? [...targets][0]! : 'mixed';
+  return { clusters, target, failOpen: decisions.some((d) => d.failOpen) };
+}
+
+/** `ip:port` of each endpoint a frontend selects (conntrack cleanup, explain). */
+export function endpointAddresses(frontend: FrontendSelection): string[] {
+  return frontend.endpoints.map((e) => [e.ip, e.port].join(':'));
+}

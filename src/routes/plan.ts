@@ -92,7 +92,7 @@ export interface PlanResult {
   readonly networks: Networks;
 }
 
-export type RouteConfig = Pick<Config, 'clusterName' | 'clusters' | 'clusterCIDR' | 'gateway'>;
+export type RouteConfig = Pick<Config, 'clusterName' | 'clusters' | 'clusterCIDR' | 'clusterCIDRs' | 'gateway'>;
 
 export function ownership(config: Pick<Config, 'gateway'>): Ownership {
   return { table: config.gateway.routeTable, priority: config.gateway.rulePriority, link: VXLAN_LINK };

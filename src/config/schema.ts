@@ -1,13 +1,13 @@
 import { parseDuration, formatDuration, MAX_TIMER_MS } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { isClusterName } from '../model/api-values.js';
-import { parseIPv4Cidr } from '../network/ipv4.js';
+import { cidrProblem, mustParseCidr, parseAddress, type IPFamily } from '../network/address.js';
 import { parseMode, PolicySyntaxError, POLICY_MODES, type PolicyConfig, type PolicyEntry } from '../policy/policy.js';
 import type { ProbeSettings } from '../health/prober.js';
 
 export interface ClusterConfig {
   readonly name: string;
-  /** IPv4 networks of the cluster; absent means none configured. */
+  /** Networks of the cluster, IPv4 and IPv6 alike; absent means none configured. */
   readonly podCIDRs?: readonly string[];
   readonly serviceCIDRs?: readonly string[];
   /** Only read for the local cluster (the entry named clusterName): overlap checks. */
@@ -43,7 +43,12 @@ export interface Config {
   /** Milliseconds. */
   readonly syncPeriod: number;
   readonly masqueradeBit: number;
-  /** IPv4 CIDR of the pods of this cluster, or '' when unknown. */
+  /** Pod CIDRs of this cluster (config key `clusterCIDR`: one CIDR or a list), at most one per family, canonical text. */
+  readonly clusterCIDRs: readonly string[];
+  /**
+   * The IPv4 entry of clusterCIDRs, or '' when it has none: what the IPv4
+   * rule set masquerades by. Derived; not a key of the file.
+   */
   readonly clusterCIDR: string;
   /** Data plane: iptables unless set; `auto` follows kube-proxy. */
   readonly mode: ProxyModeSetting;
@@ -77,8 +82,13 @@ export class ConfigError extends Error {
 }
 
 
-interface Field<K extends keyof Config> {
-  readonly key: K;
+/** Config properties derived from others: not keys of the file. */
+type Derived = 'clusterCIDR';
+type FileProperty = Exclude<keyof Config, Derived>;
+
+interface Field<K extends FileProperty> {
+  /** The key as written in the file (the property's name, except for clusterCIDRs). */
+  readonly key: string;
   readonly default: Config[K];
   /** Default as written in the config file, for the reference table. */
   readonly shownDefault: string;
@@ -88,7 +98,7 @@ interface Field<K extends keyof Config> {
   readonly restart?: true;
 }
 
-type Fields = { [K in keyof Config]: Field<K> };
+type Fields = { [K in FileProperty]: Field<K> };
 
 function str(value: unknown, key: string): string {
   if (typeof value !== 'string') throw new ConfigError(key, value, 'must be a string');
@@ -187,7 +197,7 @@ function bindAddress(value: unknown, key: string): string {
   if (text === '') return text;
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535 || (!m[1]!.startsWith('[') && parseIPv4Cidr(`${m[1]}/32`) === null)) {
+  if (!m || port < 1 || port > 65535 || (!m[1]!.startsWith('[') && parseAddress(m[1]!)?.family !== 'IPv4')) {
     throw new ConfigError(key, value, 'must be host:port such as 127.0.0.1:10265, or "" to disable');
   }
   return text;
@@ -195,19 +205,41 @@ function bindAddress(value: unknown, key: string): string {
 
 const CLUSTER_CIDR_KEYS = ['podCIDRs', 'serviceCIDRs', 'nodeCIDRs'] as const;
 
+const CIDR_EXAMPLE = 'such as 10.244.0.0/16 or fd00:10:244::/56';
+
 function cidrList(value: unknown, key: string): string[] {
-  if (!Array.isArray(value)) throw new ConfigError(key, value, 'must be a list of IPv4 CIDRs');
-  return value.map((v, i) => {
-    const text = cidr(v, `${key}[${i}]`);
-    if (text === '') throw new ConfigError(`${key}[${i}]`, v, 'must be an IPv4 CIDR such as 10.244.0.0/16');
-    return text;
-  });
+  if (!Array.isArray(value)) throw new ConfigError(key, value, `must be a list of IPv4 or IPv6 CIDRs ${CIDR_EXAMPLE}`);
+  return value.map((v, i) => cidr(v, `${key}[${i}]`));
 }
 
+/** One CIDR of either family, in canonical text (IPv6 as RFC 5952 writes it). */
 function cidr(value: unknown, key: string): string {
   const text = str(value, key);
-  if (text !== '' && parseIPv4Cidr(text) === null) throw new ConfigError(key, value, 'must be an IPv4 CIDR such as 10.244.0.0/16');
-  return text;
+  const problem = cidrProblem(text);
+  if (problem !== null) throw new ConfigError(key, value, `must be an IPv4 or IPv6 CIDR ${CIDR_EXAMPLE}: ${problem}`);
+  return mustParseCidr(text).text;
+}
+
+/**
+ * `clusterCIDR`: one CIDR (the original form, "" for none) or a list with at
+ * most one CIDR per family (dual-stack: one IPv4 and one IPv6).
+ */
+function clusterCIDRs(value: unknown, key: string): string[] {
+  if (value === '' || value === null) return [];
+  const list = Array.isArray(value) ? cidrList(value, key) : [cidr(value, key)];
+  const seen = new Map<IPFamily, string>();
+  list.forEach((c, i) => {
+    const family = mustParseCidr(c).family;
+    const other = seen.get(family);
+    if (other !== undefined) throw new ConfigError(`${key}[${i}]`, c, `is a second ${family} CIDR (${other} is the first): give at most one per family`);
+    seen.set(family, c);
+  });
+  return list;
+}
+
+/** The IPv4 entry of a clusterCIDR list, '' when it has none. */
+export function ipv4ClusterCIDR(cidrs: readonly string[]): string {
+  return cidrs.find((c) => mustParseCidr(c).family === 'IPv4') ?? '';
 }
 
 function mapping(value: unknown, key: string): Record<string, unknown> {
@@ -382,9 +414,9 @@ export const FIELDS: Fields = {
     key: 'masqueradeBit', default: 12, shownDefault: '12', parse: masqueradeBit,
     doc: `Bit of the packet mark that flags traffic for masquerade, 0 to 31 except ${KUBE_PROXY_MASQUERADE_BIT} (kube-proxy's: sharing it would mix the two agents' masquerade marks).`,
   },
-  clusterCIDR: {
-    key: 'clusterCIDR', default: '', shownDefault: '""', parse: cidr,
-    doc: 'IPv4 pod CIDR of this cluster. Traffic to a service from outside it is masqueraded; empty disables that rule.',
+  clusterCIDRs: {
+    key: 'clusterCIDR', default: [], shownDefault: '""', parse: clusterCIDRs,
+    doc: 'Pod CIDR of this cluster: one CIDR (`10.244.0.0/16`, `""` for none) or a list with at most one per family (dual-stack: `[10.244.0.0/16, fd00:10:244::/56]`). Traffic to a service from outside it is masqueraded (IPv4 rules use the IPv4 entry); an empty list disables that rule. Also counts as a local pod range in the overlap checks.',
   },
   mode: {
     key: 'mode', default: 'iptables', shownDefault: 'iptables', parse: oneOf(PROXY_MODES), restart: true,
@@ -444,9 +476,24 @@ export const FIELDS: Fields = {
   },
 };
 
-export const DEFAULT_CONFIG: Config = Object.fromEntries(
-  Object.values(FIELDS).map((f) => [f.key, f.default]),
-) as unknown as Config;
+/** Fills the derived properties from the file's. */
+export function withDerived(config: Omit<Config, Derived>): Config {
+  return { ...config, clusterCIDR: ipv4ClusterCIDR(config.clusterCIDRs) };
+}
+
+export const DEFAULT_CONFIG: Config = withDerived(Object.fromEntries(
+  Object.entries(FIELDS).map(([property, f]) => [property, f.default]),
+) as unknown as Omit<Config, Derived>);
+
+/** File key → property and field. */
+const BY_FILE_KEY = new Map<string, [FileProperty, Field<FileProperty>]>(
+  Object.entries(FIELDS).map(([property, f]) => [f.key, [property as FileProperty, f as Field<FileProperty>]]),
+);
+
+/** The fields with the property each fills, in reference order. */
+export function fieldEntries(): [FileProperty, Field<FileProperty>][] {
+  return [...BY_FILE_KEY.values()];
+}
 
 /** Validates a parsed YAML document; unknown keys are errors so that typos surface. */
 export function validateConfig(doc: unknown): Config {
@@ -454,11 +501,11 @@ export function validateConfig(doc: unknown): Config {
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('(root)', doc, 'must be a mapping of keys');
   const out: Record<string, unknown> = { ...DEFAULT_CONFIG };
   for (const [key, value] of Object.entries(doc)) {
-    const field = (FIELDS as Record<string, Field<keyof Config>>)[key];
-    if (!field) throw new ConfigError(key, value, 'is not a known key');
-    out[key] = field.parse(value, key);
+    const entry = BY_FILE_KEY.get(key);
+    if (!entry) throw new ConfigError(key, value, 'is not a known key');
+    out[entry[0]] = entry[1].parse(value, key);
   }
-  const config = out as unknown as Config;
+  const config = withDerived(out as unknown as Config);
   checkListeners(config.metricsBindAddress, config.healthzBindAddress);
   return config;
 }

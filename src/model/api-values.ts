@@ -1,3 +1,4 @@
+import { cidrContains, mustParseCidr, parseAddress, type Cidr } from '../network/address.js';
 import { parseIPv4 } from '../network/ipv4.js';
 
 // Every value the agent takes from the API server is checked here for what it
@@ -170,4 +171,21 @@ export function endpointAddressProblem(value: unknown): string | null {
   if (first === 169 && Math.floor(ip / 2 ** 16) % 256 === 254) return 'is a link-local address';
   if (first >= 224 && first <= 239) return 'is a multicast address';
   return null;
+}
+
+/** The IPv6 counterparts of endpointAddressProblem's refusals. */
+const IPV6_REFUSED: readonly [Cidr, string][] = [
+  [mustParseCidr('::/128'), 'is the unspecified address'],
+  [mustParseCidr('::1/128'), 'is a loopback address'],
+  [mustParseCidr('fe80::/10'), 'is a link-local address'],
+  [mustParseCidr('ff00::/8'), 'is a multicast address'],
+];
+
+/** endpointAddressProblem for a slice of addressType IPv6. */
+export function endpointIPv6AddressProblem(value: unknown): string | null {
+  const wrong = notString(value);
+  if (wrong) return wrong;
+  const address = parseAddress(value as string);
+  if (address?.family !== 'IPv6') return 'is not a valid IPv6 address';
+  return IPV6_REFUSED.find(([range]) => cidrContains(range, address))?.[1] ?? null;
 }

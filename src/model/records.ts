@@ -1,7 +1,8 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { parseAddress, type IPFamily } from '../network/address.js';
 import { parseIPv4 } from '../network/ipv4.js';
 import {
-  bare, booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, integerProblem,
+  bare, booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
   portNameProblem, portNumberProblem, serviceNameProblem, shown, stringValueProblem, typeName,
 } from './api-values.js';
 
@@ -40,6 +41,8 @@ export interface ServiceRecord {
   readonly name: string;
   /** IPv4 ClusterIP; null for a Service that has none (skipped with a problem). */
   readonly clusterIP: string | null;
+  /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. Not served yet. */
+  readonly clusterIPv6: string | null;
   readonly headless: boolean;
   readonly ports: readonly ServicePortRecord[];
   /** ClientIP affinity timeout in seconds, null without affinity. */
@@ -68,8 +71,10 @@ export interface SliceRecord {
   readonly serviceName: string;
   readonly managedBy: string;
   readonly provisionCluster: string | null;
-  /** Slices of another family carry no endpoints here; kept to know the Service has them. */
+  /** As the slice says; slices of neither IP family (FQDN) carry no endpoints here, kept to know the Service has them. */
   readonly addressType: string;
+  /** The family of its endpoints: IPv4 or IPv6 slices keep them (IPv6 addresses in canonical text); null for any other addressType. */
+  readonly family: IPFamily | null;
   readonly ports: readonly SlicePortRecord[];
   readonly endpoints: readonly EndpointRecord[];
 }
@@ -204,9 +209,11 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
   const rawIP = spec.clusterIP ?? '';
   const headless = rawIP === 'None';
   let clusterIP: string | null = null;
+  let clusterIPv6: string | null = null;
   if (!headless) {
     const candidates = [rawIP, ...listOf(spec.clusterIPs, 'spec.clusterIPs', object, problems)].filter((ip) => ip !== '');
     clusterIP = (candidates.find((ip) => typeof ip === 'string' && parseIPv4(ip) !== null) as string | undefined) ?? null;
+    clusterIPv6 = candidates.map((ip) => (typeof ip === 'string' ? parseAddress(ip) : null)).find((a) => a?.family === 'IPv6')?.text ?? null;
     if (clusterIP === null) {
       problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.map(bare).join(', ')})` });
     }
@@ -235,7 +242,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     if (kept !== null) annotations[key] = kept;
   }
   return {
-    record: { namespace, name, clusterIP, headless, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
+    record: { namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
     problems,
   };
 }
@@ -277,29 +284,32 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   const namespace = meta.namespace as string;
   const name = meta.name as string;
 
-  const ipv4 = slice.addressType === 'IPv4';
-  if (!ipv4) problems.push({ object, message: `addressType ${bare(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  const family = slice.addressType === 'IPv4' || slice.addressType === 'IPv6' ? slice.addressType : null;
+  if (family === null) problems.push({ object, message: `addressType ${bare(slice.addressType)} is not served (IPv4 only); slice ignored` });
+  // Kept in the model with its endpoints; the data plane serves IPv4 slices only so far.
+  if (family === 'IPv6') problems.push({ object, message: 'addressType IPv6 is not served by the data plane yet (IPv4 only); its endpoints are kept in the model' });
   const ports: SlicePortRecord[] = [];
-  const rawPorts = ipv4 ? listOf(slice.ports, 'ports', object, problems) : [];
-  if (ipv4 && rawPorts.length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
+  const rawPorts = family !== null ? listOf(slice.ports, 'ports', object, problems) : [];
+  if (family !== null && rawPorts.length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });
   rawPorts.forEach((raw, i) => {
     const port = convertPort(raw, { label: '(unnamed)', field: `ports[${i}]` }, object, problems);
     if (port) ports.push(port);
   });
   const endpoints: EndpointRecord[] = [];
-  (ipv4 ? listOf(slice.endpoints, 'endpoints', object, problems) : []).forEach((ep, i) => {
+  (family !== null ? listOf(slice.endpoints, 'endpoints', object, problems) : []).forEach((ep, i) => {
     const at = `endpoints[${i}]`;
     if (!isObject(ep)) {
       problems.push({ object, message: `${at} ${shown(ep)} has the wrong type: expected an endpoint, got ${typeName(ep)}; endpoint skipped` });
       return;
     }
     const addresses = Array.isArray(ep.addresses) ? ep.addresses : [];
-    const ip: unknown = addresses[0];
-    const wrong = endpointAddressProblem(ip);
+    const raw: unknown = addresses[0];
+    const wrong = family === 'IPv6' ? endpointIPv6AddressProblem(raw) : endpointAddressProblem(raw);
     if (wrong) {
-      problems.push({ object, message: `endpoint address ${shown(ip ?? null)} ${wrong}; endpoint skipped` });
+      problems.push({ object, message: `endpoint address ${shown(raw ?? null)} ${wrong}; endpoint skipped` });
       return;
     }
+    const ip = family === 'IPv6' ? parseAddress(raw as string)!.text : raw;
     // EndpointConditions: nil ready means ready; nil serving follows ready.
     const conditions = isObject(ep.conditions) ? ep.conditions : {};
     const ready = condition(conditions, 'ready', at, object, problems) ?? true;
@@ -317,6 +327,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
       managedBy: typeof managedBy === 'string' ? managedBy : '',
       provisionCluster: (provision as string | undefined | null) ?? null,
       addressType: typeof slice.addressType === 'string' ? slice.addressType : '',
+      family,
       ports: exact(ports), endpoints: exact(endpoints),
     },
     problems,

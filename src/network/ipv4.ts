@@ -25,17 +25,3 @@ export function parseIPv4(text: string): number | null {
   return parts === 4 ? value : null;
 }
 
-export interface IPv4Cidr {
-  readonly base: number;
-  readonly bits: number;
-}
-
-export function parseIPv4Cidr(text: string): IPv4Cidr | null {
-  const [ip, len, extra] = text.split('/');
-  if (ip === undefined || len === undefined || extra !== undefined || !/^\d{1,2}$/.test(len)) return null;
-  const base = parseIPv4(ip);
-  const bits = Number(len);
-  if (base === null || bits > 32) return null;
-  if (bits < 32 && base % 2 ** (32 - bits) !== 0) return null;
-  return { base, bits };
-}

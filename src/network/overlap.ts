@@ -1,5 +1,4 @@
-import { parseIPv4, type IPv4Cidr } from './ipv4.js';
-import { cidrContains, cidrsOverlap, mustParseCidr } from './cidr.js';
+import { cidrContains, cidrsOverlap, mustParseCidr, parseAddress, type Cidr, type IPFamily } from './address.js';
 
 export type RangeKind = 'pod' | 'service' | 'node';
 
@@ -7,8 +6,10 @@ export type RangeKind = 'pod' | 'service' | 'node';
 export interface ClusterRange {
   readonly cluster: string;
   readonly kind: RangeKind;
+  /** Canonical text of the CIDR. */
   readonly cidr: string;
-  readonly parsed: IPv4Cidr;
+  readonly parsed: Cidr;
+  readonly family: IPFamily;
 }
 
 /**
@@ -39,6 +40,8 @@ export interface Networks {
 export interface NetworkConfig {
   readonly clusterName: string;
   readonly clusterCIDR: string;
+  /** Both families (the config's clusterCIDR list); clusterCIDR is its IPv4 entry. */
+  readonly clusterCIDRs?: readonly string[];
   readonly clusters: readonly {
     readonly name: string;
     readonly podCIDRs?: readonly string[];
@@ -48,7 +51,16 @@ export interface NetworkConfig {
 }
 
 function ranges(cluster: string, kind: RangeKind, cidrs: readonly string[] | undefined): ClusterRange[] {
-  return (cidrs ?? []).map((cidr) => ({ cluster, kind, cidr, parsed: mustParseCidr(cidr) }));
+  return (cidrs ?? []).map((text) => {
+    const parsed = mustParseCidr(text);
+    return { cluster, kind, cidr: parsed.text, parsed, family: parsed.family };
+  });
+}
+
+/** The local pod CIDRs from `clusterCIDR`, both families, each once. */
+function clusterCIDRs(config: NetworkConfig): string[] {
+  const all = [...(config.clusterCIDRs ?? []), ...(config.clusterCIDR === '' ? [] : [config.clusterCIDR])];
+  return [...new Set(all.map((c) => mustParseCidr(c).text))];
 }
 
 function describe(r: ClusterRange, local: boolean): string {
@@ -65,7 +77,8 @@ function overlap(range: ClusterRange, other: ClusterRange, otherIsLocal: boolean
 }
 
 /**
- * Splits the configured remote networks into those routed and those withheld
+ * Splits the configured remote networks of both families (each compared only
+ * with ranges of its own family) into those routed and those withheld
  * because they overlap the local cluster's networks or another remote
  * cluster's: a packet to such an address has no single right destination.
  */
@@ -74,8 +87,8 @@ export function analyseNetworks(config: NetworkConfig): Networks {
   const local = localEntry
     ? [...ranges(localEntry.name, 'pod', localEntry.podCIDRs), ...ranges(localEntry.name, 'service', localEntry.serviceCIDRs), ...ranges(localEntry.name, 'node', localEntry.nodeCIDRs)]
     : [];
-  if (config.clusterCIDR !== '' && !local.some((r) => r.kind === 'pod' && r.cidr === config.clusterCIDR)) {
-    local.push(...ranges(config.clusterName || 'local', 'pod', [config.clusterCIDR]));
+  for (const cidr of clusterCIDRs(config)) {
+    if (!local.some((r) => r.kind === 'pod' && r.cidr === cidr)) local.push(...ranges(config.clusterName || 'local', 'pod', [cidr]));
   }
   const remote = config.clusters
     .filter((c) => c !== localEntry)
@@ -96,8 +109,8 @@ export function analyseNetworks(config: NetworkConfig): Networks {
   return { local, routed: remote.filter((r) => !withheld.has(r)), withheld: remote.filter((r) => withheld.has(r)), overlaps };
 }
 
-/** The withheld range an endpoint address falls in, if any. */
+/** The withheld range an endpoint address (either family) falls in, if any. */
 export function withheldRange(ip: string, withheld: readonly ClusterRange[]): ClusterRange | undefined {
-  const address = parseIPv4(ip);
+  const address = parseAddress(ip);
   return address === null ? undefined : withheld.find((r) => cidrContains(r.parsed, address));
 }

@@ -1,6 +1,6 @@
 import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { parseConfigText } from '../config/load.js';
-import { ConfigError, FIELDS, type Config } from '../config/schema.js';
+import { ConfigError, fieldEntries, withDerived, type Config } from '../config/schema.js';
 import { ResilientInformer, type InformerOptions } from '../kube/informer.js';
 import { safely, trimConfigMap } from '../kube/projection.js';
 import type { Logger } from '../log.js';
@@ -39,17 +39,16 @@ export function planConfigChange(running: Config, desired: Config): ConfigChange
   const next: Record<string, unknown> = { ...running };
   const live: string[] = [];
   const restart: string[] = [];
-  for (const field of Object.values(FIELDS)) {
-    const key = field.key;
-    if (JSON.stringify(running[key]) === JSON.stringify(desired[key])) continue;
+  for (const [property, field] of fieldEntries()) {
+    if (JSON.stringify(running[property]) === JSON.stringify(desired[property])) continue;
     if (field.restart) {
-      restart.push(key);
+      restart.push(field.key);
     } else {
-      live.push(key);
-      next[key] = desired[key];
+      live.push(field.key);
+      next[property] = desired[property];
     }
   }
-  return { next: next as unknown as Config, live, restart };
+  return { next: withDerived(next as unknown as Config), live, restart };
 }
 
 /**

@@ -1,4 +1,5 @@
-import type { Peer, PlannedRoute, RoutePlan, VxlanLink } from './plan.js';
+import type { IPFamily } from '../network/address.js';
+import { routeMetric, type Peer, type PlannedRoute, type RoutePlan, type VxlanLink } from './plan.js';
 
 /** The agent's interface as the kernel reports it. */
 export interface ObservedLink {
@@ -11,6 +12,8 @@ export interface ObservedLink {
   readonly mtu: number;
   readonly mac: string;
   readonly up: boolean;
+  /** The family of its outer packets, as its alias records it (IPv4 for an interface without one). */
+  readonly underlay: IPFamily;
   /** Its IPv4 addresses. */
   readonly addresses: readonly string[];
 }
@@ -29,9 +32,9 @@ export interface ObservedState {
   readonly link: ObservedLink | null;
   /** Permanent FDB entries of the agent's interface. */
   readonly fdb: readonly Peer[];
-  /** Permanent IPv4 neighbours of the agent's interface. */
+  /** Permanent neighbours (both families) of the agent's interface. */
   readonly neighbors: readonly Peer[];
-  /** Every route of the agent's table. */
+  /** Every route of the agent's table, both families. */
   readonly routes: readonly ObservedRoute[];
   /** Destinations of the rules with the agent's priority and table. */
   readonly rules: readonly string[];
@@ -51,7 +54,8 @@ export type RouteOp =
   | { readonly kind: 'rule-add' | 'rule-del'; readonly dst: string };
 
 function linkMatches(want: VxlanLink, have: ObservedLink): boolean {
-  return have.kind === 'vxlan' && have.vni === want.vni && have.port === want.port && have.learning === false;
+  return have.kind === 'vxlan' && have.vni === want.vni && have.port === want.port && have.learning === false
+    && (want.underlay === null || have.underlay === want.underlay);
 }
 
 /** keptLink: the index of the interface that stays; goneLink: that of one about to be deleted. */
@@ -78,7 +82,7 @@ export function diffRoutes(plan: RoutePlan, observed: ObservedState): RouteOp[] 
   if (plan.link) {
     const link = observed.link;
     if (link && !linkMatches(plan.link, link)) {
-      // VNI, port and learning are fixed at creation. Deleting the interface takes its entries and routes along.
+      // VNI, port, learning and the underlay family are fixed at creation. Deleting the interface takes its entries and routes along.
       head.push({ kind: 'link-del', name: plan.link.name });
       have = { ...observed, link: null, fdb: [], neighbors: [], routes: observed.routes.filter((r) => r.oif !== link.index) };
     }
@@ -95,13 +99,17 @@ export function diffRoutes(plan: RoutePlan, observed: ObservedState): RouteOp[] 
   if (plan.link && plan.peer) {
     const peer = plan.peer;
     if (!have.fdb.some((e) => samePeer(e, peer))) head.push({ kind: 'fdb-add', link: plan.link.name, peer });
-    if (!have.neighbors.some((n) => samePeer(n, peer))) head.push({ kind: 'neigh-set', link: plan.link.name, peer });
+  }
+  if (plan.link) {
+    for (const n of plan.neighbors) {
+      if (!have.neighbors.some((h) => samePeer(h, n))) head.push({ kind: 'neigh-set', link: plan.link.name, peer: n });
+    }
   }
 
-  // Routes: one per destination at metric 0; anything else in the table is stale.
+  // Routes: one per destination at the family's metric (routeMetric); anything else in the table is stale.
   const kept = new Set<ObservedRoute>();
   for (const want of plan.routes) {
-    const current = have.routes.find((r) => r.dst === want.dst && r.metric === 0 && r.tos === 0);
+    const current = have.routes.find((r) => r.dst === want.dst && r.metric === routeMetric(want.dst) && r.tos === 0);
     if (current) kept.add(current);
     // A route just created by link-add cannot match: its interface index is new.
     if (!current || !routeMatches(want, current, keptLink, plan.link ? null : have.link?.index ?? null)) head.push({ kind: 'route-set', route: want });
@@ -119,7 +127,7 @@ export function diffRoutes(plan: RoutePlan, observed: ObservedState): RouteOp[] 
 
   if (plan.link && have.link) {
     const name = plan.link.name;
-    for (const n of have.neighbors) if (!plan.peer || n.ip !== plan.peer.ip) tail.push({ kind: 'neigh-del', link: name, peer: n });
+    for (const n of have.neighbors) if (!plan.neighbors.some((w) => w.ip === n.ip)) tail.push({ kind: 'neigh-del', link: name, peer: n });
     // Replacing keeps one entry per MAC (FDB) and per IP (neighbour): only other keys are stale.
     for (const e of have.fdb) if (!plan.peer || e.mac !== plan.peer.mac) tail.push({ kind: 'fdb-del', link: name, peer: e });
   }

@@ -1,6 +1,6 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { GatewayConfig } from '../config/schema.js';
-import { parseIPv4 } from '../network/ipv4.js';
+import { parseAddress, type IPFamily } from '../network/address.js';
 
 /** Set to "true" on a candidate Node to make it the active gateway (after `gateway.node`). */
 export const PIN_ANNOTATION = 'clusterset-proxy.io/gateway-pin';
@@ -11,8 +11,10 @@ export interface NodeRecord {
   readonly ready: boolean;
   readonly labels: Readonly<Record<string, string>>;
   readonly pinned: boolean;
-  /** First IPv4 InternalIP, null when it has none. */
+  /** The InternalIP that names the node: its IPv4 one, else its IPv6 one; null when it has none. */
   readonly internalIP: string | null;
+  /** First InternalIP of each family, canonical text. */
+  readonly internalIPs: Readonly<Partial<Record<IPFamily, string>>>;
   /** creationTimestamp in ms; Infinity when absent, so such nodes sort last. */
   readonly createdAt: number;
 }
@@ -22,13 +24,18 @@ export function nodeRecord(node: V1Node): NodeRecord | null {
   if (!name) return null;
   // Objects arrive as the API server sent them: the timestamp is a string, not a Date.
   const created = Date.parse(String(node.metadata?.creationTimestamp ?? ''));
-  const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP' && parseIPv4(a.address) !== null);
+  const internalIPs: Partial<Record<IPFamily, string>> = {};
+  for (const a of node.status?.addresses ?? []) {
+    const address = a.type === 'InternalIP' ? parseAddress(a.address) : null;
+    if (address) internalIPs[address.family] ??= address.text;
+  }
   return {
     name,
     ready: node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     labels: { ...(node.metadata?.labels ?? {}) },
     pinned: node.metadata?.annotations?.[PIN_ANNOTATION] === 'true',
-    internalIP: internal?.address ?? null,
+    internalIP: internalIPs.IPv4 ?? internalIPs.IPv6 ?? null,
+    internalIPs,
     createdAt: Number.isNaN(created) ? Infinity : created,
   };
 }

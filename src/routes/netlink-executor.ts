@@ -1,16 +1,19 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRtNetlink, FlagsNew, type RtNetlinkSocket, type rt } from 'netlink';
-import { formatIPv4, ipv4Bytes, mustParseCidr, mustParseIPv4 } from '../network/cidr.js';
+import { addressBytes, addressFromBytes, mustParseAddress, mustParseCidr, unspecified, type IPFamily } from '../network/address.js';
 import type { ObservedLink, ObservedRoute, ObservedState, RouteOp } from './diff.js';
-import type { Ownership, PlannedRoute, VxlanLink } from './plan.js';
+import { routeMetric, type Ownership, type PlannedRoute, type VxlanLink } from './plan.js';
 
 const AF_INET = 2;
 const AF_BRIDGE = 7;
+const AF_INET6 = 10;
+const AF: Record<IPFamily, number> = { IPv4: AF_INET, IPv6: AF_INET6 };
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const IFLA_VXLAN_ID = 1;
 const IFLA_VXLAN_LEARNING = 7;
 const IFLA_VXLAN_PORT = 15;
+const IFLA_VXLAN_LOCAL6 = 17;
 const NLA_F_NESTED = 0x8000;
 const RTNH_F_ONLINK = 4;
 const RT_SCOPE_HOST = 254;
@@ -49,12 +52,25 @@ function attrs(buf: Buffer): Map<number, Buffer> {
   return out;
 }
 
+/**
+ * The interface's alias records its underlay: the kernel reports no family for
+ * a VXLAN device bound to the unspecified address, and fixes it at creation.
+ */
+const UNDERLAY_ALIAS = 'clusterset-proxy: vxlan underlay ';
+
+function underlayOf(alias: string | undefined): IPFamily {
+  return alias === `${UNDERLAY_ALIAS}IPv6` ? 'IPv6' : 'IPv4';
+}
+
 function vxlanLinkInfo(link: VxlanLink): Buffer {
   const id = Buffer.alloc(4);
   id.writeUInt32LE(link.vni);
   const port = Buffer.alloc(2);
   port.writeUInt16BE(link.port); // IFLA_VXLAN_PORT is in network byte order
-  const data = Buffer.concat([attr(IFLA_VXLAN_ID, id), attr(IFLA_VXLAN_PORT, port), attr(IFLA_VXLAN_LEARNING, Buffer.from([0]))]);
+  const parts = [attr(IFLA_VXLAN_ID, id), attr(IFLA_VXLAN_PORT, port), attr(IFLA_VXLAN_LEARNING, Buffer.from([0]))];
+  // Local address :: makes the kernel open an IPv6 socket (any source address); without one it opens an IPv4 socket.
+  if (link.underlay === 'IPv6') parts.push(attr(IFLA_VXLAN_LOCAL6, addressBytes(unspecified('IPv6'))));
+  const data = Buffer.concat(parts);
   return Buffer.concat([attr(IFLA_INFO_KIND, Buffer.from('vxlan\0')), attr(IFLA_INFO_DATA | NLA_F_NESTED, data)]);
 }
 
@@ -82,7 +98,22 @@ function macText(buf: Buffer | undefined): string {
 }
 
 function ipText(buf: Buffer | undefined): string | null {
-  return buf && buf.length === 4 ? formatIPv4(buf.readUInt32BE(0)) : null;
+  return addressFromBytes(buf)?.text ?? null;
+}
+
+/** A destination prefix as text; the default route carries no address. */
+function prefixText(family: IPFamily, buf: Buffer | undefined, len: number | undefined): string {
+  return `${ipText(buf) ?? unspecified(family).text}/${len ?? 0}`;
+}
+
+function cidrAttrs(text: string): { family: number; dstLen: number; dst: Buffer } {
+  const cidr = mustParseCidr(text);
+  return { family: AF[cidr.family], dstLen: cidr.bits, dst: addressBytes(cidr.base) };
+}
+
+function ipBytes(text: string): { family: number; bytes: Buffer } {
+  const address = mustParseAddress(text);
+  return { family: AF[address.family], bytes: addressBytes(address) };
 }
 
 const tableOf = (data: { table?: number }, attrs: { table?: number }): number | undefined => attrs.table ?? data.table;
@@ -123,21 +154,26 @@ export class NetlinkExecutor implements RouteExecutor {
           .map((n) => ({ ip: ipText(n.attrs.dst) ?? '', mac: macText(n.attrs.lladdr) }))
           .filter((p) => p.ip !== '');
       fdb = await permanentOf(AF_BRIDGE)();
-      neighbors = await permanentOf(AF_INET)();
+      neighbors = [...await permanentOf(AF_INET)(), ...await permanentOf(AF_INET6)()];
     }
-    const routes = (await this.socket.getRoutes({ family: AF_INET }, undefined, TIMEOUT))
-      .filter((r) => tableOf(r.data, r.attrs) === own.table)
-      .map((r): ObservedRoute => ({
-        dst: `${ipText(r.attrs.dst) ?? '0.0.0.0'}/${r.data.dstLen ?? 0}`,
-        type: routeType(r.data.type),
-        gateway: ipText(r.attrs.gateway),
-        oif: r.attrs.oif ?? null,
-        metric: r.attrs.priority ?? 0,
-        tos: r.data.tos ?? 0,
-      }));
-    const rules = (await this.socket.getRules({ family: AF_INET }, undefined, TIMEOUT))
-      .filter((r) => r.attrs.priority === own.priority && tableOf(r.data, r.attrs) === own.table)
-      .map((r) => `${ipText(r.attrs.dst) ?? '0.0.0.0'}/${r.data.dstLen ?? 0}`);
+    const routes: ObservedRoute[] = [];
+    const rules: string[] = [];
+    // A kernel without IPv6 answers an AF_INET6 dump with every family's objects: keep the asked family's.
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      routes.push(...(await this.socket.getRoutes({ family: AF[family] }, undefined, TIMEOUT))
+        .filter((r) => r.data.family === AF[family] && tableOf(r.data, r.attrs) === own.table && !r.data.flags?.cloned)
+        .map((r): ObservedRoute => ({
+          dst: prefixText(family, r.attrs.dst, r.data.dstLen),
+          type: routeType(r.data.type),
+          gateway: ipText(r.attrs.gateway),
+          oif: r.attrs.oif ?? null,
+          metric: r.attrs.priority ?? 0,
+          tos: r.data.tos ?? 0,
+        })));
+      rules.push(...(await this.socket.getRules({ family: AF[family] }, undefined, TIMEOUT))
+        .filter((r) => r.data.family === AF[family] && r.attrs.priority === own.priority && tableOf(r.data, r.attrs) === own.table)
+        .map((r) => prefixText(family, r.attrs.dst, r.data.dstLen)));
+    }
     const values: Record<string, string | null> = {};
     for (const path of sysctls) {
       values[path] = await readFile(`${SYSCTL_ROOT}/${path}`, 'utf8').then((t) => t.trim(), () => null);
@@ -175,6 +211,7 @@ export class NetlinkExecutor implements RouteExecutor {
       mtu: found.attrs.mtu ?? 0,
       mac: macText(found.attrs.address),
       up: found.data.flags?.up === true,
+      underlay: underlayOf(found.attrs.ifalias),
     };
   }
 
@@ -189,7 +226,9 @@ export class NetlinkExecutor implements RouteExecutor {
     switch (op.kind) {
       case 'link-add': {
         await s.newLink({}, { ifname: op.link.name, mtu: op.link.mtu, address: macBytes(op.link.mac), linkinfo: vxlanLinkInfo(op.link) }, { flags: CREATE_EXCL, ...TIMEOUT });
-        await s.setLink({ index: await this.linkIndex(op.link.name), flags: { up: true }, change: { up: true } }, {}, TIMEOUT);
+        // The kernel takes an alias only when changing a link, not when creating one.
+        const ifalias = `${UNDERLAY_ALIAS}${op.link.underlay ?? 'IPv4'}`;
+        await s.setLink({ index: await this.linkIndex(op.link.name), flags: { up: true }, change: { up: true } }, { ifalias }, TIMEOUT);
         return;
       }
       case 'link-set':
@@ -199,8 +238,8 @@ export class NetlinkExecutor implements RouteExecutor {
         await s.delLink({ index: await this.linkIndex(op.name) }, {}, TIMEOUT);
         return;
       case 'addr-add': {
-        const address = ipv4Bytes(mustParseIPv4(op.address));
-        await s.newAddress({ family: AF_INET, prefixlen: 32, scope: RT_SCOPE_HOST, index: await this.linkIndex(op.link) }, { local: address, address }, { flags: CREATE_REPLACE, ...TIMEOUT });
+        const { family, bytes: address } = ipBytes(op.address);
+        await s.newAddress({ family, prefixlen: family === AF_INET ? 32 : 128, scope: RT_SCOPE_HOST, index: await this.linkIndex(op.link) }, { local: address, address }, { flags: CREATE_REPLACE, ...TIMEOUT });
         return;
       }
       case 'sysctl':
@@ -209,15 +248,15 @@ export class NetlinkExecutor implements RouteExecutor {
       case 'fdb-add':
       case 'fdb-del': {
         const data = { family: AF_BRIDGE, ifindex: await this.linkIndex(op.link), state: { permanent: true as const }, flags: { self: true as const } };
-        const peerAttrs = { lladdr: macBytes(op.peer.mac), dst: ipv4Bytes(mustParseIPv4(op.peer.ip)) };
+        const peerAttrs = { lladdr: macBytes(op.peer.mac), dst: ipBytes(op.peer.ip).bytes };
         if (op.kind === 'fdb-add') await s.newNeighbor(data, peerAttrs, { flags: CREATE_REPLACE, ...TIMEOUT });
         else await s.delNeighbor(data, peerAttrs, TIMEOUT);
         return;
       }
       case 'neigh-set':
       case 'neigh-del': {
-        const data = { family: AF_INET, ifindex: await this.linkIndex(op.link), state: { permanent: true as const } };
-        const dst = ipv4Bytes(mustParseIPv4(op.peer.ip));
+        const { family, bytes: dst } = ipBytes(op.peer.ip);
+        const data = { family, ifindex: await this.linkIndex(op.link), state: { permanent: true as const } };
         if (op.kind === 'neigh-set') await s.newNeighbor(data, { dst, lladdr: macBytes(op.peer.mac) }, { flags: CREATE_REPLACE, ...TIMEOUT });
         else await s.delNeighbor(data, { dst }, TIMEOUT);
         return;
@@ -226,15 +265,15 @@ export class NetlinkExecutor implements RouteExecutor {
         await this.setRoute(op.route, own);
         return;
       case 'route-del': {
-        const dst = mustParseCidr(op.route.dst);
-        await s.delRoute({ family: AF_INET, dstLen: dst.bits, tos: op.route.tos, table: 0 }, { dst: ipv4Bytes(dst.base), table: own.table, priority: op.route.metric }, TIMEOUT);
+        const { family, dstLen, dst } = cidrAttrs(op.route.dst);
+        await s.delRoute({ family, dstLen, tos: op.route.tos, table: 0 }, { dst, table: own.table, priority: op.route.metric }, TIMEOUT);
         return;
       }
       case 'rule-add':
       case 'rule-del': {
-        const dst = mustParseCidr(op.dst);
-        const data = { family: AF_INET, dstLen: dst.bits, table: 0, action: 'toTbl' as const };
-        const ruleAttrs = { dst: ipv4Bytes(dst.base), priority: own.priority, table: own.table };
+        const { family, dstLen, dst } = cidrAttrs(op.dst);
+        const data = { family, dstLen, table: 0, action: 'toTbl' as const };
+        const ruleAttrs = { dst, priority: own.priority, table: own.table };
         if (op.kind === 'rule-add') await s.newRule(data, ruleAttrs, { flags: CREATE_EXCL, ...TIMEOUT });
         else await s.delRule(data, ruleAttrs, TIMEOUT);
         return;
@@ -244,18 +283,20 @@ export class NetlinkExecutor implements RouteExecutor {
 
   /** Replace in place: re-pointing a route never leaves a moment without one. */
   private async setRoute(route: PlannedRoute, own: Ownership): Promise<void> {
-    const dst = mustParseCidr(route.dst);
+    const { family, dstLen, dst } = cidrAttrs(route.dst);
     // Tables above 255 only fit RTA_TABLE; rtm_table stays 0 as iproute2 does.
-    const base = { family: AF_INET, dstLen: dst.bits, table: 0, protocol: 'STATIC' as const, scope: 'UNIVERSE' as const };
-    const routeAttrs: rt.RouteAttrs = { dst: ipv4Bytes(dst.base), table: own.table };
+    const base = { family, dstLen, table: 0, protocol: 'STATIC' as const, scope: 'UNIVERSE' as const };
+    const metric = routeMetric(route.dst);
+    const routeAttrs: rt.RouteAttrs = { dst, table: own.table, ...(metric === 0 ? {} : { priority: metric }) };
     if (route.via === null) {
       await this.socket.newRoute({ ...base, type: 'UNREACHABLE' }, routeAttrs, { flags: CREATE_REPLACE, ...TIMEOUT });
       return;
     }
-    routeAttrs.gateway = ipv4Bytes(mustParseIPv4(route.via));
-    // Over VXLAN the gateway is on no subnet of the interface: onlink tells the kernel to trust it.
+    routeAttrs.gateway = ipBytes(route.via).bytes;
+    // Over VXLAN an IPv4 gateway is on no subnet of the interface: onlink tells the kernel to trust it.
+    // An IPv6 one is link-local (see vxlanLinkLocal), on the interface's own fe80::/64.
     if (route.overVxlan) routeAttrs.oif = await this.linkIndex(own.link);
-    const flags = route.overVxlan ? { __unknown: RTNH_F_ONLINK } : {};
+    const flags = route.overVxlan && family === AF_INET ? { __unknown: RTNH_F_ONLINK } : {};
     await this.socket.newRoute({ ...base, type: 'UNICAST', flags }, routeAttrs, { flags: CREATE_REPLACE, ...TIMEOUT });
   }
 }

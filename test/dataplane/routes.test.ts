@@ -41,7 +41,8 @@ for (const mode of ['vxlan', 'direct'] as const) {
     after(() => lab.stop());
 
     it('routes every remote CIDR to the active gateway; the answer comes back through it', async (t) => {
-      const table = await lab.waitForRoutes('node-1', REMOTE, GATEWAY_IP['gw-1']);
+      // The first wait covers three agents starting: generous, as they start slowly on a loaded machine.
+      const table = await lab.waitForRoutes('node-1', REMOTE, GATEWAY_IP['gw-1'], 60_000);
       if (mode === 'vxlan') {
         assert.match(table, /10\.2\.0\.0\/16 via 192\.168\.50\.11 dev mcs-vx0 proto static onlink/);
         const { stdout } = await import('execa').then(({ execa }) => execa('ip', ['-n', lab.ns.node, '-d', 'link', 'show', 'mcs-vx0']));

@@ -113,3 +113,35 @@ test("masqueradeBit 14 is refused with the reason: it is kube-proxy's masquerade
   assert.throws(() => validateConfig({ masqueradeBit: 14 }), (err: unknown) => err instanceof ConfigError && err.key === 'masqueradeBit' && /kube-proxy's masquerade bit 14/.test(err.message));
   assert.equal(validateConfig({ masqueradeBit: 13 }).masqueradeBit, 13);
 });
+
+test('clusterCIDR: the single-value form keeps working; a list gives one CIDR per family, in canonical text', () => {
+  const single = parseConfigText('clusterCIDR: 10.244.0.0/16', 'x.yaml');
+  assert.deepEqual(single.clusterCIDRs, ['10.244.0.0/16']);
+  assert.equal(single.clusterCIDR, '10.244.0.0/16', 'the IPv4 rules keep masquerading by it');
+  const dual = parseConfigText('clusterCIDR: [FD00:10:244:0::/56, 10.244.0.0/16]', 'x.yaml');
+  assert.deepEqual(dual.clusterCIDRs, ['fd00:10:244::/56', '10.244.0.0/16']);
+  assert.equal(dual.clusterCIDR, '10.244.0.0/16');
+  const v6 = parseConfigText('clusterCIDR: fd00:10:244::/56', 'x.yaml');
+  assert.deepEqual(v6.clusterCIDRs, ['fd00:10:244::/56']);
+  assert.equal(v6.clusterCIDR, '', 'no IPv4 entry: the IPv4 masquerade rule is left out');
+  for (const none of ['clusterCIDR: ""', 'clusterCIDR: []', '']) {
+    const c = parseConfigText(none, 'x.yaml');
+    assert.deepEqual([c.clusterCIDRs, c.clusterCIDR], [[], ''], none);
+  }
+});
+
+test('CIDR lists accept both families; a bad entry is named by its key path and value', () => {
+  const c = parseConfigText('clusters: [{name: chile01, podCIDRs: [10.2.0.0/16, "fd00:2::/56"], serviceCIDRs: ["FD00:2:96::/112"]}]', 'x.yaml');
+  assert.deepEqual(c.clusters[0], { name: 'chile01', podCIDRs: ['10.2.0.0/16', 'fd00:2::/56'], serviceCIDRs: ['fd00:2:96::/112'] });
+  const cases: [string, RegExp][] = [
+    ['clusterCIDR: fd00::1/64', /^config key "clusterCIDR": must be an IPv4 or IPv6 CIDR .*: has host bits set \(the network is fd00::\/64\) \(got "fd00::1\/64"\)$/],
+    ['clusterCIDR: [10.244.0.0/16, 10.245.0.0/16]', /^config key "clusterCIDR\[1\]": is a second IPv4 CIDR \(10.244.0.0\/16 is the first\): give at most one per family \(got "10.245.0.0\/16"\)$/],
+    ['clusterCIDR: [10.244.0.0/16, fd00::/129]', /^config key "clusterCIDR\[1\]": .*prefix length that is not 0 to 128 \(got "fd00::\/129"\)$/],
+    ['clusterCIDR: 7', /^config key "clusterCIDR": must be a string \(got 7\)$/],
+    ['clusters: [{name: a, podCIDRs: [10.2.0.0/16, "fe80::1%eth0/64"]}]', /^config key "clusters\[0\].podCIDRs\[1\]": .*no valid IPv4 or IPv6 address.*\(got "fe80::1%eth0\/64"\)$/],
+    ['clusters: [{name: a, nodeCIDRs: "fd00::/64"}]', /^config key "clusters\[0\].nodeCIDRs": must be a list of IPv4 or IPv6 CIDRs/],
+  ];
+  for (const [text, expected] of cases) {
+    assert.throws(() => parseConfigText(text, 'x.yaml'), (err: unknown) => err instanceof ConfigError && expected.test(err.message), text);
+  }
+});

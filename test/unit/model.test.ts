@@ -18,7 +18,7 @@ function storeWith(...objects: ReturnType<typeof service | typeof slice>[]): Mod
 }
 
 const sliceRecord = (name: string, managedBy: string, annotation?: string): SliceRecord => ({
-  namespace: 'default', name, serviceName: 'x', managedBy, provisionCluster: annotation ?? null, addressType: 'IPv4', ports: [], endpoints: [],
+  namespace: 'default', name, serviceName: 'x', managedBy, provisionCluster: annotation ?? null, addressType: 'IPv4', family: 'IPv4', ports: [], endpoints: [],
 });
 
 test('imported slice names resolve to the longest configured cluster name', () => {
@@ -93,8 +93,7 @@ test('bad objects are reported by name and contribute nothing, while good parts 
   assert.match(noPorts.problems[0]!.message, /has no ports/);
 
   const v6 = convertSlice(slice('default', 'v6', 'derived-a', [endpoint('fd00::1')], { addressType: 'IPv6' }));
-  assert.deepEqual(v6.record!.endpoints, []);
-  assert.match(v6.problems[0]!.message, /addressType IPv6 is not served/);
+  assert.match(v6.problems[0]!.message, /addressType IPv6 is not served by the data plane yet/);
 
   assert.equal(convertSlice({ metadata: { name: 'orphan', namespace: 'default' }, addressType: 'IPv4', endpoints: [] }).record, null);
 });
@@ -125,4 +124,47 @@ test('store mutations name the groups they affect, including a slice moving betw
   assert.deepEqual([...store.slicesOf('ns', 'derived-a')], []);
   assert.deepEqual(store.deleteSlice('ns', 's'), ['ns/b']);
   assert.deepEqual(store.deleteSlice('ns', 's'), []);
+});
+
+test('IPv6 slices are kept in the model with their family and canonical endpoint addresses; each address must be of the slice\'s family', () => {
+  const v6 = convertSlice(slice('default', 'v6', 'derived-a', [endpoint('FD00:0::1'), endpoint('10.2.0.1'), endpoint('fd00::2', { ready: false })], { addressType: 'IPv6' }));
+  assert.equal(v6.record!.family, 'IPv6');
+  assert.deepEqual(v6.record!.endpoints.map((e) => `${e.ip} ${e.ready}`), ['fd00::1 true', 'fd00::2 false']);
+  assert.deepEqual(v6.record!.ports.map((p) => p.port), [8080]);
+  assert.deepEqual(v6.problems.map((p) => p.message).slice(1), ['endpoint address "10.2.0.1" is not a valid IPv6 address; endpoint skipped']);
+  const v4 = convertSlice(slice('default', 'v4', 'derived-a', [endpoint('fd00::1'), endpoint('10.2.0.1')]));
+  assert.equal(v4.record!.family, 'IPv4');
+  assert.deepEqual(v4.record!.endpoints.map((e) => e.ip), ['10.2.0.1']);
+  const fqdn = convertSlice(slice('default', 'f', 'derived-a', [endpoint('example.com')], { addressType: 'FQDN' }));
+  assert.equal(fqdn.record!.family, null);
+  assert.deepEqual(fqdn.record!.endpoints, []);
+  assert.match(fqdn.problems[0]!.message, /addressType FQDN is not served/);
+});
+
+test('an IPv6 slice stays out of the IPv4 selection: the group serves the IPv4 endpoints only', () => {
+  const store = storeWith(
+    service('default', 'derived-a', '10.96.0.5', [{ name: 'http', port: 80 }]),
+    importedSlice('default', 'chile', 'v4', 'derived-a', [endpoint('10.2.0.1')]),
+    slice('default', 'imported-chile-v6', 'derived-a', [endpoint('fd00:2::1')], { addressType: 'IPv6' }),
+  );
+  const { group } = buildGroup('default/a', store, ctx);
+  assert.deepEqual(group!.frontends[0]!.ports[0]!.endpoints.map((e) => e.ip), ['10.2.0.1']);
+});
+
+test('a dual-stack Service keeps its IPv6 ClusterIP beside the IPv4 one, in canonical text', () => {
+  const dual = convertService(service('default', 'derived-a', 'FD00:10:96:0::1', [{ name: 'http', port: 80 }], { clusterIPs: ['FD00:10:96:0::1', '10.96.0.5'] }));
+  assert.deepEqual([dual.record!.clusterIP, dual.record!.clusterIPv6], ['10.96.0.5', 'fd00:10:96::1']);
+  const v4 = convertService(service('default', 'derived-b', '10.96.0.6', [{ name: 'http', port: 80 }]));
+  assert.deepEqual([v4.record!.clusterIP, v4.record!.clusterIPv6], ['10.96.0.6', null]);
+});
+
+test('an IPv6 slice refuses the endpoint addresses a proxy must not use, as for IPv4', () => {
+  const v6 = convertSlice(slice('default', 'v6', 'derived-a', ['::', '::1', 'fe80::1', 'ff02::1', 'fd00:2::1'].map((ip) => endpoint(ip)), { addressType: 'IPv6' }));
+  assert.deepEqual(v6.record!.endpoints.map((e) => e.ip), ['fd00:2::1']);
+  assert.deepEqual(v6.problems.slice(1).map((p) => p.message.replace(/^endpoint address (\S+) /, '$1 ')), [
+    '"::" is the unspecified address; endpoint skipped',
+    '"::1" is a loopback address; endpoint skipped',
+    '"fe80::1" is a link-local address; endpoint skipped',
+    '"ff02::1" is a multicast address; endpoint skipped',
+  ]);
 });

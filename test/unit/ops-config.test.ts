@@ -4,6 +4,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { parseExplainFlags, parseFlags, UsageError } from '../../src/cli/flags.js';
 import { ConfigError, DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { configFromConfigMap, planConfigChange } from '../../src/ops/config-watch.js';
+import { parseConfigText } from '../../src/config/load.js';
 import { configMapRefOf } from '../../src/ops/start-config.js';
 
 const cm = (data: Record<string, string>): V1ConfigMap => ({ metadata: { namespace: 'kube-system', name: 'clusterset-proxy' }, data });
@@ -58,4 +59,13 @@ test('flags: --configmap is checked; explain takes one NAMESPACE/NAME and its ow
   assert.throws(() => parseExplainFlags(['a/b', 'c/d']), UsageError);
   assert.throws(() => parseExplainFlags(['a/b', '--agent', 'x', '--kubeconfig', 'k']), UsageError);
   assert.equal(parseExplainFlags(['--help']).help, true);
+});
+
+test('a live change of clusterCIDR is reported under its file key and carries the derived IPv4 entry along', () => {
+  const running = parseConfigText('clusterCIDR: 10.244.0.0/16', 'running');
+  const desired = parseConfigText('clusterCIDR: [10.245.0.0/16, "fd00:10:244::/56"]', 'desired');
+  const change = planConfigChange(running, desired);
+  assert.deepEqual(change.live, ['clusterCIDR']);
+  assert.deepEqual(change.next.clusterCIDRs, ['10.245.0.0/16', 'fd00:10:244::/56']);
+  assert.equal(change.next.clusterCIDR, '10.245.0.0/16');
 });

@@ -131,7 +131,7 @@ test('the ConfigMap holds every key at its documented default, generated from th
   const [cm] = find(await manifests(), 'ConfigMap');
   const text: string = cm!.data['config.yaml'];
   assert.deepEqual(parseConfigText(text, 'configmap'), DEFAULT_CONFIG);
-  for (const key of Object.keys(FIELDS)) assert.match(text, new RegExp(`^${key}: `, 'm'), key);
+  for (const { key } of Object.values(FIELDS)) assert.match(text, new RegExp(`^${key}: `, 'm'), key);
 });
 
 test('README carries the generated metrics table, unchanged', async () => {

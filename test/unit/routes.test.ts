@@ -8,17 +8,13 @@ import { ClusterResolver } from '../../src/model/clusters.js';
 import { buildGroup } from '../../src/model/group.js';
 import { convertService, convertSlice } from '../../src/model/records.js';
 import { ModelStore } from '../../src/model/store.js';
-import { parseIPv4, parseIPv4Cidr } from '../../src/network/ipv4.js';
-import { cidrContains, cidrsOverlap, formatIPv4 } from '../../src/network/cidr.js';
 import { diffRoutes, type ObservedState, type RouteOp } from '../../src/routes/diff.js';
 import { chooseGateway, nodeRecord, PIN_ANNOTATION, type NodeRecord } from '../../src/routes/gateway.js';
 import type { RouteExecutor } from '../../src/routes/netlink-executor.js';
-import { analyseNetworks } from '../../src/network/overlap.js';
-import { EMPTY_ROUTE_PLAN, planRoutes, vxlanMac, VXLAN_LINK } from '../../src/routes/plan.js';
+import { analyseNetworks, withheldRange } from '../../src/network/overlap.js';
+import { EMPTY_ROUTE_PLAN, planRoutes, routeMetric, vxlanLinkLocal, vxlanMac, VXLAN_LINK } from '../../src/routes/plan.js';
 import { RouteReconciler } from '../../src/routes/reconciler.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
-
-const cidr = (t: string) => parseIPv4Cidr(t)!;
 
 function config(extra: Partial<Config> = {}): Config {
   return {
@@ -32,7 +28,7 @@ function config(extra: Partial<Config> = {}): Config {
   };
 }
 
-function node(name: string, opts: { ip?: string | null; ready?: boolean; labels?: Record<string, string>; pinned?: boolean; created?: string } = {}): V1Node {
+function node(name: string, opts: { ip?: string | null; ip6?: string; ready?: boolean; labels?: Record<string, string>; pinned?: boolean; created?: string } = {}): V1Node {
   return {
     apiVersion: 'v1', kind: 'Node',
     metadata: {
@@ -43,23 +39,16 @@ function node(name: string, opts: { ip?: string | null; ready?: boolean; labels?
     },
     status: {
       conditions: [{ type: 'Ready', status: opts.ready === false ? 'False' : 'True' }],
-      addresses: opts.ip === null ? [] : [{ type: 'Hostname', address: name }, { type: 'InternalIP', address: opts.ip ?? '192.168.50.11' }],
+      addresses: [
+        { type: 'Hostname', address: name },
+        ...(opts.ip === null ? [] : [{ type: 'InternalIP', address: opts.ip ?? '192.168.50.11' }]),
+        ...(opts.ip6 === undefined ? [] : [{ type: 'InternalIP', address: opts.ip6 }]),
+      ],
     },
   };
 }
 
 const rec = (...args: Parameters<typeof node>): NodeRecord => nodeRecord(node(...args))!;
-
-test('CIDR math: overlap, containment and formatting', () => {
-  assert.ok(cidrsOverlap(cidr('10.2.0.0/16'), cidr('10.2.128.0/17')));
-  assert.ok(cidrsOverlap(cidr('10.2.128.0/17'), cidr('10.2.0.0/16')));
-  assert.ok(!cidrsOverlap(cidr('10.2.0.0/16'), cidr('10.3.0.0/16')));
-  assert.ok(cidrsOverlap(cidr('0.0.0.0/0'), cidr('255.255.255.255/32')));
-  assert.ok(!cidrsOverlap(cidr('255.255.255.254/32'), cidr('255.255.255.255/32')));
-  assert.ok(cidrContains(cidr('10.96.0.0/12'), parseIPv4('10.111.255.255')!));
-  assert.ok(!cidrContains(cidr('10.96.0.0/12'), parseIPv4('10.112.0.0')!));
-  assert.equal(formatIPv4(parseIPv4('255.1.0.9')!), '255.1.0.9');
-});
 
 test('config: cluster CIDR lists and the gateway section parse, with defaults and key-naming errors', () => {
   const c = parseConfigText([
@@ -144,7 +133,7 @@ test('plan: a member routes every non-overlapping remote CIDR to the gateway in 
   assert.equal(vx.role, 'member');
   assert.deepEqual(vx.plan.rules, ['10.112.0.0/12', '10.2.0.0/16']);
   assert.deepEqual(vx.plan.routes, [{ dst: '10.112.0.0/12', via: '192.168.50.11', overVxlan: true }, { dst: '10.2.0.0/16', via: '192.168.50.11', overVxlan: true }]);
-  assert.deepEqual(vx.plan.link, { name: VXLAN_LINK, vni: 4097, port: 4801, mtu: 1450, mac: vxlanMac('node-1'), address: '127.77.67.1' });
+  assert.deepEqual(vx.plan.link, { name: VXLAN_LINK, vni: 4097, port: 4801, mtu: 1450, mac: vxlanMac('node-1'), address: '127.77.67.1', underlay: 'IPv4' });
   assert.deepEqual(vx.plan.peer, { ip: '192.168.50.11', mac: vxlanMac('gw-1') });
   const direct = planRoutes(config({ gateway: { ...GATEWAY_DEFAULTS, mode: 'direct' } }), 'node-1', nodes);
   assert.equal(direct.plan.link, null);
@@ -185,10 +174,10 @@ test('diff: from nothing, the interface and peer come before the routes, the rou
 /** What the kernel reports once a plan is applied, with the interface at index 7. */
 function applied(plan: ReturnType<typeof planRoutes>['plan']): ObservedState {
   return {
-    link: plan.link ? { index: 7, name: plan.link.name, kind: 'vxlan', vni: plan.link.vni, port: plan.link.port, learning: false, mtu: plan.link.mtu, mac: plan.link.mac, up: true, addresses: [plan.link.address] } : null,
+    link: plan.link ? { index: 7, name: plan.link.name, kind: 'vxlan', vni: plan.link.vni, port: plan.link.port, learning: false, mtu: plan.link.mtu, mac: plan.link.mac, up: true, addresses: [plan.link.address], underlay: plan.link.underlay ?? 'IPv4' } : null,
     fdb: plan.peer ? [plan.peer] : [],
-    neighbors: plan.peer ? [plan.peer] : [],
-    routes: plan.routes.map((r) => ({ dst: r.dst, type: r.via === null ? 'unreachable' : 'unicast', gateway: r.via, oif: r.overVxlan ? 7 : 3, metric: 0, tos: 0 })),
+    neighbors: [...plan.neighbors],
+    routes: plan.routes.map((r) => ({ dst: r.dst, type: r.via === null ? 'unreachable' : 'unicast', gateway: r.via, oif: r.overVxlan ? 7 : 3, metric: routeMetric(r.dst), tos: 0 })),
     rules: [...plan.rules],
     sysctls: Object.fromEntries(plan.sysctls.map((s) => [s.path, s.value])),
   };
@@ -303,4 +292,95 @@ test('endpoints of remote clusters inside a withheld range are left out and repo
     "EndpointSlice default/imported-chile01-a endpoint 10.2.0.10 of cluster chile01 is in chile01's pod CIDR 10.2.0.0/16, which overlaps another cluster's network; left out",
     "EndpointSlice default/imported-chile01-a endpoint 10.2.200.1 of cluster chile01 is in chile01's pod CIDR 10.2.0.0/16, which overlaps another cluster's network; left out",
   ]);
+});
+
+const DUAL_CLUSTERS: Config['clusters'] = [
+  { name: 'brazil', podCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'], serviceCIDRs: ['10.96.0.0/12', 'fd00:10:96::/112'], nodeCIDRs: ['192.168.50.0/24', 'fd00:50::/64'] },
+  { name: 'chile01', podCIDRs: ['10.2.0.0/16', 'fd00:2::/56'], serviceCIDRs: ['fd00:2:96::/112'] },
+];
+
+test('overlaps per family: an IPv6 range is checked only against IPv6 ranges, and named in canonical text', () => {
+  const n = analyseNetworks({
+    clusterName: 'brazil', clusterCIDR: '', clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'],
+    clusters: [
+      ...DUAL_CLUSTERS,
+      // ::/0 would swallow every IPv6 range, and no IPv4 one.
+      { name: 'peru', podCIDRs: ['fd00:10:244:ff::/64', '10.3.0.0/16'] },
+    ],
+  });
+  assert.deepEqual(n.routed.map((r) => `${r.cluster} ${r.family} ${r.cidr}`), [
+    'chile01 IPv4 10.2.0.0/16', 'chile01 IPv6 fd00:2::/56', 'chile01 IPv6 fd00:2:96::/112', 'peru IPv4 10.3.0.0/16',
+  ]);
+  assert.deepEqual(n.overlaps.map((o) => o.message), [
+    "cluster peru's pod CIDR fd00:10:244:ff::/64 overlaps the local cluster brazil's pod CIDR fd00:10:244::/56: no route for fd00:10:244:ff::/64; endpoints in it are left out",
+  ]);
+  const everything = analyseNetworks({ clusterName: 'brazil', clusterCIDR: '', clusters: [DUAL_CLUSTERS[0]!, { name: 'mexico', podCIDRs: ['::/0'] }] });
+  assert.equal(everything.overlaps.length, 3, 'the IPv6 pod, service and node ranges of brazil; none of its IPv4 ones');
+  assert.ok(everything.overlaps.every((o) => o.other.family === 'IPv6'));
+});
+
+test('withheldRange: an endpoint address of either family is matched only against ranges of its family', () => {
+  const n = analyseNetworks({ clusterName: 'brazil', clusterCIDR: 'fd00:2:0:1::/64', clusters: [{ name: 'chile01', podCIDRs: ['fd00:2::/56', '10.2.0.0/16'] }] });
+  assert.equal(withheldRange('fd00:2::10', n.withheld)?.cidr, 'fd00:2::/56');
+  assert.equal(withheldRange('FD00:2:0:0::10', n.withheld)?.cidr, 'fd00:2::/56', 'non-canonical text of the same address');
+  assert.equal(withheldRange('fd00:3::10', n.withheld), undefined);
+  assert.equal(withheldRange('10.2.0.10', n.withheld), undefined, 'the IPv4 range overlaps nothing');
+});
+
+test('gateway: a Node record keeps the first InternalIP of each family; an IPv6-only node is a candidate', () => {
+  const dual = rec('gw-1', { ip: '192.168.50.11', ip6: 'FD00:50:0::11' });
+  assert.deepEqual(dual.internalIPs, { IPv4: '192.168.50.11', IPv6: 'fd00:50::11' });
+  assert.equal(dual.internalIP, '192.168.50.11');
+  const v6 = rec('gw-6', { ip: null, ip6: 'fd00:50::12' });
+  assert.equal(v6.internalIP, 'fd00:50::12');
+  assert.equal(chooseGateway([v6], GATEWAY_DEFAULTS).node?.name, 'gw-6');
+});
+
+test('vxlanLinkLocal is the EUI-64 link-local address the kernel gives an interface with that MAC', () => {
+  assert.equal(vxlanLinkLocal('36:10:bb:2f:77:15'), 'fe80::3410:bbff:fe2f:7715');
+  assert.equal(vxlanLinkLocal('02:00:00:00:00:01'), 'fe80::ff:fe00:1');
+  assert.match(vxlanLinkLocal(vxlanMac('gw-1')), /^fe80::[0-9a-f]{1,4}:[0-9a-f]{1,2}ff:fe[0-9a-f]{2}:[0-9a-f]{1,4}$/);
+});
+
+test('plan, dual-stack: each remote CIDR is routed to the gateway address of its family; the tunnel runs over the IPv4 underlay', () => {
+  const cfg = config({ clusters: DUAL_CLUSTERS, clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'] });
+  const nodes = [rec('gw-1', { ip: '192.168.50.11', ip6: 'fd00:50::11' })];
+  const { plan } = planRoutes(cfg, 'node-1', nodes);
+  const tunnel6 = vxlanLinkLocal(vxlanMac('gw-1'));
+  assert.deepEqual(plan.routes, [
+    { dst: '10.2.0.0/16', via: '192.168.50.11', overVxlan: true },
+    { dst: 'fd00:2:96::/112', via: tunnel6, overVxlan: true },
+    { dst: 'fd00:2::/56', via: tunnel6, overVxlan: true },
+  ], 'over the tunnel IPv6 goes to the link-local address of the gateway\'s interface');
+  assert.equal(plan.link?.underlay, 'IPv4');
+  assert.deepEqual(plan.peer, { ip: '192.168.50.11', mac: vxlanMac('gw-1') }, 'FDB: the MAC behind the IPv4 underlay address');
+  assert.deepEqual(plan.neighbors, [{ ip: '192.168.50.11', mac: vxlanMac('gw-1') }, { ip: tunnel6, mac: vxlanMac('gw-1') }], 'one next hop per family');
+  assert.deepEqual(kinds(diffRoutes(plan, NOTHING)), ['link-add', 'addr-add', 'fdb-add', 'neigh-set', 'neigh-set', 'route-set', 'route-set', 'route-set', 'rule-add', 'rule-add', 'rule-add']);
+  assert.deepEqual(diffRoutes(plan, applied(plan)), [], 'IPv6 routes read back at metric 1024 match');
+
+  const gw = planRoutes(cfg, 'gw-1', nodes).plan;
+  assert.deepEqual(gw.sysctls.map((s) => `${s.path}=${s.value}`).slice(-1), ['net/ipv6/conf/all/forwarding=1']);
+
+  const direct = planRoutes({ ...cfg, gateway: { ...GATEWAY_DEFAULTS, mode: 'direct' } }, 'node-1', nodes).plan;
+  assert.deepEqual(direct.routes.map((r) => `${r.dst} ${r.via}`), ['10.2.0.0/16 192.168.50.11', 'fd00:2:96::/112 fd00:50::11', 'fd00:2::/56 fd00:50::11'], 'direct: the gateway\'s InternalIP of each family');
+
+  const v4only = [rec('gw-1', { ip: '192.168.50.11' })];
+  assert.deepEqual(planRoutes({ ...cfg, gateway: { ...GATEWAY_DEFAULTS, mode: 'direct' } }, 'node-1', v4only).plan.routes.map((r) => `${r.dst} ${r.via ?? 'unreachable'}`),
+    ['10.2.0.0/16 192.168.50.11', 'fd00:2:96::/112 unreachable', 'fd00:2::/56 unreachable'],
+    'direct, a gateway without an IPv6 address: IPv6 traffic fails at once instead of leaking to the default route');
+  assert.deepEqual(planRoutes(cfg, 'node-1', v4only).plan.routes.map((r) => r.via), ['192.168.50.11', tunnel6, tunnel6], 'the tunnel carries IPv6 whatever addresses the gateway has');
+});
+
+test('plan, IPv6-only: the tunnel runs over the IPv6 underlay; a change of underlay recreates the interface', () => {
+  const cfg = config({ clusters: [{ name: 'brazil', podCIDRs: ['fd00:10:244::/56'] }, { name: 'chile01', podCIDRs: ['fd00:2::/56'] }], clusterCIDRs: ['fd00:10:244::/56'] });
+  const v6 = planRoutes(cfg, 'node-1', [rec('gw-1', { ip: null, ip6: 'fd00:50::11' })]).plan;
+  assert.equal(v6.link?.underlay, 'IPv6');
+  assert.deepEqual(v6.peer, { ip: 'fd00:50::11', mac: vxlanMac('gw-1') });
+  assert.deepEqual(v6.routes, [{ dst: 'fd00:2::/56', via: vxlanLinkLocal(vxlanMac('gw-1')), overVxlan: true }]);
+  assert.deepEqual(v6.rules, ['fd00:2::/56']);
+  const v4 = planRoutes(cfg, 'node-1', [rec('gw-1', { ip: '192.168.50.11', ip6: 'fd00:50::11' })]).plan;
+  assert.deepEqual(kinds(diffRoutes(v6, applied(v4))), ['link-del', 'link-add', 'addr-add', 'fdb-add', 'neigh-set', 'route-set']);
+  const none = planRoutes(cfg, 'node-1', []).plan;
+  assert.equal(none.link?.underlay, null, 'no gateway: the interface is kept as it is');
+  assert.deepEqual(kinds(diffRoutes(none, applied(v6))), ['route-set', 'neigh-del', 'fdb-del']);
 });

@@ -96,3 +96,86 @@ export function renderAux(aux: AuxState): string {
   for (const [key, value] of aux.sysctls) out.push(`# sysctl -w ${key}=${value}`);
   return out.map((l) => `${l}\n`).join('');
 }
+
+/** Runs one command (argv[0] looked up in PATH) and resolves with its stdout; rejects when it fails. */
+export type Exec = (argv: readonly string[], input?: string) => Promise<string>;
+
+export interface AuxTools {
+  readonly exec: Exec;
+  /** `iptables` or `iptables-legacy`: the backend kube-proxy uses on this node. */
+  readonly iptables: string;
+}
+
+const BUILTIN = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
+
+/** A rule in a built-in chain as `-A chain spec` or `-I chain n spec`: its chain, its spec, and whether it goes first. */
+function builtinRule(line: string): { chain: string; spec: string; first: boolean } | null {
+  const m = /^-([AI]) (\S+)(?: 1)? (.*)$/.exec(line);
+  if (!m || !BUILTIN.has(m[2]!)) return null;
+  return { chain: m[2]!, spec: m[3]!, first: m[1] === 'I' };
+}
+
+/** Splits a rule spec into argv, keeping quoted comments whole. */
+function specArgs(spec: string): string[] {
+  return [...spec.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+}
+
+/**
+ * Applies the auxiliary state: the agent's chains are rewritten whole, rules
+ * in built-in chains are added once (checked with -C first), then the routing
+ * rules and the sysctls. Other rules are never touched.
+ */
+export async function applyAux(aux: AuxState, tools: AuxTools): Promise<void> {
+  for (const [table, lines] of aux.tables) {
+    const own = lines.filter((l) => !builtinRule(l));
+    await tools.exec([`${tools.iptables}-restore`, '--noflush'], [`*${table}`, ...own, 'COMMIT', ''].join('\n'));
+    for (const line of lines) {
+      const rule = builtinRule(line);
+      if (!rule) continue;
+      const args = specArgs(rule.spec);
+      try {
+        await tools.exec([tools.iptables, '-w', '-t', table, '-C', rule.chain, ...args]);
+      } catch {
+        await tools.exec([tools.iptables, '-w', '-t', table, ...(rule.first ? ['-I', rule.chain, '1'] : ['-A', rule.chain]), ...args]);
+      }
+    }
+  }
+  for (const line of aux.routing) {
+    const argv = ['ip', ...line.split(' ')];
+    if (line.startsWith('rule add')) {
+      const pref = line.split(' ')[3]!;
+      const existing = await tools.exec(['ip', 'rule', 'show', 'pref', pref]);
+      if (existing.trim() !== '') continue;
+    }
+    await tools.exec(argv);
+  }
+  for (const [key, value] of aux.sysctls) await tools.exec(['sysctl', '-qw', `${key}=${value}`]);
+}
+
+/** Removes every auxiliary rule, chain and route the agent added; sysctls stay as set. */
+export async function removeAux(aux: AuxState, tools: AuxTools): Promise<void> {
+  for (const [table, lines] of aux.tables) {
+    for (const line of lines) {
+      const rule = builtinRule(line);
+      if (!rule) continue;
+      const args = specArgs(rule.spec);
+      for (;;) {
+        try {
+          await tools.exec([tools.iptables, '-w', '-t', table, '-D', rule.chain, ...args]);
+        } catch {
+          break;
+        }
+      }
+    }
+    for (const line of lines) {
+      const chain = /^:(\S+) /.exec(line)?.[1];
+      if (!chain) continue;
+      await tools.exec([tools.iptables, '-w', '-t', table, '-F', chain]).catch(() => undefined);
+      await tools.exec([tools.iptables, '-w', '-t', table, '-X', chain]).catch(() => undefined);
+    }
+  }
+  for (const pref of [RULE_PREF_LO, RULE_PREF_LOCAL]) {
+    await tools.exec(['ip', 'rule', 'del', 'pref', String(pref)]).catch(() => undefined);
+  }
+  await tools.exec(['ip', 'route', 'flush', 'table', String(ROUTE_TABLE)]).catch(() => undefined);
+}

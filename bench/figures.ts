@@ -4,6 +4,8 @@ import { createIptablesBackend } from '../src/iptables/exec-backend.js';
 import { silentLogger } from '../src/log.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { SyncRunner } from '../src/sync/runner.js';
+import { startClusterWatches, type ClusterWatches } from '../src/kube/watch.js';
+import { kubeConfigFor, TestApiServer } from '../test/support/api-server.js';
 import { Topology } from '../test/support/netns.js';
 import {
   kubeProxyChainCount, kubeProxyFullPayload, kubeProxyJumps, kubeProxyLoadChunks, kubeProxyPartialPayload,
@@ -17,17 +19,21 @@ import { changeTarget, type Workload } from './workload.js';
 // deleted afterwards.
 
 export interface OurFigures {
-  /** Time the engine spent ingesting the listed objects before the first sync (not part of the cold start). */
+  /** Listing every object from the API server through the agent's informers into the engine, in process. */
   readonly ingestMs: number;
+  /** The engine's first full sync alone (plan, read back, restores): the engine-only cold start. */
   readonly coldStart: { readonly ms: number; readonly bytes: number; readonly restores: number; readonly chains: number; readonly rules: number };
-  /** From engine.upsertSlice to syncPartial resolved. */
+  /** From the watch event decoded (the informer's handler) to the sync that applies it resolved. */
   readonly oneChange: Spread;
+  /** Of that, the wait in the runner: event decoded → its sync starting. */
+  readonly runnerDelay: Spread;
+  /** Of that, the sync itself: started → resolved. */
+  readonly engineSync: Spread;
   readonly oneChangeBytes: Spread;
   /** A bare iptables-restore of each of those payloads, run right after the engine's own. */
   readonly floor: Spread;
   readonly burst: BurstFigure;
 }
-
 export interface BurstFigure {
   readonly changes: number;
   readonly spanMs: number;
@@ -58,19 +64,41 @@ export interface OurOptions {
   readonly burstSpanMs: number;
 }
 
+/**
+ * Our engine against real iptables in a namespace of its own, fed as the agent
+ * feeds it: the agent's informers list and watch the test API server (in
+ * process, over TCP), the handlers upsert into the engine and request a sync
+ * from a SyncRunner on real timers. A change is sent through the API server
+ * and timed from the moment its watch event reaches the handler, decoded and
+ * trimmed, to its sync resolved, with the runner's wait shown apart.
+ */
 export async function measureOurs(workload: Workload, mode: BackendMode, opts: OurOptions): Promise<OurFigures> {
   const topology = new Topology();
+  const api = new TestApiServer({ bookmarkIntervalMs: 0 });
+  let watches: ClusterWatches | null = null;
+  let runner: SyncRunner | null = null;
   try {
     const ns = await topology.namespace('ours');
     const backend = new RecordingBackend(await createIptablesBackend({ mode, netns: ns, log: silentLogger() }));
     const config = workload.config();
     const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger() });
+    await api.start();
+    for (const o of workload.objects()) api.apply(o);
 
+    // Handler calls carrying a change not yet taken by a sync, by decode time.
+    const events: number[] = [];
+    let live = false;
+    const request = (changed: boolean) => {
+      if (!changed || !live) return;
+      events.push(performance.now());
+      runner!.request();
+    };
     const ingestStarted = performance.now();
-    for (const s of workload.services) {
-      engine.upsertService(workload.serviceObject(s));
-      for (let c = 0; c < workload.clusters.length; c++) engine.upsertSlice(workload.sliceObject(s, c));
-    }
+    watches = startClusterWatches(kubeConfigFor(api.url), {
+      services: { onUpsert: (o) => request(engine.upsertService(o)), onDelete: (o) => request(engine.deleteService(o)) },
+      endpointSlices: { onUpsert: (o) => request(engine.upsertSlice(o)), onDelete: (o) => request(engine.deleteSlice(o)) },
+    }, silentLogger());
+    await watches.whenSynced();
     const ingestMs = performance.now() - ingestStarted;
 
     const cold = await engine.syncFull();
@@ -78,22 +106,60 @@ export async function measureOurs(workload: Workload, mode: BackendMode, opts: O
     const coldStart = { ms: cold.durationMs, bytes: cold.payloadBytes, restores: cold.restores, chains: cold.owned?.chains ?? 0, rules: cold.owned?.rules ?? 0 };
 
     const times: number[] = [];
+    const delays: number[] = [];
+    const syncs: number[] = [];
     const bytes: number[] = [];
+    let appliedOne: (() => void) | null = null;
+    let failure: unknown = null;
+    runner = new SyncRunner({
+      minInterval: config.minSyncInterval,
+      period: 3_600_000,
+      initialBackoff: 1000,
+      maxBackoff: 60_000,
+      run: async (full) => {
+        // The sync takes every change handed to the engine so far, before its first await.
+        const taken = events.splice(0);
+        const started = performance.now();
+        const result = await (full ? engine.syncFull() : engine.syncPartial());
+        const done = performance.now();
+        for (const at of taken) {
+          times.push(done - at);
+          delays.push(started - at);
+          syncs.push(done - started);
+          bytes.push(result.payloadBytes);
+        }
+        if (taken.length > 0) appliedOne?.();
+      },
+      onError: (err) => {
+        failure = err;
+        appliedOne?.();
+      },
+    });
+    live = true;
+
     const floor: number[] = [];
-    for (let i = 0; i < opts.changes; i++) {
+    for (let i = 0; i < opts.changes && failure === null; i++) {
       const change = workload.change(changeTarget(i, workload.services.length));
-      const started = performance.now();
-      engine.upsertSlice(change.slice);
-      const result = await engine.syncPartial();
-      times.push(performance.now() - started);
-      bytes.push(result.payloadBytes);
+      const applied = new Promise<void>((resolve) => (appliedOne = resolve));
+      api.apply(change.slice);
+      await applied;
       // Replaying the same payload rewrites the same chain to the same rules: the kernel state does not move.
       for (const payload of backend.take()) floor.push((await bareRestore(ns, mode, payload))!);
     }
+    if (failure !== null) throw failure;
+    live = false;
+    await runner.stop();
+    runner = null;
 
     const burst = await measureBurst(workload, engine, config.minSyncInterval, opts);
-    return { ingestMs, coldStart, oneChange: spread(times), oneChangeBytes: spread(bytes), floor: spread(floor), burst };
+    return {
+      ingestMs, coldStart, oneChange: spread(times), runnerDelay: spread(delays), engineSync: spread(syncs),
+      oneChangeBytes: spread(bytes), floor: spread(floor), burst,
+    };
   } finally {
+    await runner?.stop();
+    await watches?.stop();
+    await api.stop();
     await topology.teardown();
   }
 }

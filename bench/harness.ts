@@ -1,7 +1,7 @@
 import type { BackendMode } from '../src/iptables/backend.js';
 import { cleanupStale } from '../test/support/netns.js';
 import { measureKubeProxy, measureOurs, type KubeProxyFigures, type OurFigures } from './figures.js';
-import { measureMemory, type MemoryFigure } from './memory.js';
+import { measureAgent, type AgentFigures } from './agent.js';
 import { Workload, type WorkloadSize } from './workload.js';
 
 export interface Profile {
@@ -17,8 +17,12 @@ export interface Profile {
   /** The kube-proxy-style cold start is killed past this (nft at 10k takes longer than 10 minutes). */
   readonly kubeProxyColdLimitMs: number;
   readonly kubeProxyLoadChunkChains: number;
-  /** How long the agent may take to list everything and finish its first sync (figure 5). */
+  /** How long the agent binary may take to list everything and finish its first sync. */
   readonly agentStartLimitMs: number;
+  /** One-endpoint changes sent to the running agent through the API server before its memory is read again. */
+  readonly churnChanges: number;
+  /** Of those, sent per second. */
+  readonly churnRate: number;
 }
 
 const COMMON = {
@@ -26,18 +30,22 @@ const COMMON = {
   burstChanges: 1000,
   burstSpanMs: 1000,
   kubeProxyLoadChunkChains: 2000,
+  kubeProxyChanges: 30,
+  churnChanges: 1000,
+  churnRate: 100,
 };
 
 export const PROFILES = {
-  quick: { ...COMMON, name: 'quick', size: { n: 1000, e: 10, c: 3 }, changes: 100, kubeProxyChanges: 20, kubeProxyColdLimitMs: 60_000, agentStartLimitMs: 120_000 },
-  full: { ...COMMON, name: 'full', size: { n: 10_000, e: 10, c: 3 }, changes: 100, kubeProxyChanges: 10, kubeProxyColdLimitMs: 120_000, agentStartLimitMs: 600_000 },
+  quick: { ...COMMON, name: 'quick', size: { n: 1000, e: 10, c: 3 }, changes: 100, kubeProxyColdLimitMs: 60_000, agentStartLimitMs: 120_000 },
+  full: { ...COMMON, name: 'full', size: { n: 10_000, e: 10, c: 3 }, changes: 100, kubeProxyColdLimitMs: 120_000, agentStartLimitMs: 600_000 },
 } satisfies Record<string, Profile>;
 
 export interface BackendResult {
   readonly mode: BackendMode;
   readonly ours: OurFigures;
   readonly kubeProxy: KubeProxyFigures;
-  readonly memory: MemoryFigure;
+  /** The agent binary: start, memory after the first sync and after churn. */
+  readonly agent: AgentFigures;
 }
 
 export interface BenchResult {
@@ -61,9 +69,9 @@ export async function runBenchmark(profile: Profile, progress: (line: string) =>
       coldStartLimitMs: profile.kubeProxyColdLimitMs,
       loadChunkChains: profile.kubeProxyLoadChunkChains,
     });
-    progress(`${mode}: agent memory`);
-    const memory = await measureMemory(new Workload(profile.size), mode, profile.agentStartLimitMs);
-    backends.push({ mode, ours, kubeProxy, memory });
+    progress(`${mode}: the agent binary`);
+    const agent = await measureAgent(new Workload(profile.size), mode, { timeoutMs: profile.agentStartLimitMs, churnChanges: profile.churnChanges, churnRate: profile.churnRate });
+    backends.push({ mode, ours, kubeProxy, agent });
   }
   return { profile, startedAt, backends };
 }

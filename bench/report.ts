@@ -47,28 +47,36 @@ const times = (v: number) => `${v.toFixed(v < 10 ? 2 : 1)}×`;
 const verdict = (ok: boolean): Verdict => (ok ? 'pass' : 'miss');
 
 function rows(r: BackendResult): Row[] {
-  const { ours, kubeProxy: kp, memory } = r;
+  const { ours, kubeProxy: kp, agent } = r;
   const nft = r.mode === 'nft';
   const held = (target: string, ok: boolean) => (nft ? { target, verdict: verdict(ok) } : { target: '–', verdict: '' as const });
   const kpCold = kp.coldStartMs ?? kp.coldStartLimitMs;
-  const coldRatio = kpCold / ours.coldStart.ms;
+  const startRatio = kpCold / agent.startMs;
   const changeRatio = kp.oneChange.p50 / ours.oneChange.p50;
   const overhead = ours.oneChange.p50 / ours.floor.p50;
   const b = ours.burst;
   const intervals = Math.ceil(b.lastAppliedMs / b.minSyncIntervalMs);
+  const churn = agent.churn;
   return [
-    { figure: 'one change, p50', ours: ms(ours.oneChange.p50), kubeProxy: ms(kp.oneChange.p50), floor: ms(ours.floor.p50), ratio: `${times(changeRatio)} faster`, ...held('< 50 ms, ≥ 10× faster', ours.oneChange.p50 < 50 && changeRatio >= 10) },
-    { figure: 'one change, p99', ours: ms(ours.oneChange.p99), kubeProxy: ms(kp.oneChange.p99), floor: ms(ours.floor.p99), ratio: `${times(kp.oneChange.p99 / ours.oneChange.p99)} faster`, ...held('< 150 ms', ours.oneChange.p99 < 150) },
-    { figure: 'one change, bytes written', ours: bytes(ours.oneChangeBytes.p50), kubeProxy: bytes(kp.oneChangeBytes.p50), floor: '', ratio: `${times(kp.oneChangeBytes.p50 / ours.oneChangeBytes.p50)} less`, ...held('< 4 KB', ours.oneChangeBytes.max < 4096) },
     {
-      figure: 'cold start',
-      ours: `${ms(ours.coldStart.ms)} (${ours.coldStart.restores} restore${ours.coldStart.restores === 1 ? '' : 's'})`,
+      figure: 'start: agent process start → first full sync applied',
+      ours: `${ms(agent.startMs)} (load ${ms(agent.loadMs)}, list ${ms(agent.listMs)}, sync ${ms(agent.firstSyncMs)})`,
       kubeProxy: kp.coldStartMs === null ? `> ${ms(kp.coldStartLimitMs)} (killed)` : `${ms(kp.coldStartMs)} (1 restore)`,
-      floor: '',
-      ratio: `${kp.coldStartMs === null ? '> ' : ''}${times(coldRatio)} faster`,
-      ...held('< 5 s, ≥ 5× faster', ours.coldStart.ms < 5000 && coldRatio >= 5),
+      floor: `engine only ${ms(ours.coldStart.ms)}`,
+      ratio: `${kp.coldStartMs === null ? '> ' : ''}${times(startRatio)} faster`,
+      ...held('< 4 s', agent.startMs < 4000),
+    },
+    {
+      figure: 'cold start, engine only (first full sync)',
+      ours: `${ms(ours.coldStart.ms)} (${ours.coldStart.restores} restore${ours.coldStart.restores === 1 ? '' : 's'})`,
+      kubeProxy: '', floor: '', ratio: `${times(agent.startMs / ours.coldStart.ms)} of it in the agent's start`, target: '', verdict: '',
     },
     { figure: 'cold start, bytes written', ours: bytes(ours.coldStart.bytes), kubeProxy: bytes(kp.coldStartBytes), floor: '', ratio: `${times(kp.coldStartBytes / ours.coldStart.bytes)} less`, target: '', verdict: '' },
+    { figure: 'one change, watch event → kernel, p50', ours: ms(ours.oneChange.p50), kubeProxy: ms(kp.oneChange.p50), floor: ms(ours.floor.p50), ratio: `${times(changeRatio)} faster`, ...held('< 50 ms, ≥ 10× faster', ours.oneChange.p50 < 50 && changeRatio >= 10) },
+    { figure: 'one change, watch event → kernel, p99', ours: ms(ours.oneChange.p99), kubeProxy: ms(kp.oneChange.p99), floor: ms(ours.floor.p99), ratio: `${times(kp.oneChange.p99 / ours.oneChange.p99)} faster`, ...held('< 150 ms', ours.oneChange.p99 < 150) },
+    { figure: 'one change: of which the runner\'s wait, p50 / p99', ours: `${ms(ours.runnerDelay.p50)} / ${ms(ours.runnerDelay.p99)}`, kubeProxy: '', floor: '', ratio: '', target: '', verdict: '' },
+    { figure: 'one change: of which the sync, p50 / p99', ours: `${ms(ours.engineSync.p50)} / ${ms(ours.engineSync.p99)}`, kubeProxy: '', floor: `${ms(ours.floor.p50)} / ${ms(ours.floor.p99)}`, ratio: '', target: '', verdict: '' },
+    { figure: 'one change, bytes written', ours: bytes(ours.oneChangeBytes.p50), kubeProxy: bytes(kp.oneChangeBytes.p50), floor: '', ratio: `${times(kp.oneChangeBytes.p50 / ours.oneChangeBytes.p50)} less`, ...held('< 4 KB', ours.oneChangeBytes.max < 4096) },
     {
       figure: `burst: ${b.changes} changes over ${ms(b.spanMs)}, restores`,
       ours: `${b.restores} in ${b.syncs} syncs`, kubeProxy: '', floor: '', ratio: '',
@@ -76,20 +84,27 @@ function rows(r: BackendResult): Row[] {
     },
     { figure: 'burst: last change applied', ours: `${ms(b.lastAppliedMs)} (max wait ${ms(b.maxLagMs)})`, kubeProxy: '', floor: '', ratio: '', ...held('< 1.5 s', b.lastAppliedMs < 1500) },
     { figure: 'agent overhead (one change p50 / bare restore p50)', ours: ms(ours.oneChange.p50), kubeProxy: '', floor: ms(ours.floor.p50), ratio: times(overhead), target: '≤ 1.5×', verdict: verdict(overhead <= 1.5) },
-    { figure: `agent memory (RSS after first sync; ${memory.services} Services, ${memory.slices} slices)`, ours: `${bytes(memory.rssBytes)} (peak ${bytes(memory.peakBytes)})`, kubeProxy: '', floor: '', ratio: '', ...held('< 200 MB', memory.rssBytes < 200 * 2 ** 20) },
+    { figure: 'agent memory (RSS) after the first full sync', ours: bytes(agent.rssAfterSyncBytes), kubeProxy: '', floor: '', ratio: '', target: '', verdict: '' },
+    {
+      figure: `agent memory (RSS) after ${churn.changes} changes`,
+      ours: `${bytes(churn.rssBytes)} (peak ${bytes(churn.peakBytes)})`, kubeProxy: '', floor: '', ratio: '',
+      ...held('< 150 MB', churn.rssBytes < 150 * 2 ** 20),
+    },
   ];
 }
 
 function notes(r: BackendResult): string[] {
-  const { ours, kubeProxy: kp, memory } = r;
+  const { ours, kubeProxy: kp, agent } = r;
+  const churn = agent.churn;
   const out = [
     `our table: ${ours.coldStart.chains} chains, ${ours.coldStart.rules} rules; kube-proxy-style: ${kp.chains} chains`,
-    `one change: ${ours.oneChange.count} changes on ours (each replayed bare for the floor), ${kp.oneChange.count} on kube-proxy-style (its restore alone, no iptables-save or planning)`,
-    `cold start: the engine's first full sync (plan, read back, restores); ingesting the listed objects took another ${ms(ours.ingestMs)}`,
-    `agent binary: listed everything and finished its first full sync in ${ms(memory.firstSyncMs)}`,
+    `objects: ${agent.services} Services and ${agent.slices} EndpointSlices, ${bytes(agent.objectBytes)} of JSON (labels, annotations and managedFields as Karmada and the API server write them)`,
+    `start: bin/clusterset-proxy in a node namespace against the test API server, an empty kernel table; load = spawn → "clusterset-proxy starting", list = → "watches synced", sync = the first full sync (${agent.firstSyncRestores} restores); engine only = that sync in process, after the informers listed everything in ${ms(ours.ingestMs)}`,
+    `one change: ${ours.oneChange.count} changes sent through the API server, each timed from its watch event reaching the informer's handler (decoded, trimmed) to its sync resolved, and replayed bare for the floor; ${kp.oneChange.count} on kube-proxy-style (its restore alone, spawned the same way: no iptables-save, no planning)`,
+    `memory: VmRSS of the agent binary; the churn sent ${churn.changes} one-endpoint changes through the API server over ${ms(churn.spanMs)}, the last one in the kernel ${ms(churn.drainMs)} after it was sent${churn.programmingMeanMs === null ? '' : `; the agent's own network_programming_duration_seconds over them: mean ${ms(churn.programmingMeanMs)} (${churn.programmingCount} syncs)`}`,
   ];
   if (kp.chunkedLoadMs !== null) {
-    out.push(`kube-proxy-style cold start killed at ${ms(kp.coldStartLimitMs)}; for its partial syncs the same table was loaded in parts (${ms(kp.chunkedLoadMs)})`);
+    out.push(`kube-proxy-style cold start killed at ${ms(kp.coldStartLimitMs)}; for its partial syncs the same table was loaded in parts (${ms(kp.chunkedLoadMs)}), which kube-proxy itself cannot do: it restores its whole table in one run`);
   }
   return out;
 }

@@ -2,15 +2,16 @@
 //
 // Prints the table and the machine it ran on. --readme also writes them into
 // README.md's Performance section (between the bench markers). --only memory
-// runs figure 5 alone (the agent binary's resident set) and prints one line
-// per backend; it cannot be combined with --readme.
+// runs the agent binary's figures alone (start, memory after the first sync
+// and after churn) and prints one line per backend; it cannot be combined
+// with --readme.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BackendMode } from '../src/iptables/backend.js';
 import { PROFILES, runBenchmark, type Profile } from './harness.js';
-import { measureMemory } from './memory.js';
+import { measureAgent } from './agent.js';
 import { Workload } from './workload.js';
 import { cleanupStale } from '../test/support/netns.js';
 import { describeMachine, formatResult } from './report.js';
@@ -56,9 +57,13 @@ async function main(): Promise<void> {
   if (only === 'memory') {
     await cleanupStale();
     for (const mode of profile.backends) {
-      const m = await measureMemory(new Workload(profile.size), mode, profile.agentStartLimitMs);
+      const m = await measureAgent(new Workload(profile.size), mode, { timeoutMs: profile.agentStartLimitMs, churnChanges: profile.churnChanges, churnRate: profile.churnRate });
       const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
-      process.stdout.write(`${mode}: agent memory (RSS after first sync; ${m.services} Services, ${m.slices} slices): ${mb(m.rssBytes)} (peak ${mb(m.peakBytes)}); first full sync after ${(m.firstSyncMs / 1000).toFixed(2)} s\n`);
+      const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
+      process.stdout.write(
+        `${mode}: agent binary, ${m.services} Services, ${m.slices} slices: start → first full sync applied ${s(m.startMs)} (load ${s(m.loadMs)}, list ${s(m.listMs)}, sync ${s(m.firstSyncMs)}); ` +
+          `RSS after the first sync ${mb(m.rssAfterSyncBytes)}, after ${m.churn.changes} changes ${mb(m.churn.rssBytes)} (peak ${mb(m.churn.peakBytes)})\n`,
+      );
     }
     return;
   }

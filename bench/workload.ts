@@ -1,4 +1,4 @@
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1ManagedFieldsEntry, V1Service } from '@kubernetes/client-node';
 import { DEFAULT_CONFIG, type Config } from '../src/config/schema.js';
 import { endpoint, importedSlice, service } from '../test/support/fixtures.js';
 
@@ -59,11 +59,12 @@ export class Workload {
   }
 
   serviceObject(s: BenchService): V1Service {
-    return service(s.namespace, `derived-${s.name}`, s.clusterIP, [{ name: 'http', port: SERVICE_PORT }]);
+    return asWritten(service(s.namespace, `derived-${s.name}`, s.clusterIP, [{ name: 'http', port: SERVICE_PORT }]), s);
   }
 
   sliceObject(s: BenchService, cluster: number): V1EndpointSlice {
-    return importedSlice(s.namespace, this.clusters[cluster]!, s.name, `derived-${s.name}`, s.endpoints[cluster]!.map((ip) => endpoint(ip)), [{ name: 'http', port: TARGET_PORT }]);
+    const slice = importedSlice(s.namespace, this.clusters[cluster]!, s.name, `derived-${s.name}`, s.endpoints[cluster]!.map((ip) => endpoint(ip)), [{ name: 'http', port: TARGET_PORT }]);
+    return asImported(slice, s, this.clusters[cluster]!);
   }
 
   *objects(): Generator<V1Service | V1EndpointSlice> {
@@ -101,4 +102,96 @@ function serviceIp(i: number): string {
 /** A spread of service indexes for a series of changes: a fixed stride visits services far apart. */
 export function changeTarget(i: number, n: number): number {
   return (i * 7919) % n;
+}
+
+// What Karmada's controllers and the API server add to the objects: the
+// labels and annotations that trace an object to its template and Work,
+// kubectl's last-applied configuration, the endpoints' pod references and
+// one managedFields entry per writer. The agent reads none of it, but it
+// lists, decodes and (unless it trims) caches every byte.
+
+const KARMADA_LABELS = (s: BenchService) => ({
+  'app.kubernetes.io/name': s.name,
+  'app.kubernetes.io/part-of': s.namespace,
+  'karmada.io/managed': 'true',
+  'multicluster.x-k8s.io/service-name': s.name,
+  'resourcebinding.karmada.io/permanent-id': uid(`rb/${s.namespace}/${s.name}`),
+});
+
+function asWritten(svc: V1Service, s: BenchService): V1Service {
+  const { metadata, spec } = svc;
+  const applied = { apiVersion: 'v1', kind: 'Service', metadata: { name: metadata!.name, namespace: s.namespace, labels: { 'app.kubernetes.io/name': s.name } }, spec: { ports: spec!.ports, type: 'ClusterIP' } };
+  return {
+    ...svc,
+    metadata: {
+      ...metadata,
+      labels: { ...metadata!.labels, ...KARMADA_LABELS(s) },
+      annotations: {
+        ...metadata!.annotations,
+        'kubectl.kubernetes.io/last-applied-configuration': `${JSON.stringify(applied)}\n`,
+        'propagationpolicy.karmada.io/name': `${s.name}-import`,
+        'propagationpolicy.karmada.io/namespace': s.namespace,
+        'resourcetemplate.karmada.io/uid': uid(`svc/${s.namespace}/${s.name}`),
+        'work.karmada.io/name': `derived-${s.name}-${uid(s.name).slice(0, 10)}`,
+      },
+      managedFields: [
+        managed('karmada-controller-manager', 'Update', { 'f:metadata': { 'f:annotations': fieldSet(['propagationpolicy.karmada.io/name', 'resourcetemplate.karmada.io/uid', 'work.karmada.io/name']), 'f:labels': fieldSet(['karmada.io/managed', 'resourcebinding.karmada.io/permanent-id']) } }),
+        managed('kubectl-client-side-apply', 'Update', { 'f:metadata': { 'f:annotations': fieldSet(['kubectl.kubernetes.io/last-applied-configuration']) }, 'f:spec': { 'f:internalTrafficPolicy': {}, 'f:ports': { '.': {}, 'k:{"port":80,"protocol":"TCP"}': { '.': {}, 'f:name': {}, 'f:port': {}, 'f:protocol': {}, 'f:targetPort': {} } }, 'f:sessionAffinity': {}, 'f:type': {} } }),
+      ],
+    },
+    spec: { ...spec, internalTrafficPolicy: 'Cluster', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', sessionAffinity: 'None' },
+    status: { loadBalancer: {} },
+  };
+}
+
+function asImported(slice: V1EndpointSlice, s: BenchService, cluster: string): V1EndpointSlice {
+  const { metadata } = slice;
+  return {
+    ...slice,
+    metadata: {
+      ...metadata,
+      labels: { ...metadata!.labels, ...KARMADA_LABELS(s), 'endpointslice.karmada.io/namespace': s.namespace, 'endpointslice.karmada.io/name': metadata!.name! },
+      annotations: {
+        ...metadata!.annotations,
+        'endpointslice.karmada.io/work-name': `imported-${cluster}-${s.name}`,
+        'endpointslice.kubernetes.io/last-change-trigger-time': '2026-11-30T12:00:00Z',
+        'work.karmada.io/name': `imported-${cluster}-${s.name}-${uid(cluster + s.name).slice(0, 10)}`,
+        'work.karmada.io/namespace': `karmada-es-${cluster}`,
+      },
+      managedFields: [
+        managed('karmada-controller-manager', 'Update', {
+          'f:addressType': {}, 'f:endpoints': {}, 'f:ports': {},
+          'f:metadata': { 'f:annotations': fieldSet(['endpointslice.karmada.io/work-name', 'work.karmada.io/name', 'work.karmada.io/namespace']), 'f:labels': fieldSet(['endpointslice.kubernetes.io/managed-by', 'kubernetes.io/service-name', 'karmada.io/managed']) },
+        }),
+      ],
+    },
+    endpoints: slice.endpoints.map((ep, i) => ({
+      ...ep,
+      nodeName: `${cluster}-worker-${i % 50}`,
+      targetRef: { kind: 'Pod', name: `${s.name}-7d9f8c6b5-${uid(ep.addresses[0]!).slice(0, 5)}`, namespace: s.namespace, uid: uid(`pod/${ep.addresses[0]}`) },
+      zone: `${cluster}-zone-${i % 3}`,
+    })),
+  };
+}
+
+/** The wire shape: client-node types `time` as a Date, the JSON carries a string. */
+function managed(manager: string, operation: string, fields: object): V1ManagedFieldsEntry {
+  return { apiVersion: 'v1', fieldsType: 'FieldsV1', fieldsV1: fields, manager, operation, time: '2026-11-30T12:00:00Z' as unknown as Date };
+}
+
+function fieldSet(keys: readonly string[]): Record<string, object> {
+  return Object.fromEntries([['.', {}], ...keys.map((k) => [`f:${k}`, {}])]);
+}
+
+/** A deterministic UUID-shaped string for a name. */
+function uid(name: string): string {
+  let h = 2166136261;
+  const hex: string[] = [];
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619) >>> 0;
+    h = Math.imul(h ^ round, 16777619) >>> 0;
+    hex.push(h.toString(16).padStart(8, '0'));
+  }
+  const x = hex.join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }

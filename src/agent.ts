@@ -3,6 +3,7 @@ import { RunningConfig } from './config/running.js';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
 import { IptablesDataplane } from './iptables/dataplane.js';
+import type { Dataplane } from './sync/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
 import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
@@ -17,6 +18,8 @@ import { RouteController } from './routes/controller.js';
 export interface AgentOptions {
   readonly config: Config;
   readonly backend: IptablesBackend;
+  /** The data plane to program; iptables over `backend` when absent. */
+  readonly dataplane?: Dataplane;
   readonly kubeConfig: KubeConfig;
   readonly log: Logger;
   /** This node, the source of Events (default: the hostname). */
@@ -55,7 +58,7 @@ export class Agent {
       log,
     });
     this.engine = new SyncEngine({
-      config, dataplane: new IptablesDataplane(opts.backend), log, health: this.prober,
+      config, dataplane: opts.dataplane ?? new IptablesDataplane(opts.backend), log, health: this.prober,
       onSync: (r) => this.logSync(r),
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),

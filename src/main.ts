@@ -1,26 +1,48 @@
+// bin/clusterset-proxy loads this module before the others, so signals are caught from the start.
+import { releaseStopSignals, stopSignal } from './stop-signals.js';
 import { hostname } from 'node:os';
 import { Agent, errorText } from './agent.js';
 import { runExplain, snapshotInto } from './cli/explain.js';
 import { EXPLAIN_USAGE, parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
 import { ConfigError, type Config } from './config/schema.js';
 import { IptablesDataplane } from './iptables/dataplane.js';
+import type { Dataplane } from './sync/dataplane.js';
 import { createIptablesBackend } from './iptables/exec-backend.js';
 import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
 import { configMapRefOf, loadStartConfig } from './ops/start-config.js';
 import { SyncEngine } from './sync/engine.js';
+import { FakeNftables } from './nftables/fake.js';
+import { NativeNftables } from './nftables/native.js';
+import { NftablesDataplane } from './nftables/nftables-dataplane.js';
+import { resolveProxyMode } from './ops/proxy-mode.js';
 import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
-  if (argv[0] === 'explain') return runExplain(argv.slice(1));
+  // A run that ends by itself (explain, --help, --dry-run, --cleanup, --once) is simply ended by a signal.
+  if (argv[0] === 'explain') {
+    releaseStopSignals();
+    return runExplain(argv.slice(1));
+  }
   const flags = parseFlags(argv);
+  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
+  if (flags.help || !keepWatch) releaseStopSignals();
   if (flags.help) {
     process.stdout.write(USAGE);
     return 0;
   }
   const log = createLogger(flags.logLevel ?? 'info');
+  let agent: Agent | undefined;
+  if (keepWatch) {
+    // Before the agent exists nothing has been changed (reading the config, detecting the backend), and a
+    // step may wait for the API server indefinitely: a signal then ends the process at once.
+    void stopSignal.then((signal) => {
+      if (agent) return;
+      log.info({ signal }, 'stopping before the agent started; nothing was changed');
+      process.exit(0);
+    });
+  }
   const configMap = configMapRefOf(flags.configMap);
-  const keepWatch = !(flags.dryRun || flags.cleanup || flags.once);
   // The ConfigMap, when there is one, is watched from the start: its first state is the config to start with.
   const start = await loadStartConfig({ file: flags.config, configMap, overrides: flagOverrides(flags), kubeConfig: () => loadKubeConfig(flags.kubeconfig), log, bounded: !keepWatch });
   const config = start.config;
@@ -28,19 +50,26 @@ async function run(argv: readonly string[]): Promise<number> {
   if (!keepWatch) await start.watch?.stop();
   const nodeName = flags.hostnameOverride ?? process.env.NODE_NAME ?? hostname();
 
+  // Without a mode (or with `iptables`) nothing below is consulted: iptables as always.
+  const mode = config.mode === 'iptables' ? null : await resolveProxyMode(config.mode, { log });
+  if (mode) log.info({ mode: mode.mode, reason: mode.reason }, 'proxy mode');
+  const nftables = mode?.mode === 'nftables';
+
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone.
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log });
+    const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+    const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
     return 0;
   }
 
   const backend = await createIptablesBackend({ mode: config.iptablesBackend, lockWaitSeconds: config.iptablesLockWait, log });
+  const kernelDataplane = (): Dataplane => (nftables ? new NftablesDataplane(new NativeNftables()) : new IptablesDataplane(backend));
   log.info({ node: nodeName, backend: backend.mode, cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
+    const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     const result = await engine.cleanup();
     const routeOperations = await cleanupRoutes(config, log);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
@@ -48,28 +77,33 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   if (flags.once) {
-    const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log });
+    const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     const result = await engine.syncFull();
     log.info({ durationMs: Math.round(result.durationMs), restores: result.restores, payloadBytes: result.payloadBytes }, 'one full sync done');
     return 0;
   }
 
-  const agent = new Agent({ config, backend, kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
-  const stopped = new Promise<number>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
-        log.info({ signal }, 'stopping; rules stay in place (use --cleanup to remove them)');
-        void agent.stop().then(() => resolve(0));
-      });
-    }
+  const running = new Agent({ config, backend, ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}), kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
+  agent = running;
+  let stopping = false;
+  const stopped = stopSignal.then(async (signal) => {
+    stopping = true;
+    log.info({ signal }, 'stopping; rules stay in place (use --cleanup to remove them)');
+    await running.stop();
+    return 0;
   });
-  await agent.start();
+  // A signal during start-up stops the agent half-started; start() may then fail for that reason alone.
+  const started = running.start().catch((err: unknown) => {
+    if (!stopping) throw err;
+  });
+  await Promise.race([started, stopped]);
   return stopped;
 }
 
-function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout'> {
+function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout' | 'mode'> {
   return {
+    ...(flags.proxyMode ? { mode: flags.proxyMode } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel } : {}),
     ...(flags.iptablesBackend ? { iptablesBackend: flags.iptablesBackend } : {}),
     ...(flags.apiTimeout !== undefined ? { apiTimeout: flags.apiTimeout } : {}),

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
-import { ConfigError, FIELDS, type BackendSetting } from '../config/schema.js';
+import { ConfigError, FIELDS, PROXY_MODES, type BackendSetting, type ProxyModeSetting } from '../config/schema.js';
 
 export interface Flags {
   readonly kubeconfig?: string;
@@ -13,6 +13,7 @@ export interface Flags {
   readonly cleanup: boolean;
   readonly logLevel?: LogLevel;
   readonly iptablesBackend?: BackendSetting;
+  readonly proxyMode?: ProxyModeSetting;
   /** Milliseconds; overrides the config's apiTimeout. */
   readonly apiTimeout?: number;
   readonly help: boolean;
@@ -35,6 +36,8 @@ Flags:
   --cleanup                  remove every chain, rule and jump the agent owns, then exit
   --log-level LEVEL          ${LOG_LEVELS.join('|')} (overrides the config)
   --iptables-backend MODE    auto|nft|legacy (overrides the config)
+  --proxy-mode MODE          auto|iptables|nftables|ipvs (overrides the config's mode;
+                             default iptables)
   --api-timeout DURATION     how long --once, --dry-run (and a ConfigMap read by
                              --cleanup) wait for the API server before failing
                              (overrides the config's apiTimeout, default 30s)
@@ -60,6 +63,7 @@ export function parseFlags(argv: readonly string[]): Flags {
         cleanup: { type: 'boolean', default: false },
         'log-level': { type: 'string' },
         'iptables-backend': { type: 'string' },
+        'proxy-mode': { type: 'string' },
         'api-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -74,6 +78,10 @@ export function parseFlags(argv: readonly string[]): Flags {
   const backend = values['iptables-backend'];
   if (backend !== undefined && !['auto', 'nft', 'legacy'].includes(backend)) {
     throw new UsageError(`--iptables-backend must be auto, nft or legacy (got "${backend}")`);
+  }
+  const proxyMode = values['proxy-mode'];
+  if (proxyMode !== undefined && !(PROXY_MODES as readonly string[]).includes(proxyMode)) {
+    throw new UsageError(`--proxy-mode must be one of ${PROXY_MODES.join(', ')} (got "${proxyMode}")`);
   }
   const configMap = values.configmap;
   if (configMap !== undefined && configMap !== '' && !CONFIGMAP_REF.test(configMap)) {
@@ -91,6 +99,7 @@ export function parseFlags(argv: readonly string[]): Flags {
     cleanup: values.cleanup!,
     logLevel: logLevel as LogLevel | undefined,
     iptablesBackend: backend as BackendSetting | undefined,
+    proxyMode: proxyMode as ProxyModeSetting | undefined,
     apiTimeout: apiTimeoutFlag(values['api-timeout']),
     help: values.help!,
   };

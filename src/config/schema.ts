@@ -30,6 +30,10 @@ export interface GatewayConfig {
 
 export type BackendSetting = 'auto' | 'nft' | 'legacy';
 
+/** Which data plane programs the kernel: config key `mode`, flag `--proxy-mode`. */
+export const PROXY_MODES = ['auto', 'iptables', 'nftables', 'ipvs'] as const;
+export type ProxyModeSetting = (typeof PROXY_MODES)[number];
+
 export interface Config {
   readonly clusterName: string;
   readonly clusters: readonly ClusterConfig[];
@@ -41,6 +45,8 @@ export interface Config {
   readonly masqueradeBit: number;
   /** IPv4 CIDR of the pods of this cluster, or '' when unknown. */
   readonly clusterCIDR: string;
+  /** Data plane: iptables unless set; `auto` follows kube-proxy. */
+  readonly mode: ProxyModeSetting;
   readonly iptablesBackend: BackendSetting;
   /** Seconds iptables waits for the xtables lock. */
   readonly iptablesLockWait: number;
@@ -377,6 +383,10 @@ export const FIELDS: Fields = {
   clusterCIDR: {
     key: 'clusterCIDR', default: '', shownDefault: '""', parse: cidr,
     doc: 'IPv4 pod CIDR of this cluster. Traffic to a service from outside it is masqueraded; empty disables that rule.',
+  },
+  mode: {
+    key: 'mode', default: 'iptables', shownDefault: 'iptables', parse: oneOf(PROXY_MODES), restart: true,
+    doc: 'Data plane. `iptables` (the default): chains and rules beside kube-proxy\'s. `nftables`: the agent\'s own `table ip clusterset-proxy`, ahead of kube-proxy in both its modes (see "nftables mode"). `auto`: nftables when kube-proxy\'s `table ip kube-proxy` exists, else iptables; the choice and why are logged. `ipvs` is refused: not available in this build.',
   },
   iptablesBackend: {
     key: 'iptablesBackend', default: 'auto', shownDefault: 'auto', parse: oneOf(['auto', 'nft', 'legacy'] as const), restart: true,

@@ -15,6 +15,18 @@ export interface IptablesBackend {
   save(table: Table): Promise<string>;
 }
 
+/**
+ * iptables gave up waiting for the xtables lock that another writer (kube-proxy,
+ * another agent) held: nothing was applied, and the payload is not at fault, so
+ * no group is to blame. The sync fails and is retried.
+ */
+export class LockTimeoutError extends Error {
+  constructor(message: string, readonly stderr: string) {
+    super(message);
+    this.name = 'LockTimeoutError';
+  }
+}
+
 /** A restore the kernel (or fake) refused; nothing of the failing table was applied. */
 export class RestoreError extends Error {
   constructor(

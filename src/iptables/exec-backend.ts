@@ -6,14 +6,17 @@
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import type { Table } from './plan-types.js';
-import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
+import { LockTimeoutError, RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
 import { jumpTarget, parseSave } from './save-format.js';
 
 export type BackendChoice = BackendMode | 'auto';
 
 export interface ExecBackendOptions {
   readonly mode: BackendChoice;
-  /** Passed as -w to every restore: how long to wait for the xtables lock. */
+  /**
+   * Passed as -w to every restore: how long to wait for the xtables lock
+   * (iptables-legacy only; /run/xtables.lock, or the file XTABLES_LOCKFILE names).
+   */
   readonly lockWaitSeconds?: number;
   /** Run every command as `ip netns exec <netns> ...` (tests, benchmarks); the agent leaves it unset. */
   readonly netns?: string;
@@ -127,6 +130,13 @@ export class ExecIptablesBackend implements IptablesBackend {
     const started = performance.now();
     const result = await run(this.options.netns, tool, ['-w', this.lockWait, '--noflush'], payload);
     const durationMs = Math.round(performance.now() - started);
+    if (result.failed && holdsLock(result.stderr)) {
+      this.options.log.debug({ tool, bytes: payload.length, durationMs }, 'iptables restore gave up waiting for the xtables lock');
+      throw new LockTimeoutError(
+        `${tool}: another writer held the xtables lock (${process.env.XTABLES_LOCKFILE ?? '/run/xtables.lock'}) for longer than ${this.lockWait}s (iptablesLockWait); nothing was applied`,
+        result.stderr,
+      );
+    }
     if (result.failed) {
       const line = blamedLine(result.stderr);
       this.options.log.debug({ tool, bytes: payload.length, durationMs, line }, 'iptables restore refused');
@@ -160,6 +170,11 @@ export async function createIptablesBackend(options: ExecBackendOptions): Promis
 export function blamedLine(stderr: string): number | undefined {
   const match = /\bline:? (\d+)/.exec(stderr);
   return match ? Number(match[1]) : undefined;
+}
+
+/** iptables' words when -w ran out: "Another app is currently holding the xtables lock. Stopped waiting after 5s." */
+export function holdsLock(stderr: string): boolean {
+  return /holding the xtables lock/.test(stderr);
 }
 
 const TOOL_TIMEOUT_MS = 120_000;

@@ -11,7 +11,11 @@ import { listAll } from './client.js';
  */
 export interface Handlers<T> {
   onUpsert(obj: T): void;
-  /** Called with the last state seen, also for objects that vanished while disconnected. */
+  /**
+   * Called with the last state seen, also for objects that vanished while
+   * disconnected; of a spec with cacheIdentityOnly, those carry only their
+   * identity (see ResourceSpec).
+   */
   onDelete(obj: T): void;
 }
 
@@ -29,6 +33,13 @@ export interface ResourceSpec {
    * keep metadata.namespace, .name and .resourceVersion, and never throw.
    */
   trim?(obj: KubernetesObject): KubernetesObject;
+  /**
+   * Once the handlers have seen an object, the cache keeps only its identity
+   * (metadata.namespace, .name, .uid, .resourceVersion): enough to tell a
+   * repeat from a change and to report a delete, for handlers that keep their
+   * own state. A delete found by a relist then carries only that identity.
+   */
+  cacheIdentityOnly?: boolean;
 }
 
 /**
@@ -287,6 +298,25 @@ export class ResilientInformer<T extends KubernetesObject> {
     }, delay);
   }
 
+  /**
+   * Replaces the object ListWatch just cached (it fires 'add'/'update' right
+   * after storing it) with its identity. ListWatch reads only the metadata of
+   * cached objects: namespace and name as keys, resourceVersion to skip a
+   * repeat, and hands them to 'delete' when a relist no longer has them.
+   */
+  private cacheIdentity(obj: T): void {
+    const m = obj.metadata;
+    if (!m) return;
+    const byNamespace = (this.listWatch as unknown as { objects: Map<string, Map<string, KubernetesObject>> }).objects.get(m.namespace || '');
+    if (byNamespace?.get(m.name || '') !== obj) return;
+    const identity: NonNullable<KubernetesObject['metadata']> = {};
+    if (m.namespace !== undefined) identity.namespace = m.namespace;
+    if (m.name !== undefined) identity.name = m.name;
+    if (m.uid !== undefined) identity.uid = m.uid;
+    if (m.resourceVersion !== undefined) identity.resourceVersion = m.resourceVersion;
+    byNamespace.set(m.name || '', { metadata: identity });
+  }
+
   private markSynced(): void {
     if (this.isSynced) return;
     this.isSynced = true;
@@ -297,8 +327,12 @@ export class ResilientInformer<T extends KubernetesObject> {
   private deliver(kind: 'upsert' | 'delete', obj: T): void {
     if (this.state === 'stopped') return;
     try {
-      if (kind === 'upsert') this.handlers.onUpsert(obj);
-      else this.handlers.onDelete(obj);
+      if (kind === 'upsert') {
+        if (this.spec.cacheIdentityOnly) this.cacheIdentity(obj);
+        this.handlers.onUpsert(obj);
+      } else {
+        this.handlers.onDelete(obj);
+      }
     } catch (err) {
       this.log.error(
         { resource: this.spec.resource, namespace: obj.metadata?.namespace, name: obj.metadata?.name, error: err instanceof Error ? err.message : String(err) },

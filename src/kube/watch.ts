@@ -10,11 +10,13 @@ export { ResilientInformer, type Handlers, type InformerOptions, type ResourceSp
  * Another collection is one more ResilientInformer, e.g. for Nodes:
  *   new ResilientInformer<V1Node>(kc, { resource: 'nodes', path: '/api/v1/nodes' }, handlers, log, opts)
  */
-export const SERVICES: ResourceSpec = { resource: 'services', path: '/api/v1/services', trim: safely(trimService) };
+// The engine keeps its own records of both: the informers' caches need only each object's identity.
+export const SERVICES: ResourceSpec = { resource: 'services', path: '/api/v1/services', trim: safely(trimService), cacheIdentityOnly: true };
 export const ENDPOINT_SLICES: ResourceSpec = {
   resource: 'endpointslices.discovery.k8s.io',
   path: '/apis/discovery.k8s.io/v1/endpointslices',
   trim: safely(trimEndpointSlice),
+  cacheIdentityOnly: true,
 };
 
 export interface ClusterWatchHandlers {

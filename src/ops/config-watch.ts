@@ -14,7 +14,7 @@ export interface ConfigMapRef {
 }
 
 /** Flag values that win over any config source. */
-export type ConfigOverrides = Partial<Pick<Config, 'logLevel' | 'iptablesBackend' | 'apiTimeout'>>;
+export type ConfigOverrides = Partial<Pick<Config, 'logLevel' | 'iptablesBackend' | 'apiTimeout' | 'mode'>>;
 
 /** The config a ConfigMap asks for, flags applied; throws a ConfigError naming the key and value. */
 export function configFromConfigMap(cm: V1ConfigMap, overrides: ConfigOverrides): Config {

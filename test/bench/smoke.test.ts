@@ -15,16 +15,21 @@ const tiny: Profile = {
   burstChanges: 30,
   burstSpanMs: 200,
   agentStartLimitMs: 30_000,
+  churnChanges: 20,
+  churnRate: 100,
 };
 
 test('the benchmark harness produces every figure on both backends', { timeout: 120_000 }, async () => {
   const result = await runBenchmark(tiny);
   assert.deepEqual(result.backends.map((b) => b.mode), ['nft', 'legacy']);
-  for (const { mode, ours, kubeProxy, memory } of result.backends) {
+  for (const { mode, ours, kubeProxy, agent } of result.backends) {
     assert.ok(ours.coldStart.ms > 0 && ours.coldStart.bytes > 0 && ours.coldStart.restores >= 1, `${mode}: cold start`);
     assert.equal(ours.coldStart.chains, 20 + 4, `${mode}: one chain per service plus the skeleton`);
     assert.equal(ours.oneChange.count, 3, `${mode}: one-change samples`);
     assert.equal(ours.floor.count, 3, `${mode}: each change replayed bare`);
+    assert.equal(ours.runnerDelay.count, 3, `${mode}: the runner's wait of each change`);
+    assert.ok(ours.oneChange.p50 >= ours.runnerDelay.p50 && ours.oneChange.p50 >= ours.engineSync.p50, `${mode}: the runner's wait and the sync are parts of event → kernel`);
+    assert.ok(ours.ingestMs > 0, `${mode}: listed through the informers`);
     assert.ok(ours.oneChangeBytes.p50 > 0, `${mode}: one-change payload`);
     assert.equal(ours.burst.changes, 30);
     assert.ok(ours.burst.syncs >= 1 && ours.burst.restores >= 1, `${mode}: burst syncs`);
@@ -32,12 +37,22 @@ test('the benchmark harness produces every figure on both backends', { timeout: 
     assert.equal(kubeProxy.chains, 9 + 20 * 4, `${mode}: a SVC chain and a SEP chain per endpoint`);
     assert.equal(kubeProxy.oneChange.count, 2);
     assert.ok(kubeProxy.oneChangeBytes.p50 > ours.oneChangeBytes.p50, `${mode}: kube-proxy-style rewrites its services chain`);
-    assert.ok(memory.rssBytes > 0 && memory.peakBytes >= memory.rssBytes, `${mode}: agent memory`);
-    assert.equal(memory.slices, 60);
+    assert.equal(agent.slices, 60);
+    assert.ok(agent.loadMs > 0 && agent.listMs >= 0 && agent.firstSyncMs > 0, `${mode}: start split into its parts`);
+    assert.ok(agent.startMs >= agent.loadMs + agent.listMs, `${mode}: start covers loading and listing`);
+    assert.ok(agent.rssAfterSyncBytes > 0, `${mode}: memory after the first sync`);
+    assert.equal(agent.churn.changes, 20);
+    assert.ok(agent.churn.rssBytes > 0 && agent.churn.peakBytes >= agent.churn.rssBytes, `${mode}: memory after churn`);
+    assert.ok(agent.churn.programmingCount >= 1, `${mode}: the agent's programming histogram saw the churn`);
   }
   const text = formatResult(result, await describeMachine(), 'npm run bench');
   const lines = text.split('\n');
-  for (const figure of ['one change, p50', 'one change, p99', 'one change, bytes written', 'cold start', 'cold start, bytes written', 'burst: 30 changes', 'burst: last change applied', 'agent overhead', 'agent memory']) {
+  for (const figure of [
+    'start: agent process start → first full sync applied', 'cold start, engine only', 'cold start, bytes written',
+    'one change, watch event → kernel, p50', 'one change, watch event → kernel, p99', 'one change: of which the runner', 'one change: of which the sync',
+    'one change, bytes written', 'burst: 30 changes', 'burst: last change applied', 'agent overhead',
+    'agent memory (RSS) after the first full sync', 'agent memory (RSS) after 20 changes',
+  ]) {
     assert.ok(lines.filter((l) => l.startsWith(`| ${figure}`)).length >= 2, `"${figure}" row for both backends`);
   }
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { serviceChainName } from '../../src/iptables/names.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
-import { Lab, type AgentProcess } from '../support/lab.js';
+import { AGENT_WAIT_MS, Lab, type AgentProcess } from '../support/lab.js';
 
 assert.equal(process.getuid?.(), 0, 'data-plane tests need root: run them as root (CI does)');
 
@@ -85,16 +85,15 @@ for (const backend of ['nft', 'legacy'] as const) {
     it('a service port without endpoints rejects connections at once instead of timing out', async () => {
       lab.apply(chileSlice());
       await lab.waitForRules((t) => t.includes('has no endpoints'), 'the no-endpoints rule');
-      const started = Date.now();
-      const r = await lab.requests(URL, 3, { timeoutMs: 3000 });
+      // Refused, not timed out: a connection left to time out ends in ETIMEDOUT.
+      const r = await lab.requests(URL, 3);
       assert.deepEqual(r.errors, { ECONNREFUSED: 3 }, JSON.stringify(r));
-      assert.ok(Date.now() - started < 2500, 'refused, not timed out');
     });
 
     it('rules stay and traffic flows while the agent is stopped; a restart adopts them without a restore', async () => {
       lab.apply(chileSlice(endpoint('10.2.0.11')));
       await lab.waitForRules((t) => t.includes('--to-destination 10.2.0.11:8080') && !t.includes('has no endpoints'), 'the endpoint back');
-      assert.equal(await agent.stop('SIGTERM'), 0);
+      assert.equal(await agent.stop('SIGTERM'), 0, await agent.logs());
       assert.deepEqual((await lab.requests(URL, 5)).bodies, { 'chile01/serve-b': 5 });
       const before = normalise(await lab.saveAll());
       agent = await lab.startAgent(['--config', configPath]);
@@ -110,7 +109,7 @@ for (const backend of ['nft', 'legacy'] as const) {
       assert.deepEqual((await lab.requests(URL, 5)).bodies, { 'chile01/serve-b': 5 });
       lab.api.resume();
       lab.apply(chileSlice(endpoint('10.2.0.10')));
-      await lab.waitForRules((t) => t.includes('--to-destination 10.2.0.10:8080') && !t.includes('10.2.0.11:8080'), 'the change made after the outage', 40_000);
+      await lab.waitForRules((t) => t.includes('--to-destination 10.2.0.10:8080') && !t.includes('10.2.0.11:8080'), 'the change made after the outage');
       assert.deepEqual((await lab.requests(URL, 5)).bodies, { 'chile01/serve-a': 5 });
     });
 
@@ -154,7 +153,7 @@ for (const backend of ['nft', 'legacy'] as const) {
     it('--cleanup leaves the tables exactly as they were before the agent started', async () => {
       lab.apply(derivedServe(), chileSlice(endpoint('10.2.0.10')), service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]), slice('default', 'serve-x', 'serve', [endpoint('10.1.0.10', { ready: false })]));
       await lab.waitForRules((t) => t.includes(CHAIN), 'the service back');
-      assert.equal(await agent.stop('SIGTERM'), 0);
+      assert.equal(await agent.stop('SIGTERM'), 0, await agent.logs());
       const r = await lab.runAgent(['--config', configPath, '--cleanup']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(normalise(await lab.saveAll()), pristine);
@@ -184,7 +183,7 @@ for (const backend of ['nft', 'legacy'] as const) {
 }
 
 /** Waits until the agent's log holds every needle; returns the log. */
-async function waitForLog(agent: AgentProcess, needles: string | readonly string[], timeoutMs = 10_000): Promise<string> {
+async function waitForLog(agent: AgentProcess, needles: string | readonly string[], timeoutMs = AGENT_WAIT_MS): Promise<string> {
   const wanted = typeof needles === 'string' ? [needles] : needles;
   const deadline = Date.now() + timeoutMs;
   for (;;) {

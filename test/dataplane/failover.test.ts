@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { udpExchange } from '../support/netns.js';
+import { httpRequestStream, udpExchange, udpExchangeStream, type HttpSummary } from '../support/netns.js';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { Lab, type AgentProcess } from '../support/lab.js';
 
@@ -62,14 +62,22 @@ describe('locality and failover: local first, remote when local fails, under the
 
   for (const [name, url] of [['serve', SERVE], ['derived-serve', DERIVED]] as const) {
     it(`under a steady stream to ${name}, local unready moves answers to the remote clusters and back, with no failed request`, async () => {
-      const stream = lab.requests(url, 150, { timeoutMs: 2000, intervalMs: 10 });
-      await new Promise((r) => setTimeout(r, 300));
-      lab.apply(localSlice(false));
-      await lab.waitForRules((t) => !t.includes('-> brazil 10.1.0.10:8080'), 'local endpoints to leave');
-      await new Promise((r) => setTimeout(r, 300));
-      lab.apply(localSlice(true));
-      await lab.waitForRules((t) => t.includes('-> brazil 10.1.0.10:8080'), 'local endpoints back');
-      const r = await stream;
+      // The stream runs until every step has been seen in its answers, however slowly this machine goes.
+      const stream = httpRequestStream(lab.nodeNs, url, { intervalMs: 10 });
+      const remote = (s: HttpSummary) => (s.bodies.chile01 ?? 0) + (s.bodies.peru ?? 0);
+      let r: HttpSummary;
+      try {
+        await stream.until((s) => (s.bodies.brazil ?? 0) > 0, 'answers from the local cluster');
+        lab.apply(localSlice(false));
+        await lab.waitForRules((t) => !t.includes('-> brazil 10.1.0.10:8080'), 'local endpoints to leave');
+        await stream.until((s) => remote(s) > 0, 'answers from the remote clusters');
+        lab.apply(localSlice(true));
+        await lab.waitForRules((t) => t.includes('-> brazil 10.1.0.10:8080'), 'local endpoints back');
+        const local = stream.progress.bodies.brazil ?? 0;
+        await stream.until((s) => (s.bodies.brazil ?? 0) > local, 'answers from the local cluster again');
+      } finally {
+        r = await stream.stop();
+      }
       assert.equal(r.failed, 0, JSON.stringify(r));
       assert.ok(r.bodies.brazil! > 0 && (r.bodies.chile01 ?? 0) + (r.bodies.peru ?? 0) > 0, JSON.stringify(r));
       assert.deepEqual((await lab.requests(url, 10)).bodies, { brazil: 10 });
@@ -80,11 +88,11 @@ describe('locality and failover: local first, remote when local fails, under the
     lab.apply(localSlice(false));
     await lab.waitForRules((t) => t.includes('10.3.0.10:8080') && t.includes('10.2.0.10:8080') && !t.includes('-> brazil 10.1.0.10:8080'), 'both remote clusters');
     await lab.setPodLink('10.3.0.10', false);
-    await lab.waitForRules((t) => !t.includes('10.3.0.10:8080'), 'peru to leave', 8000);
+    await lab.waitForRules((t) => !t.includes('10.3.0.10:8080'), 'peru to leave');
     assert.deepEqual((await lab.requests(SERVE, 20)).bodies, { chile01: 20 });
     assert.match(await agent.logs(), /cluster peru is unreachable/);
     await lab.setPodLink('10.3.0.10', true);
-    await lab.waitForRules((t) => t.includes('10.3.0.10:8080'), 'peru to rejoin', 8000);
+    await lab.waitForRules((t) => t.includes('10.3.0.10:8080'), 'peru to rejoin');
     const r = await lab.requests(SERVE, 40);
     assert.ok(r.bodies.peru! > 0 && r.bodies.chile01! > 0, JSON.stringify(r));
     lab.apply(localSlice(true));
@@ -125,10 +133,16 @@ describe('locality and failover: local first, remote when local fails, under the
   });
 
   it('UDP: a client that keeps sending follows the selection at once when its endpoint is removed', async () => {
-    const flow = udpExchange(lab.nodeNs, '10.96.0.30', 53, 30, 100);
-    await new Promise((r) => setTimeout(r, 700));
-    lab.apply(slice('default', 'dns-local', 'dns', [endpoint('10.1.0.10', { ready: false })], { ports: [{ name: 'dns', port: 5353, protocol: 'UDP' }] }));
-    const answers = await flow;
+    // One flow, a datagram every 100 ms, until it has seen the switch and ten answers after it.
+    const flow = udpExchangeStream(lab.nodeNs, '10.96.0.30', 53, 100);
+    let answers: string[];
+    try {
+      await flow.until((a) => a.length > 0, 'the first answer');
+      lab.apply(slice('default', 'dns-local', 'dns', [endpoint('10.1.0.10', { ready: false })], { ports: [{ name: 'dns', port: 5353, protocol: 'UDP' }] }));
+      await flow.until((a) => a.includes('chile01-udp') && a.length - a.indexOf('chile01-udp') >= 10, 'ten answers after the first from chile01');
+    } finally {
+      answers = await flow.stop();
+    }
     const first = answers.indexOf('chile01-udp');
     assert.ok(answers[0] === 'brazil-udp' && first > 0, answers.join(','));
     // Without the conntrack flush the old flow would keep reaching brazil's live pod.

@@ -7,7 +7,7 @@ import { waitFor } from '../support/api-server.js';
 import { get, sample, waitForEvent, waitForLog } from '../support/agent-client.js';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT } from '../support/foreign-rules.js';
-import { Lab, type AgentProcess } from '../support/lab.js';
+import { AGENT_WAIT_MS, Lab, type AgentProcess } from '../support/lab.js';
 import { INVALID_OPTION } from '../support/refusing-backend.js';
 
 assert.equal(process.getuid?.(), 0, 'data-plane tests need root: run them as root (CI does)');
@@ -91,7 +91,7 @@ for (const backend of ['nft', 'legacy'] as const) {
       // Two retries of the poison (each a refused restore or two) take longer than the 1 s healthz
       // bound: its change must not count as waiting.
       const refused = count(logs, 'iptables restore refused');
-      await waitFor(async () => count(await agent.logs(), 'iptables restore refused') >= refused + 4 || null, 'two retries of the poison group', { timeoutMs: 20_000, intervalMs: 100 });
+      await waitFor(async () => count(await agent.logs(), 'iptables restore refused') >= refused + 4 || null, 'two retries of the poison group', { timeoutMs: AGENT_WAIT_MS, intervalMs: 100 });
       const healthz = await get(lab, `${HEALTH}/healthz`);
       assert.equal(healthz.status, 200, healthz.body);
       assert.equal(count(await agent.logs(), 'quarantined:'), 1, 'retries failing the same way are not news');

@@ -3,8 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { execa } from 'execa';
 import { afterEach, before, describe, test } from 'node:test';
-import { RestoreError } from '../../src/iptables/backend.js';
+import { LockTimeoutError, RestoreError } from '../../src/iptables/backend.js';
 import { createIptablesBackend, ExecIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { parseSave } from '../../src/iptables/save-format.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
@@ -107,6 +108,30 @@ describe('ExecIptablesBackend in a namespace', () => {
     for (const tool of ['iptables-legacy-save', 'iptables-nft-save']) {
       assert.equal((await netnsExec(netns, tool)).stdout, '', `${tool} shows no table`);
     }
+  });
+
+  test('a legacy restore that finds the xtables lock held past -w fails as lock contention, naming the lock file and the wait, not as a refused payload', async () => {
+    const ns = await freshNamespace();
+    // The lock file of this process (netns.ts sets XTABLES_LOCKFILE), held as kube-proxy would hold /run/xtables.lock.
+    const lockFile = process.env.XTABLES_LOCKFILE!;
+    // The shell's descriptor 9 holds the lock, and sleep inherits it: killing that one process frees it.
+    const holder = execa('sh', ['-c', `exec 9>'${lockFile}' && flock -x 9 && echo held && exec sleep 120`], { buffer: false, reject: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.once('data', () => resolve());
+        holder.once('exit', () => reject(new Error('flock exited before holding the lock')));
+      });
+      const backend = new ExecIptablesBackend('legacy', { netns: ns, log: silentLogger(), lockWaitSeconds: 1 });
+      const err = await backend.restore('*nat\nCOMMIT\n').then(() => null, (e: unknown) => e);
+      assert.ok(err instanceof LockTimeoutError, String(err));
+      assert.ok(!(err instanceof RestoreError));
+      assert.match(err.message, new RegExp(`^iptables-legacy-restore: another writer held the xtables lock \\(${lockFile.replaceAll('.', '\\.')}\\) for longer than 1s \\(iptablesLockWait\\)`));
+    } finally {
+      holder.kill('SIGKILL');
+      await holder;
+    }
+    // Free again: the same restore goes through.
+    await new ExecIptablesBackend('legacy', { netns: ns, log: silentLogger(), lockWaitSeconds: 1 }).restore('*nat\nCOMMIT\n');
   });
 
   test('an explicit mode skips detection', async () => {

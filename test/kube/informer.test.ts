@@ -487,3 +487,25 @@ test('stop() from a handler during the initial list: client-node would still ope
   assert.equal(server.countRequests({ verb: 'watch' }), 0);
   assert.equal(server.countRequests({ verb: 'list' }), 1);
 });
+
+test('a spec caching identities only: upserts carry the object, a delete found by a relist carries its identity, an unchanged object is not delivered again', async (t) => {
+  const server = await startServer(t);
+  server.create(service('default', 'stays', 80, { app: 'a' }));
+  server.create(service('default', 'goes', 81, { app: 'b' }));
+  const spec: ResourceSpec = { resource: 'services', path: '/api/v1/services', cacheIdentityOnly: true };
+  const { informer, rec } = startInformer<V1Service>(t, server, FAST, silentLogger(), spec);
+  await syncedAndWatching(informer, server);
+  assert.deepEqual(rec.calls.map((c) => (c.obj as V1Service).spec?.ports?.[0]?.port).sort(), [80, 81], 'the handlers see whole objects');
+  server.closeWatches('end');
+  const lastSeen = server.get(SERVICE, 'default', 'goes');
+  server.delete(SERVICE, 'default', 'goes');
+  server.compact();
+
+  await waitFor(() => server.countRequests({ verb: 'list', resource: 'services' }) === 2 && server.openWatches === 1, 'relist and watch');
+  await waitFor(() => rec.calls.length === 3, 'the missed delete');
+  assert.deepEqual(rec.ops(2), ['delete default/goes'], 'the unchanged object is not delivered again');
+  assert.deepEqual(rec.calls[2]!.obj, { metadata: { namespace: 'default', name: 'goes', uid: lastSeen?.metadata?.uid, resourceVersion: lastSeen?.metadata?.resourceVersion } });
+  server.apply(service('default', 'stays', 90));
+  await waitFor(() => rec.calls.length === 4, 'a change after the relist');
+  assert.equal((rec.calls[3]!.obj as V1Service).spec?.ports?.[0]?.port, 90);
+});

@@ -3,7 +3,7 @@
 
 import type { CoreEvent } from '../../src/ops/event-recorder.js';
 import { waitFor } from './api-server.js';
-import type { AgentProcess, Lab } from './lab.js';
+import { AGENT_WAIT_MS, type AgentProcess, type Lab } from './lab.js';
 import { netnsExec } from './netns.js';
 
 /** GET inside the node namespace, where the agent listens. */
@@ -24,10 +24,10 @@ export function events(lab: Lab): CoreEvent[] {
 }
 
 export async function waitForEvent(lab: Lab, reason: string, kind: string, name: string): Promise<CoreEvent> {
-  return waitFor(() => events(lab).find((e) => e.reason === reason && e.involvedObject.kind === kind && e.involvedObject.name === name), `a ${reason} Event on ${kind} ${name}`, { timeoutMs: 10_000, intervalMs: 50 });
+  return waitFor(() => events(lab).find((e) => e.reason === reason && e.involvedObject.kind === kind && e.involvedObject.name === name), `a ${reason} Event on ${kind} ${name}`, { timeoutMs: AGENT_WAIT_MS, intervalMs: 50 });
 }
 
-export async function waitForLog(agent: AgentProcess, needle: string | RegExp, timeoutMs = 10_000): Promise<string> {
+export async function waitForLog(agent: AgentProcess, needle: string | RegExp, timeoutMs = AGENT_WAIT_MS): Promise<string> {
   let logs = '';
   try {
     return await waitFor(async () => {

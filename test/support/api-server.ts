@@ -152,6 +152,7 @@ export class TestApiServer {
   private pausedMode: PauseMode | undefined;
   private bookmarkTimer: NodeJS.Timeout | undefined;
   private listenSocketPath: string | undefined;
+  private readonly snapshots = new Map<ResourceType, { rv: number; current: number; keys: string[]; items: StoredObject[] }>();
 
   constructor(opts: TestApiServerOptions = {}) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 3000;
@@ -364,13 +365,23 @@ export class TestApiServer {
         throw statusError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
       }
     }
-    const items = this.itemsAt(type, rv).filter(
-      (o) => (namespace === undefined || o.metadata.namespace === namespace) && matches(o) && keyOf(type, o.metadata.namespace, o.metadata.name) > after,
-    );
+    // Pages are cut from one sorted snapshot per resourceVersion, as the real server's cache serves them:
+    // a paginated list costs about what one unpaginated list does, whatever the page size.
+    const snapshot = this.snapshotAt(type, rv);
     const limit = Number(params.get('limit') ?? '0');
-    const page = limit > 0 ? items.slice(0, limit) : items;
+    const page: StoredObject[] = [];
+    let more = false;
+    for (let i = firstAfter(snapshot.keys, after); i < snapshot.items.length; i++) {
+      const o = snapshot.items[i];
+      if (!((namespace === undefined || o.metadata.namespace === namespace) && matches(o))) continue;
+      if (limit > 0 && page.length === limit) {
+        more = true;
+        break;
+      }
+      page.push(o);
+    }
     const metadata: { resourceVersion: string; continue?: string } = { resourceVersion: String(rv) };
-    if (page.length < items.length) {
+    if (more) {
       const last = page[page.length - 1];
       metadata.continue = encodeContinue(rv, keyOf(type, last.metadata.namespace, last.metadata.name));
     }
@@ -453,6 +464,17 @@ export class TestApiServer {
   }
 
   /** The collection as it was at resourceVersion rv (>= compactedRv), sorted as etcd keys. */
+  /** itemsAt with their keys, kept until the next write. */
+  private snapshotAt(type: ResourceType, rv: number): { keys: string[]; items: StoredObject[] } {
+    const cached = this.snapshots.get(type);
+    if (cached && cached.rv === rv && cached.current === this.rv) return cached;
+    const items = this.itemsAt(type, rv);
+    const keys = items.map((o) => keyOf(type, o.metadata.namespace, o.metadata.name));
+    const snapshot = { rv, current: this.rv, keys, items };
+    this.snapshots.set(type, snapshot);
+    return snapshot;
+  }
+
   private itemsAt(type: ResourceType, rv: number): StoredObject[] {
     const state = new Map(this.bucket(type));
     for (let i = this.history.length - 1; i >= 0 && this.history[i].rv > rv; i--) {
@@ -627,6 +649,18 @@ function apiVersionOf(type: ResourceType): string {
 
 function resourceName(type: ResourceType): string {
   return type.group ? `${type.resource}.${type.group}` : type.resource;
+}
+
+/** Index of the first key greater than `after` in sorted `keys`. */
+function firstAfter(keys: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function keyOf(type: ResourceType, namespace: string | undefined, name: string): string {
@@ -849,11 +883,15 @@ export function kubeConfigFor(server: string): KubeConfig {
   return kc;
 }
 
-/** Polls `probe` until it returns a truthy value, which is returned; fails after timeoutMs. */
+/**
+ * Polls `probe` until it returns a truthy value, which is returned; fails after
+ * timeoutMs. The default bound is generous: it only decides how long a broken
+ * test takes to fail, never whether a working one passes on a loaded machine.
+ */
 export async function waitFor<T>(
   probe: () => T | Promise<T>,
   what: string,
-  { timeoutMs = 5000, intervalMs = 5 }: { timeoutMs?: number; intervalMs?: number } = {},
+  { timeoutMs = 30_000, intervalMs = 5 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -1,7 +1,9 @@
 // An HTTP client for data-plane tests, run inside a namespace by netns.ts:
 //   node http-client.js <url> <count> <timeoutMs> <concurrency> [intervalMs]
 // Each request uses a new TCP connection, so every one goes through conntrack
-// and NAT afresh. Prints one JSON HttpSummary line.
+// and NAT afresh. Prints one JSON HttpSummary line. With count 0 it goes on
+// until its stdin closes, printing each outcome as a JSON line as it comes
+// ({"body": ...} or {"error": ...}), then the summary.
 import { request } from 'node:http';
 import type { HttpSummary } from './netns.js';
 
@@ -30,14 +32,18 @@ function once(target: string, timeoutMs: number): Promise<{ body: string } | { e
 /** With intervalMs, each worker starts a request at most every intervalMs: a steady stream over time. */
 async function main(target: string, count: number, timeoutMs: number, concurrency: number, intervalMs: number): Promise<void> {
   const summary: HttpSummary = { ok: 0, failed: 0, bodies: {}, errors: {} };
+  const streaming = count === 0;
+  let stopped = false;
+  if (streaming) process.stdin.on('end', () => (stopped = true)).resume();
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < count) {
+    while (streaming ? !stopped : next < count) {
       next++;
       const started = Date.now();
       const outcome = await once(target, timeoutMs);
       const rest = intervalMs - (Date.now() - started);
       if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+      if (streaming) process.stdout.write(`${JSON.stringify(outcome)}\n`);
       if ('body' in outcome) {
         summary.ok++;
         summary.bodies[outcome.body] = (summary.bodies[outcome.body] ?? 0) + 1;
@@ -47,7 +53,7 @@ async function main(target: string, count: number, timeoutMs: number, concurrenc
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, streaming ? concurrency : Math.min(concurrency, count)) }, worker));
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 

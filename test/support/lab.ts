@@ -26,6 +26,15 @@ import { cleanupStale, httpRequests, netnsExec, startHttpServer, startUdpServer,
 
 export const NEXT_HOP = '169.254.1.1';
 const RELAY_PORT = 6443;
+/**
+ * How long a test waits for the agent to reach a state. Generous: on a loaded
+ * machine an agent's start alone (node, modules, the first list) can take
+ * many seconds; a wait ends as soon as the state is reached, or at once if the
+ * agent exits.
+ */
+export const AGENT_WAIT_MS = 60_000;
+/** Seconds a test's own iptables-restore waits for the (per-process, see netns.ts) xtables lock. */
+const LOCK_WAIT_SECONDS = '30';
 
 export interface PodSpec {
   /** Answers every request with this body, e.g. "chile01/serve-a". */
@@ -36,9 +45,9 @@ export interface PodSpec {
 
 export interface AgentProcess {
   readonly logFile: string;
-  /** Resolves with the exit code. */
-  readonly exited: Promise<number | null>;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the exit code, or the name of the signal that ended the process. */
+  readonly exited: Promise<number | NodeJS.Signals>;
+  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
   logs(): Promise<string>;
 }
 
@@ -56,6 +65,9 @@ export class Lab {
   private readonly podLink = new Map<string, string>();
   private readonly agents = new Set<AgentProcess>();
   private pods = 0;
+  private agentsStarted = 0;
+  /** Set when an agent exits without being stopped: waits end at once with this. */
+  private unexpectedExit: string | undefined;
 
   constructor(readonly backend: BackendMode) {}
 
@@ -78,6 +90,11 @@ export class Lab {
 
   get kubeconfig(): string {
     return join(this.dir, 'kubeconfig');
+  }
+
+  /** This lab's scratch directory (deleted by stop()). */
+  get directory(): string {
+    return this.dir;
   }
 
   /** A pod namespace wired to the node, with an HTTP server answering `body`. */
@@ -140,18 +157,26 @@ export class Lab {
     return path;
   }
 
-  /** Runs the agent binary (or another entry point taking its flags) inside the node namespace, logging to a file. */
-  async startAgent(args: readonly string[], entryPoint = AGENT_BIN): Promise<AgentProcess> {
-    const logFile = join(this.dir, `agent-${Date.now()}.log`);
+  /**
+   * Runs the agent binary (or another entry point taking its flags) inside the
+   * node namespace, logging to a file; `nodeArgs` go to node itself (e.g. --cpu-prof).
+   */
+  async startAgent(args: readonly string[], entryPoint = AGENT_BIN, env: NodeJS.ProcessEnv = process.env, nodeArgs: readonly string[] = []): Promise<AgentProcess> {
+    const logFile = join(this.dir, `agent-${Date.now()}-${this.agentsStarted++}.log`);
     const out = createWriteStream(logFile);
-    const child = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, entryPoint, '--kubeconfig', this.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, ...nodeArgs, entryPoint, '--kubeconfig', this.kubeconfig, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     child.stdout!.pipe(out, { end: false });
     child.stderr!.pipe(out, { end: false });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stopping = false;
+    const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once('exit', (code, signal) => {
+      if (!stopping) this.unexpectedExit ??= `the agent (${logFile}) exited by itself with ${code ?? signal}`;
+      resolve(code ?? signal!);
+    }));
     const agent: AgentProcess = {
       logFile,
       exited,
       stop: async (signal = 'SIGTERM') => {
+        stopping = true;
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
         const code = await exited;
         this.agents.delete(agent);
@@ -183,19 +208,33 @@ export class Lab {
   }
 
   async restore(payload: string): Promise<void> {
-    await netnsExec(this.nodeNs, `iptables-${this.backend}-restore`, ['-w', '5', '--noflush'], { input: payload });
+    await netnsExec(this.nodeNs, `iptables-${this.backend}-restore`, ['-w', LOCK_WAIT_SECONDS, '--noflush'], { input: payload });
   }
 
-  async waitForRules(predicate: (nat: string) => boolean, what: string, timeoutMs = 10_000): Promise<string> {
+  /** Waits until the node's nat table satisfies predicate; fails with the table and the agents' logs. */
+  async waitForRules(predicate: (nat: string) => boolean, what: string, timeoutMs = AGENT_WAIT_MS): Promise<string> {
     let last = '';
     try {
       return await waitFor(async () => {
+        this.throwIfAgentExited();
         last = await this.save('nat');
         return predicate(last) ? last : null;
       }, what, { timeoutMs, intervalMs: 50 });
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- nat table:\n${last.split('\n').filter((l) => l.includes('MCS')).join('\n')}`);
+      throw new Error(`${(err as Error).message}\n--- nat table:\n${last.split('\n').filter((l) => l.includes('MCS')).join('\n')}${await this.agentLogTails()}`);
     }
+  }
+
+  /** Throws if an agent exited without being told to. */
+  throwIfAgentExited(): void {
+    if (this.unexpectedExit) throw new Error(this.unexpectedExit);
+  }
+
+  /** The last lines of every running agent's log, for failure messages. */
+  async agentLogTails(lines = 40): Promise<string> {
+    let out = '';
+    for (const agent of this.agents) out += `\n--- ${agent.logFile} (last ${lines} lines):\n${(await agent.logs()).split('\n').slice(-lines).join('\n')}`;
+    return out;
   }
 
   requests(url: string, count: number, opts: { timeoutMs?: number; fromNs?: string; concurrency?: number; intervalMs?: number } = {}): Promise<HttpSummary> {

@@ -6,11 +6,31 @@
 // removes those of earlier runs that crashed.
 
 import { execFileSync } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
 
 export const PREFIX_ROOT = 'mcs';
+
+/** How long a support script (echo server, client) may take to start on a loaded machine. */
+const SCRIPT_START_MS = 60_000;
+
+/*
+ * iptables-legacy serialises every writer of the machine on one flock file,
+ * /run/xtables.lock, whatever network namespace it writes to; a test suite
+ * running next to another would wait for the other's restores (and time out
+ * under load). The tables of our namespaces are ours alone, so this process
+ * and everything it starts (agents, iptables tools) lock a file of its own
+ * instead: iptables honours XTABLES_LOCKFILE. An agent on a real node leaves
+ * the variable unset and shares kube-proxy's lock. A value set by the caller
+ * is kept.
+ */
+const LOCK_PREFIX = 'clusterset-proxy-xtables-';
+const ownLockFile = process.env.XTABLES_LOCKFILE === undefined ? join(tmpdir(), `${LOCK_PREFIX}${process.pid}.lock`) : undefined;
+if (ownLockFile) process.env.XTABLES_LOCKFILE = ownLockFile;
 
 /** The prefix of every namespace this process names: `<root><pid>-`. */
 export function processPrefix(root = PREFIX_ROOT): string {
@@ -41,8 +61,12 @@ export function netnsExec<O extends Options = {}>(ns: string, file: string, args
   return execa('ip', ['netns', 'exec', ns, file, ...args], options);
 }
 
-/** Deletes namespaces named `<root><pid>-...` whose pid is no longer alive; returns their names. */
+/** Deletes namespaces named `<root><pid>-...` (and lock files) whose pid is no longer alive; returns the namespaces' names. */
 export async function cleanupStale(root = PREFIX_ROOT): Promise<string[]> {
+  for (const file of readdirSync(tmpdir())) {
+    const match = new RegExp(`^${LOCK_PREFIX}(\\d+)\\.lock$`).exec(file);
+    if (match && !isAlive(Number(match[1]))) rmSync(join(tmpdir(), file), { force: true });
+  }
   const { stdout } = await execa('ip', ['netns', 'list']);
   const stale: string[] = [];
   for (const line of stdout.split('\n')) {
@@ -135,7 +159,7 @@ async function startServerScript(ns: string, script: string, args: readonly stri
   const exited = child.then(() => {
     throw new Error(`${script} in ${ns} exited before listening: ${stderr.trim()}`);
   });
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${script} in ${ns} not listening after 5 s`)), 5000).unref());
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${script} in ${ns} not listening after ${SCRIPT_START_MS / 1000} s`)), SCRIPT_START_MS).unref());
   try {
     await Promise.race([ready, exited, timeout]);
   } catch (err) {
@@ -163,7 +187,7 @@ export interface HttpSummary {
 }
 
 export interface HttpRequestOptions {
-  /** Per request; default 1000. */
+  /** Per request; default 10000: on a loaded machine an answer can take seconds, and a test that expects one must not fail for that. */
   readonly timeoutMs?: number;
   /** Requests in flight at once; default 1. */
   readonly concurrency?: number;
@@ -171,17 +195,110 @@ export interface HttpRequestOptions {
   readonly intervalMs?: number;
 }
 
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
 /** Makes count requests from inside ns, each on a new TCP connection. */
 export async function httpRequests(ns: string, url: string, count: number, options: HttpRequestOptions = {}): Promise<HttpSummary> {
-  const args = [supportScript('http-client.js'), url, String(count), String(options.timeoutMs ?? 1000), String(options.concurrency ?? 1), String(options.intervalMs ?? 0)];
+  const args = [supportScript('http-client.js'), url, String(count), String(options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS), String(options.concurrency ?? 1), String(options.intervalMs ?? 0)];
   const { stdout } = await netnsExec(ns, process.execPath, args);
   return JSON.parse(stdout) as HttpSummary;
 }
 
-/** Sends `count` datagrams from one socket (so conntrack sees one flow), one every intervalMs; the bodies of the answers, in order. */
-export async function udpExchange(ns: string, ip: string, port: number, count: number, intervalMs: number): Promise<string[]> {
-  const { stdout } = await netnsExec(ns, process.execPath, [supportScript('udp-client.js'), ip, String(port), String(count), String(intervalMs)]);
+/** Sends `count` datagrams from one socket (so conntrack sees one flow), one at a time every intervalMs; the bodies of the answers, in order ("" for none within timeoutMs). */
+export async function udpExchange(ns: string, ip: string, port: number, count: number, intervalMs: number, timeoutMs = 5000): Promise<string[]> {
+  const { stdout } = await netnsExec(ns, process.execPath, [supportScript('udp-client.js'), ip, String(port), String(count), String(intervalMs), String(timeoutMs)]);
   return JSON.parse(stdout) as string[];
+}
+
+/** A client that runs until stopped; a test waits on what it has seen so far instead of on the clock. */
+export interface ClientStream<P, R> {
+  /** What the client has seen so far. */
+  readonly progress: P;
+  /** Resolves as soon as the progress satisfies predicate; fails after timeoutMs or if the client exits first. */
+  until(predicate: (progress: P) => boolean, what: string, timeoutMs?: number): Promise<void>;
+  /** Stops sending, lets the requests in flight finish, and returns the client's final report. */
+  stop(): Promise<R>;
+}
+
+/** Bound of ClientStream.until by default: generous, it only decides how long a broken test takes to fail. */
+const STREAM_WAIT_MS = 60_000;
+
+/**
+ * Runs a client script with count 0 inside ns: it prints one JSON line per
+ * outcome, then its report, and stops when its stdin closes. `add` counts an
+ * outcome line into progress and ignores the report.
+ */
+function clientStream<P, R>(ns: string, args: readonly string[], progress: P, add: (progress: P, line: unknown) => void): ClientStream<P, R> {
+  const child = netnsExec(ns, process.execPath, args, { stdin: 'pipe', buffer: false, reject: false });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = createInterface({ input: child.stdout });
+  let last: unknown;
+  const waiters = new Set<() => void>();
+  lines.on('line', (line) => {
+    last = JSON.parse(line) as unknown;
+    add(progress, last);
+    for (const check of [...waiters]) check();
+  });
+  let exited = false;
+  const done = child.then((r) => {
+    exited = true;
+    for (const check of [...waiters]) check();
+    return r;
+  });
+  const current = (): P => structuredClone(progress);
+  return {
+    get progress() {
+      return current();
+    },
+    until(predicate, what, timeoutMs = STREAM_WAIT_MS) {
+      return new Promise<void>((resolve, reject) => {
+        const finish = (err?: Error) => {
+          waiters.delete(check);
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        };
+        const check = () => {
+          if (predicate(current())) finish();
+          else if (exited) finish(new Error(`the client in ${ns} exited before ${what}: ${stderr.trim()}`));
+        };
+        const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(current())}`)), timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      child.stdin?.end();
+      const r = await done;
+      if (r.exitCode !== 0 || last === undefined) throw new Error(`the client in ${ns} failed (${r.exitCode ?? r.signal}): ${stderr.trim()}`);
+      return last as R;
+    },
+  };
+}
+
+/** Requests from inside ns, each on a new TCP connection, until stopped; progress counts the outcomes so far. */
+export function httpRequestStream(ns: string, url: string, options: Omit<HttpRequestOptions, 'count'> = {}): ClientStream<HttpSummary, HttpSummary> {
+  const args = [supportScript('http-client.js'), url, '0', String(options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS), String(options.concurrency ?? 1), String(options.intervalMs ?? 0)];
+  return clientStream<HttpSummary, HttpSummary>(ns, args, { ok: 0, failed: 0, bodies: {}, errors: {} }, (summary, line) => {
+    const outcome = line as { body: string } | { error: string } | HttpSummary;
+    if ('ok' in outcome) return; // the report
+    if ('body' in outcome) {
+      summary.ok++;
+      summary.bodies[outcome.body] = (summary.bodies[outcome.body] ?? 0) + 1;
+    } else {
+      summary.failed++;
+      summary.errors[outcome.error] = (summary.errors[outcome.error] ?? 0) + 1;
+    }
+  });
+}
+
+/** Datagrams from one socket (one conntrack flow), one at a time every intervalMs, until stopped; progress is the answers' bodies so far ("" for none within timeoutMs). */
+export function udpExchangeStream(ns: string, ip: string, port: number, intervalMs: number, timeoutMs = 5000): ClientStream<string[], string[]> {
+  const args = [supportScript('udp-client.js'), ip, String(port), '0', String(intervalMs), String(timeoutMs)];
+  return clientStream<string[], string[]>(ns, args, [], (answers, line) => {
+    if (!Array.isArray(line)) answers.push((line as { answer: string }).answer); // an array is the report
+  });
 }
 
 function supportScript(name: string): string {
@@ -223,6 +340,7 @@ function installExitHooks(): void {
       }
     }
     owned.clear();
+    if (ownLockFile) rmSync(ownLockFile, { force: true });
   };
   process.on('exit', cleanup);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {

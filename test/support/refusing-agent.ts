@@ -12,6 +12,7 @@ import { loadConfigFile } from '../../src/config/load.js';
 import { createIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { loadKubeConfig } from '../../src/kube/client.js';
 import { createLogger } from '../../src/log.js';
+import { stopSignal } from '../../src/stop-signals.js';
 import { refusingEndpoint } from './refusing-backend.js';
 
 const { values } = parseArgs({ options: { kubeconfig: { type: 'string' }, config: { type: 'string' }, 'refuse-endpoint': { type: 'string' } } });
@@ -19,5 +20,5 @@ const config = await loadConfigFile(values.config!);
 const log = createLogger('debug');
 const real = await createIptablesBackend({ mode: config.iptablesBackend, lockWaitSeconds: config.iptablesLockWait, log });
 const agent = new Agent({ config, backend: refusingEndpoint(real, values['refuse-endpoint']!), kubeConfig: loadKubeConfig(values.kubeconfig), log, nodeName: 'node-a' });
-process.once('SIGTERM', () => void agent.stop().then(() => process.exit(0)));
+void stopSignal.then(() => agent.stop()).then(() => process.exit(0));
 await agent.start();

@@ -22,6 +22,7 @@ import { execa } from 'execa';
 import type { V1Node } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
+import { AGENT_WAIT_MS } from './lab.js';
 import { cleanupStale, netnsExec, startHttpServer, Topology, type HttpServer } from './netns.js';
 import type { StreamRequest } from './stream-client.js';
 
@@ -46,7 +47,8 @@ export const BASE_CLUSTERS = [
 
 export interface RunningAgent {
   readonly logFile: string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the exit code, or the name of the signal that ended the process. */
+  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
   logs(): Promise<string>;
 }
 
@@ -58,6 +60,10 @@ export class RouteLab {
   private readonly children: ChildProcess[] = [];
   private readonly servers: HttpServer[] = [];
   private readonly agents = new Set<RunningAgent>();
+  /** The latest agent started as each member, for failure messages. */
+  private readonly latest = new Map<Member, RunningAgent>();
+  /** Set when an agent exits without being stopped: waits end at once with this. */
+  private unexpectedExit: string | undefined;
   private readonly state: Record<Member, { gateway: boolean; ready: boolean }> = {
     'node-1': { gateway: false, ready: true }, 'gw-1': { gateway: true, ready: true }, 'gw-2': { gateway: true, ready: true },
   };
@@ -146,10 +152,15 @@ export class RouteLab {
     const child = spawn('ip', ['netns', 'exec', this.nsOf(member), process.execPath, AGENT_BIN, '--kubeconfig', this.kubeconfig, '--config', configPath, '--hostname-override', member], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(out, { end: false });
     child.stderr!.pipe(out, { end: false });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stopping = false;
+    const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once('exit', (code, signal) => {
+      if (!stopping) this.unexpectedExit ??= `the agent of ${member} (${logFile}) exited by itself with ${code ?? signal}`;
+      resolve(code ?? signal!);
+    }));
     const agent: RunningAgent = {
       logFile,
       stop: async (signal = 'SIGTERM') => {
+        stopping = true;
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
         this.agents.delete(agent);
         return exited;
@@ -157,7 +168,20 @@ export class RouteLab {
       logs: () => readFile(logFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
     };
     this.agents.add(agent);
+    this.latest.set(member, agent);
     return agent;
+  }
+
+  /** Throws if an agent exited without being told to. */
+  throwIfAgentExited(): void {
+    if (this.unexpectedExit) throw new Error(this.unexpectedExit);
+  }
+
+  /** The last lines of the latest agent of each member, for failure messages. */
+  async agentLogTails(lines = 30): Promise<string> {
+    let out = '';
+    for (const [member, agent] of this.latest) out += `\n--- ${member}: ${agent.logFile} (last ${lines} lines):\n${(await agent.logs()).split('\n').slice(-lines).join('\n')}`;
+    return out;
   }
 
   /** Runs the agent binary to completion in that member's namespace (--cleanup). */
@@ -180,14 +204,26 @@ export class RouteLab {
     return r.failed ? '' : r.stdout;
   }
 
-  /** Waits until the member's table routes these CIDRs via `via` (null: no route for them). */
-  waitForRoutes(member: Member, cidrs: readonly string[], via: string | null, timeoutMs = 10_000): Promise<string> {
-    return waitFor(async () => {
-      const table = await this.tableRoutes(member);
-      const lines = table.split('\n');
-      const done = cidrs.every((c) => (via === null ? !lines.some((l) => l.startsWith(`${c} `)) : lines.some((l) => l.startsWith(`${c} via ${via} `))));
-      return done ? table || '(empty)' : null;
-    }, `table ${ROUTE_TABLE} of ${member} to route ${cidrs.join(', ')} ${via === null ? 'nowhere' : `via ${via}`}`, { timeoutMs, intervalMs: 10 });
+  /** Waits until the member's table routes these CIDRs via `via` (null: no route for them); fails with the table and the agents' logs. */
+  async waitForRoutes(member: Member, cidrs: readonly string[], via: string | null, timeoutMs = AGENT_WAIT_MS): Promise<string> {
+    let table = '';
+    try {
+      return await waitFor(async () => {
+        this.throwIfAgentExited();
+        table = await this.tableRoutes(member);
+        const lines = table.split('\n');
+        const done = cidrs.every((c) => (via === null ? !lines.some((l) => l.startsWith(`${c} `)) : lines.some((l) => l.startsWith(`${c} via ${via} `))));
+        return done ? table || '(empty)' : null;
+      }, `table ${ROUTE_TABLE} of ${member} to route ${cidrs.join(', ')} ${via === null ? 'nowhere' : `via ${via}`}`, { timeoutMs, intervalMs: 10 });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- table ${ROUTE_TABLE} of ${member}:\n${table}${await this.agentLogTails()}`);
+    }
+  }
+
+  /** The member's nat table as iptables-save prints it (the agent runs with the nft backend here). */
+  async natTable(member: Member): Promise<string> {
+    const { stdout } = await netnsExec(this.nsOf(member), 'iptables-nft-save', ['-t', 'nat']);
+    return stdout;
   }
 
   /** Packets the gateway sent into its tunnel. */
@@ -196,8 +232,8 @@ export class RouteLab {
     return Number(stdout.trim());
   }
 
-  /** A steady stream of requests from the node for durationMs (see stream-client.ts). */
-  async stream(url: string, durationMs: number, intervalMs = 20, timeoutMs = 1000): Promise<StreamRequest[]> {
+  /** A steady stream of requests from the node for durationMs (see stream-client.ts); timeoutMs per request, generous by default. */
+  async stream(url: string, durationMs: number, intervalMs = 20, timeoutMs = 10_000): Promise<StreamRequest[]> {
     const script = fileURLToPath(new URL('./stream-client.js', import.meta.url));
     const { stdout } = await netnsExec(this.ns.node, process.execPath, [script, url, String(durationMs), String(intervalMs), String(timeoutMs)]);
     return JSON.parse(stdout) as StreamRequest[];

@@ -146,5 +146,7 @@ test('the Dockerfile builds from the repository layout: Debian slim with the ker
   for (const copied of [...docker.matchAll(/^COPY (?!--from)(\S+(?: \S+)*) \S+$/gm)].flatMap((m) => m[1]!.split(' '))) {
     await access(new URL(copied, root));
   }
-  assert.match(await read('bin/clusterset-proxy'), /import\('\.\.\/dist\/src\/main\.js'\)/, 'the entrypoint runs dist/src, which the build stage produces');
+  assert.match(await read('bin/clusterset-proxy'), /import\('\.\.\/dist\/agent\/clusterset-proxy\.mjs'\)/, 'the entrypoint runs the bundle, which the build stage produces');
+  assert.match(docker, /node scripts\/bundle-agent\.mjs/, 'the build stage bundles the agent');
+  assert.match(docker, /COPY --from=build \/src\/dist\/agent \.\/dist\/agent/, 'the image carries the bundle');
 });

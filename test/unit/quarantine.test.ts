@@ -2,7 +2,7 @@ import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
-import { RestoreError, type IptablesBackend } from '../../src/iptables/backend.js';
+import { LockTimeoutError, RestoreError, type IptablesBackend } from '../../src/iptables/backend.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { renderPayload, unitAtLine } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
@@ -236,6 +236,34 @@ test('a refusal of everything (a held lock, a broken tool) blames no group: the 
   assert.equal(changes.length, 0);
   assert.equal(engine.quarantinedCount, 0);
   assert.equal(engine.hasPendingChanges, true, 'the change still waits');
+});
+
+test('a restore that found the xtables lock held blames no group, even if the lock is free again for the next restore: the sync fails and the retry applies everything', async () => {
+  const { fake, backend, engine, changes } = setup();
+  for (let i = 1; i <= 4; i++) put(engine, i, [`10.2.1.${i}`]);
+  await engine.syncFull();
+  for (let i = 1; i <= 4; i++) put(engine, i, [`10.2.2.${i}`]);
+  // kube-proxy holds the lock past iptablesLockWait for a few restores, then lets go. Reported as a
+  // refusal without a line, this sent the engine bisecting and quarantined whichever group was tried last.
+  let held = 3;
+  Object.assign(backend, {
+    restore: (p: string) => {
+      if (held-- > 0) return Promise.reject(new LockTimeoutError('iptables-legacy-restore: another writer held the xtables lock', 'Another app is currently holding the xtables lock. Stopped waiting after 5s.\n'));
+      return fake.restore(p);
+    },
+  });
+  await assert.rejects(engine.syncPartial(), LockTimeoutError);
+  assert.equal(changes.length, 0, 'no group quarantined');
+  assert.equal(engine.quarantinedCount, 0);
+  assert.equal(engine.hasPendingChanges, true, 'the changes still wait');
+  for (let i = 1; i <= 4; i++) assert.deepEqual(await targets(fake, i), [`10.2.1.${i}:8080`], `svc${i} untouched`);
+  // The runner retries a failed sync as a full one.
+  await assert.rejects(engine.syncFull(), LockTimeoutError);
+  await assert.rejects(engine.syncFull(), LockTimeoutError);
+  assert.equal(changes.length, 0, 'still no group quarantined');
+  await engine.syncFull();
+  for (let i = 1; i <= 4; i++) assert.deepEqual(await targets(fake, i), [`10.2.2.${i}:8080`], `svc${i} applied by the retry`);
+  assert.equal(engine.quarantinedCount, 0);
 });
 
 test('a quarantined group is retried on its own backoff, reported once, and heals when a retry succeeds', async () => {

@@ -1,0 +1,310 @@
+// npm run bench:nftables [-- --sizes 1000,10000,100000] [--changes 200] [--iptables-sizes 1000,10000]
+//                         [--per-packet 10000] [--connections 2000]   (--per-packet 0 skips that figure)
+//
+// The nftables data plane against this kernel, side by side with iptables
+// mode (nft backend) in the same run, each size in a network namespace of its
+// own. N Services × 10 endpoints over 3 clusters (the bench workload).
+//   cold start: every group planned and written, skeleton included (empty table)
+//   one change: one endpoint replaced, from the EndpointSlice entering the
+//               pipeline (model → selection → plan → diff) to the kernel's ack
+//   new service: a Service and its slices added (no jump, no rule: elements only)
+//   kernel memory: /proc/meminfo SUnreclaim before and after the cold start
+//               (the machine is shared: other work moves it too, so it is a rough figure)
+
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { readFile } from 'node:fs/promises';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { IptablesDataplane } from '../src/iptables/dataplane.js';
+import { createIptablesBackend } from '../src/iptables/exec-backend.js';
+import { silentLogger } from '../src/log.js';
+import { ClusterResolver } from '../src/model/clusters.js';
+import { buildGroup, type GroupContext } from '../src/model/group.js';
+import { convertService, convertSlice } from '../src/model/records.js';
+import { ModelStore } from '../src/model/store.js';
+import { frontendInputs } from '../test/support/frontend-inputs.js';
+import { ALL_HEALTHY } from '../src/policy/select.js';
+import { SyncEngine } from '../src/sync/engine.js';
+import { NftablesDataplane, type NftSyncResult } from '../src/nftables/dataplane.js';
+import { planSkeleton } from '../src/nftables/layout.js';
+import { NativeNftables } from '../src/nftables/native.js';
+import { planNftGroup, type NftGroup } from '../src/nftables/plan.js';
+import { cleanupStale, netnsExec, startHttpServer, Topology } from '../test/support/netns.js';
+import { percentile, spread, type Spread } from './stats.js';
+import { changeTarget, CLUSTER_CIDR, Workload } from './workload.js';
+import { describeMachine } from './report.js';
+
+/** API objects → groups → nftables state, as the agent's pipeline does it. */
+class NftPipeline {
+  private readonly store: ModelStore;
+  private readonly groupCtx: GroupContext;
+  private readonly config;
+
+  constructor(workload: Workload, readonly dataplane: NftablesDataplane) {
+    this.config = workload.config();
+    this.store = new ModelStore(this.config.servicePrefix);
+    this.groupCtx = { servicePrefix: this.config.servicePrefix, clusters: new ClusterResolver(this.config.clusterName, this.config.clusters.map((c) => c.name)) };
+  }
+
+  ingest(obj: V1Service | V1EndpointSlice): string[] {
+    if (!('addressType' in obj)) return this.store.upsertService(convertService(obj as V1Service).record!);
+    const { record } = convertSlice(obj as V1EndpointSlice);
+    return this.store.upsertSlice(record!);
+  }
+
+  plan(keys: Iterable<string>): Map<string, NftGroup | null> {
+    const out = new Map<string, NftGroup | null>();
+    for (const key of keys) {
+      const { group } = buildGroup(key, this.store, this.groupCtx);
+      if (!group) {
+        out.set(key, null);
+        continue;
+      }
+      const frontends = frontendInputs(group, { policy: this.config.trafficPolicy, localCluster: this.config.clusterName, health: ALL_HEALTHY });
+      out.set(key, planNftGroup(key, frontends, { localCluster: this.config.clusterName }));
+    }
+    return out;
+  }
+
+  async coldStart(): Promise<NftSyncResult> {
+    const planned = this.plan(this.store.allGroupKeys());
+    const groups = new Map<string, NftGroup>();
+    for (const [k, g] of planned) if (g) groups.set(k, g);
+    return this.dataplane.syncAll(planSkeleton({ clusterCIDR: CLUSTER_CIDR }), groups);
+  }
+
+  async apply(objects: readonly (V1Service | V1EndpointSlice)[]): Promise<NftSyncResult> {
+    const keys = new Set<string>();
+    for (const o of objects) for (const k of this.ingest(o)) keys.add(k);
+    return this.dataplane.applyGroups(this.plan(keys));
+  }
+}
+
+async function slabKb(): Promise<number> {
+  const text = await readFile('/proc/meminfo', 'utf8');
+  return Number(/SUnreclaim:\s+(\d+) kB/.exec(text)![1]);
+}
+
+interface NftFigures {
+  readonly n: number;
+  readonly ingestMs: number;
+  readonly coldMs: number;
+  readonly coldElements: number;
+  readonly coldBatches: number;
+  readonly change: Spread;
+  readonly changeElements: Spread;
+  readonly newService: Spread;
+  readonly adoptMs: number;
+  readonly slabMb: number;
+  readonly slabReleasedMb: number;
+}
+
+async function measureNft(n: number, changes: number): Promise<NftFigures> {
+  const topology = new Topology();
+  const workload = new Workload({ n, e: 10, c: 3 });
+  try {
+    const ns = await topology.namespace('nft');
+    const client = new NativeNftables({ netns: ns });
+    const pipeline = new NftPipeline(workload, new NftablesDataplane(client));
+    const t0 = performance.now();
+    for (const o of workload.objects()) pipeline.ingest(o);
+    const ingestMs = performance.now() - t0;
+    const slabBefore = await slabKb();
+    const t1 = performance.now();
+    const cold = await pipeline.coldStart();
+    const coldMs = performance.now() - t1;
+    const slabAfter = await slabKb();
+
+    const times: number[] = [];
+    const elements: number[] = [];
+    for (let i = 0; i < changes; i++) {
+      const change = workload.change(changeTarget(i, n));
+      const started = performance.now();
+      const r = await pipeline.apply([change.slice]);
+      times.push(performance.now() - started);
+      elements.push(r.elements);
+    }
+    // New services: a Service and its three slices, applied together.
+    const added: number[] = [];
+    const extra = new Workload({ n: n + 20, e: 10, c: 3 });
+    for (const s of extra.services.slice(n)) {
+      const started = performance.now();
+      await pipeline.apply([extra.serviceObject(s), ...extra.clusters.map((_, c) => extra.sliceObject(s, c))]);
+      added.push(performance.now() - started);
+    }
+    // A restarted agent over the same table: one dump, compare, nothing written.
+    const again = new NftPipeline(workload, new NftablesDataplane(client));
+    for (const o of workload.objects()) again.ingest(o);
+    for (const s of extra.services.slice(n)) again.ingest(extra.serviceObject(s));
+    const t2 = performance.now();
+    await again.coldStart();
+    const adoptMs = performance.now() - t2;
+
+    client.close();
+    await topology.teardown();
+    const slabGone = await slabKb();
+    return {
+      n, ingestMs, coldMs, coldElements: cold.elements, coldBatches: cold.batches, change: spread(times), changeElements: spread(elements),
+      newService: spread(added), adoptMs, slabMb: (slabAfter - slabBefore) / 1024, slabReleasedMb: (slabAfter - slabGone) / 1024,
+    };
+  } finally {
+    await topology.teardown();
+  }
+}
+
+interface IptFigures {
+  readonly n: number;
+  readonly coldMs: number;
+  readonly change: Spread;
+}
+
+async function measureIptables(n: number, changes: number): Promise<IptFigures> {
+  const topology = new Topology();
+  const workload = new Workload({ n, e: 10, c: 3 });
+  try {
+    const ns = await topology.namespace('ipt');
+    const backend = await createIptablesBackend({ mode: 'nft', netns: ns, log: silentLogger() });
+    const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
+    for (const s of workload.services) {
+      engine.upsertService(workload.serviceObject(s));
+      for (let c = 0; c < workload.clusters.length; c++) engine.upsertSlice(workload.sliceObject(s, c));
+    }
+    const t0 = performance.now();
+    await engine.syncFull();
+    const coldMs = performance.now() - t0;
+    const times: number[] = [];
+    for (let i = 0; i < changes; i++) {
+      const change = workload.change(changeTarget(i, n));
+      const started = performance.now();
+      engine.upsertSlice(change.slice);
+      await engine.syncPartial();
+      times.push(performance.now() - started);
+    }
+    return { n, coldMs, change: spread(times) };
+  } finally {
+    await topology.teardown();
+  }
+}
+
+interface PacketFigures {
+  readonly mode: string;
+  /** New connections per second to the first and the last of N services: median of the rounds. */
+  readonly first: number;
+  readonly last: number;
+}
+
+const SERVER = '10.1.0.11';
+
+/**
+ * New-connection rate through the node to the first and the last service of
+ * N (both DNATed to one real server), both modes built side by side (one
+ * node namespace each: client 10.3.0.2 → node → server 10.1.0.11:8080) and
+ * measured interleaved, ABBA order, conntrack flushed before each
+ * measurement, so the machine's load and conntrack's size weigh the same on
+ * every figure.
+ */
+async function measurePerPacket(n: number, connections: number, rounds: number): Promise<PacketFigures[]> {
+  const topology = new Topology();
+  try {
+    const labs: { mode: string; node: string; client: string; first: string; last: string; rates: { first: number[]; last: number[] } }[] = [];
+    for (const mode of ['nftables', 'iptables'] as const) {
+      const node = await topology.namespace(`${mode.slice(0, 3)}-node`);
+      const client = await topology.namespace(`${mode.slice(0, 3)}-client`);
+      const server = await topology.namespace(`${mode.slice(0, 3)}-server`);
+      await topology.link({ ns: node, ifname: 'to-server', address: '10.1.0.1/24' }, { ns: server, ifname: 'eth0', address: `${SERVER}/24` });
+      await topology.link({ ns: node, ifname: 'to-client', address: '10.3.0.1/24' }, { ns: client, ifname: 'eth0', address: '10.3.0.2/24' });
+      await execa('ip', ['-n', server, 'route', 'add', 'default', 'via', '10.1.0.1']);
+      await execa('ip', ['-n', client, 'route', 'add', 'default', 'via', '10.3.0.1']);
+      await topology.enableForwarding(node);
+      await startHttpServer(server, SERVER, 8080, 'ok');
+      const workload = new Workload({ n, e: 10, c: 3 });
+      const first = workload.services[0]!;
+      const last = workload.services[n - 1]!;
+      for (const s of [first, last]) s.endpoints.forEach((list) => list.splice(0, list.length, SERVER));
+      if (mode === 'nftables') {
+        const c = new NativeNftables({ netns: node });
+        const pipeline = new NftPipeline(workload, new NftablesDataplane(c));
+        for (const o of workload.objects()) pipeline.ingest(o);
+        await pipeline.coldStart();
+        c.close();
+      } else {
+        const backend = await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() });
+        const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
+        for (const o of workload.objects()) {
+          if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
+          else engine.upsertService(o as V1Service);
+        }
+        await engine.syncFull();
+      }
+      labs.push({ mode, node, client, first: first.clusterIP, last: last.clusterIP, rates: { first: [], last: [] } });
+    }
+    const rate = async (lab: (typeof labs)[number], which: 'first' | 'last') => {
+      await netnsExec(lab.node, 'conntrack', ['-F'], { reject: false });
+      const { stdout } = await netnsExec(lab.client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), lab[which], '80', String(connections)]);
+      lab.rates[which].push((JSON.parse(stdout) as { perSecond: number }).perSecond);
+    };
+    for (const lab of labs) await rate(lab, 'first'); // warm-up
+    for (const lab of labs) lab.rates.first.length = 0;
+    for (let r = 0; r < rounds; r++) {
+      const order: ('first' | 'last')[] = r % 2 === 0 ? ['first', 'last'] : ['last', 'first'];
+      for (const which of order) for (const lab of r % 2 === 0 ? labs : [...labs].reverse()) await rate(lab, which);
+    }
+    return labs.map((lab) => ({ mode: lab.mode, first: percentile(lab.rates.first, 50), last: percentile(lab.rates.last, 50) }));
+  } finally {
+    await topology.teardown();
+  }
+}
+
+const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(0));
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      sizes: { type: 'string', default: '1000,10000,100000' }, changes: { type: 'string', default: '200' }, 'iptables-sizes': { type: 'string', default: '1000,10000' },
+      'per-packet': { type: 'string', default: '10000' }, connections: { type: 'string', default: '2000' },
+    },
+    strict: true,
+  });
+  const sizes = values.sizes!.split(',').filter(Boolean).map(Number);
+  const iptSizes = values['iptables-sizes']!.split(',').filter(Boolean).map(Number);
+  const changes = Number(values.changes);
+  await cleanupStale();
+  const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
+  const nft: NftFigures[] = [];
+  const ipt = new Map<number, IptFigures>();
+  for (const n of sizes) {
+    log(`nftables: ${n} services`);
+    nft.push(await measureNft(n, changes));
+    if (iptSizes.includes(n)) {
+      log(`iptables (nft backend): ${n} services`);
+      ipt.set(n, await measureIptables(n, changes));
+    }
+  }
+  const lines = [
+    `N Services × 10 endpoints over 3 clusters; ${changes} one-endpoint changes per size, each from the EndpointSlice entering the pipeline to the kernel's answer. Times in ms.`,
+    '',
+    '| N | mode | cold start | one change p50 | p99 | max | elements per change (p50) | new service p50 | restart adoption (read + compare) | kernel slab for the table |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const f of nft) {
+    lines.push(`| ${f.n.toLocaleString('en')} | nftables | ${ms(f.coldMs)} (${f.coldElements.toLocaleString('en')} elements, ${f.coldBatches} batch${f.coldBatches === 1 ? '' : 'es'}) | ${ms(f.change.p50)} | ${ms(f.change.p99)} | ${ms(f.change.max)} | ${f.changeElements.p50} | ${ms(f.newService.p50)} | ${ms(f.adoptMs)} | ${f.slabMb.toFixed(0)} MB (${f.slabReleasedMb.toFixed(0)} MB freed with the namespace) |`);
+    const i = ipt.get(f.n);
+    if (i) lines.push(`| ${f.n.toLocaleString('en')} | iptables (nft) | ${ms(i.coldMs)} | ${ms(i.change.p50)} | ${ms(i.change.p99)} | ${ms(i.change.max)} | – | – | – | – |`);
+  }
+  const packetN = Number(values['per-packet']);
+  if (packetN > 0) {
+    log(`per-packet: ${packetN} services, both modes`);
+    const figures = await measurePerPacket(packetN, Number(values.connections), 6);
+    lines.push('', `New connections per second through the node to the first and the last of ${packetN.toLocaleString('en')} services (${values.connections} sequential connections per measurement, both modes interleaved in ABBA order over 6 rounds, conntrack flushed before each; median):`, '', '| mode | first service | last service | last / first |', '|---|---|---|---|');
+    for (const f of figures) lines.push(`| ${f.mode} | ${f.first.toFixed(0)}/s | ${f.last.toFixed(0)}/s | ${(f.last / f.first).toFixed(2)} |`);
+  }
+  const m = await describeMachine();
+  process.stdout.write(`${lines.join('\n')}\n\nMachine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.iptables}, Node ${m.node}.\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:nftables: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "nftables_batch",
+      "sources": ["nftables_batch.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnftnl libmnl)"],
+      "libraries": ["<!@(pkg-config --libs libnftnl libmnl)"]
+    }
+  ]
+}

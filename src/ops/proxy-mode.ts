@@ -1,0 +1,76 @@
+// Which data plane runs: config key `mode` / flag `--proxy-mode`. Unset means
+// iptables, as before the key existed; `auto` follows kube-proxy: nftables
+// when its `table ip kube-proxy` exists, iptables when its chains are in
+// iptables. An explicit value always wins.
+
+import type { Logger } from '../log.js';
+import { detectBackend } from '../iptables/exec-backend.js';
+
+import { PROXY_MODES, type ProxyModeSetting } from '../config/schema.js';
+
+export { PROXY_MODES, type ProxyModeSetting };
+export type ProxyMode = 'iptables' | 'nftables';
+
+export interface ModeChoice {
+  readonly mode: ProxyMode;
+  /** One sentence for the log. */
+  readonly reason: string;
+}
+
+/** What `auto` looks at. */
+export interface KubeProxyEvidence {
+  /** `table ip kube-proxy` exists (kube-proxy's nftables mode). */
+  readonly nftablesTable: boolean;
+  /** KUBE-* chains in iptables (either backend): kube-proxy's iptables mode. */
+  readonly iptablesChains: number;
+}
+
+export class ProxyModeError extends Error {}
+
+/** The choice for a setting, given what kube-proxy left in the kernel (consulted for `auto` only). */
+export function decideProxyMode(setting: ProxyModeSetting, evidence: () => KubeProxyEvidence): ModeChoice {
+  switch (setting) {
+    case 'ipvs':
+      throw new ProxyModeError('proxy mode ipvs is not available in this build; use iptables or nftables');
+    case 'iptables':
+    case 'nftables':
+      return { mode: setting, reason: `mode ${setting} is set` };
+    case 'auto': {
+      const e = evidence();
+      if (e.nftablesTable) return { mode: 'nftables', reason: 'auto: kube-proxy\'s nftables table "ip kube-proxy" is present' };
+      if (e.iptablesChains > 0) return { mode: 'iptables', reason: `auto: kube-proxy's chains are in iptables (${e.iptablesChains} KUBE- chains)` };
+      return { mode: 'iptables', reason: 'auto: no kube-proxy table in nftables and no KUBE- chains in iptables; iptables, the default' };
+    }
+  }
+}
+
+export interface ProbeOptions {
+  readonly netns?: string;
+  readonly log: Logger;
+  /** Whether `table ip kube-proxy` exists; by default asked through the nftables addon. */
+  readonly nftablesTable?: () => Promise<boolean>;
+}
+
+/** Decides, reading the kernel only for `auto`. */
+export async function resolveProxyMode(setting: ProxyModeSetting, options: ProbeOptions): Promise<ModeChoice> {
+  if (setting !== 'auto') return decideProxyMode(setting, () => ({ nftablesTable: false, iptablesChains: 0 }));
+  const nftablesTable = await (options.nftablesTable ?? (() => kubeProxyTable(options.netns)))().catch((err: unknown) => {
+    options.log.warn({ err: (err as Error).message }, 'proxy mode auto: could not ask nf_tables for kube-proxy\'s table; counting it as absent');
+    return false;
+  });
+  const iptablesChains = nftablesTable ? 0 : await detectBackend({ netns: options.netns, log: options.log }).then(
+    (d) => d.evidence.nft.kubeChains + d.evidence.legacy.kubeChains,
+    () => 0,
+  );
+  return decideProxyMode('auto', () => ({ nftablesTable, iptablesChains }));
+}
+
+async function kubeProxyTable(netns: string | undefined): Promise<boolean> {
+  const { NativeNftables } = await import('../nftables/native.js');
+  const client = new NativeNftables(netns ? { netns } : {});
+  try {
+    return client.tableExists('kube-proxy');
+  } finally {
+    client.close();
+  }
+}

@@ -18,7 +18,7 @@ const SCHED_FLAGS = [0x0008, 0x0010, 0x0020] as const;
 const PROTOCOL_ORDER = { tcp: 6, udp: 17, sctp: 132 } as const;
 const PROTOCOL_SWITCH = { tcp: '-t', udp: '-u', sctp: '--sctp-service' } as const;
 
-function serviceArgs(key: ServiceKey): string {
+export function serviceArgs(key: ServiceKey): string {
   if (key.kind === 'fwmark') return `-f ${key.fwmark}${key.family === 6 ? ' -6' : ''}`;
   return `${PROTOCOL_SWITCH[key.protocol]} ${hostPort(key.address, key.port)}`;
 }
@@ -35,7 +35,7 @@ function netmaskText(service: ServiceSpec): string | null {
   return [24, 16, 8, 0].map((shift) => (service.netmask >>> shift) & 255).join('.');
 }
 
-function serviceLine(service: ServiceSpec): string {
+export function serviceLine(service: ServiceSpec): string {
   const parts = [`-A ${serviceArgs(service.key)} -s ${service.scheduler}`];
   if (service.flags & IP_VS_SVC_F_PERSISTENT) {
     parts.push(`-p ${service.timeout}`);
@@ -58,7 +58,7 @@ function forwardArgs(dest: DestSpec): string {
   }
 }
 
-function destLine(key: ServiceKey, dest: DestSpec): string {
+export function destLine(key: ServiceKey, dest: DestSpec): string {
   const tunnel = dest.forward === 'tunnel' ? ' --tun-type ipip' : '';
   return `-a ${serviceArgs(key)} -r ${hostPort(dest.address, dest.port)} ${forwardArgs(dest)} -w ${dest.weight}${tunnel}`;
 }

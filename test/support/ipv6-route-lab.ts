@@ -13,24 +13,17 @@
 // any interface exists, nodad on each address): a tentative address cannot be
 // used, and waiting for DAD would only slow the test down.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { V1Node } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
-import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
-import { cleanupStale, netnsExec, startHttpServer, Topology, type HttpServer } from './netns.js';
-import type { Gateway, Member, RunningAgent } from './route-lab.js';
+import { waitFor } from './api-server.js';
+import { AGENT_WAIT_MS } from './lab.js';
+import { netnsExec, startHttpServer } from './netns.js';
+import { GatewayLab, GATEWAY_LABEL, ROUTE_TABLE, type Gateway, type Member } from './gateway-lab.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const AGENT_BIN = join(ROOT, 'bin', 'clusterset-proxy');
-const RELAY_PORT = 6443;
-export const ROUTE_TABLE = 19779;
-const GATEWAY_LABEL = 'submariner.io/gateway';
+export { ROUTE_TABLE } from './gateway-lab.js';
 
 export type Stack = 'IPv6' | 'dual';
 
@@ -55,25 +48,16 @@ const CLUSTERS = {
   ],
 };
 
-export class Ipv6RouteLab {
-  readonly api = new TestApiServer({ bookmarkIntervalMs: 1000 });
-  readonly topology = new Topology();
-  readonly ns = { sw: '', node: '', 'gw-1': '', 'gw-2': '', remote: '' };
-  private dir = '';
-  private readonly children: ChildProcess[] = [];
-  private readonly servers: HttpServer[] = [];
-  private readonly agents = new Set<RunningAgent>();
+export class Ipv6RouteLab extends GatewayLab {
   private readonly state: Record<Member, { gateway: boolean }> = { 'node-1': { gateway: false }, 'gw-1': { gateway: true }, 'gw-2': { gateway: true } };
 
-  constructor(readonly stack: Stack, readonly mode: 'direct' | 'vxlan') {}
+  constructor(readonly stack: Stack, readonly mode: 'direct' | 'vxlan') {
+    super();
+  }
 
   async start(): Promise<this> {
-    await cleanupStale();
-    this.dir = await mkdtemp(join(tmpdir(), 'clusterset-proxy-routes6-'));
-    const socketPath = join(this.dir, 'api.sock');
-    await this.api.start({ socketPath });
-    await writeFile(this.kubeconfig, kubeconfigYaml(`http://127.0.0.1:${RELAY_PORT}`));
-    for (const key of Object.keys(this.ns) as (keyof Ipv6RouteLab['ns'])[]) {
+    const socketPath = await this.prepare('clusterset-proxy-routes6-');
+    for (const key of Object.keys(this.ns) as (keyof GatewayLab['ns'])[]) {
       this.ns[key] = await this.topology.namespace(key.replace('-', ''));
       await netnsExec(this.ns[key], 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     }
@@ -113,10 +97,6 @@ export class Ipv6RouteLab {
     await this.moveTunnel('gw-1');
     for (const member of Object.keys(this.state) as Member[]) this.api.apply(this.nodeObject(member));
     return this;
-  }
-
-  get kubeconfig(): string {
-    return join(this.dir, 'kubeconfig');
   }
 
   /** The tunnel of the active gateway: the old end loses its routes, the remote side answers through the new one. */
@@ -162,31 +142,6 @@ export class Ipv6RouteLab {
     return path;
   }
 
-  startAgent(member: Member, configPath: string): RunningAgent {
-    const logFile = join(this.dir, `agent-${member}-${Date.now()}.log`);
-    const out = createWriteStream(logFile);
-    const child = spawn('ip', ['netns', 'exec', this.nsOf(member), process.execPath, AGENT_BIN, '--kubeconfig', this.kubeconfig, '--config', configPath, '--hostname-override', member], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(out, { end: false });
-    child.stderr!.pipe(out, { end: false });
-    const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal!)));
-    const agent: RunningAgent = {
-      logFile,
-      stop: async (signal = 'SIGTERM') => {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        this.agents.delete(agent);
-        return exited;
-      },
-      logs: () => readFile(logFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
-    };
-    this.agents.add(agent);
-    return agent;
-  }
-
-  async runAgent(member: Member, args: readonly string[]): Promise<{ code: number | undefined; stderr: string }> {
-    const r = await netnsExec(this.nsOf(member), process.execPath, [AGENT_BIN, '--kubeconfig', this.kubeconfig, ...args], { reject: false });
-    return { code: r.exitCode, stderr: r.stderr };
-  }
-
   /** The agent's table in one family, '' when empty. */
   async tableRoutes(member: Member, family: '-4' | '-6'): Promise<string> {
     const r = await execa('ip', ['-n', this.nsOf(member), family, 'route', 'show', 'table', String(ROUTE_TABLE)], { reject: false });
@@ -204,43 +159,13 @@ export class Ipv6RouteLab {
     return out;
   }
 
-  /** Waits until the member's table routes these CIDRs (all of one family) via `via`. */
-  waitForRoutes(member: Member, cidrs: readonly string[], via: string, timeoutMs = 10_000): Promise<string> {
+  /** Waits until the member's table routes these CIDRs (all of one family) via `via`; ends at once if an agent exits. */
+  waitForRoutes(member: Member, cidrs: readonly string[], via: string, timeoutMs = AGENT_WAIT_MS): Promise<string> {
     const family = cidrs[0]!.includes(':') ? '-6' : '-4';
     return waitFor(async () => {
+      this.throwIfAgentExited();
       const lines = (await this.tableRoutes(member, family)).split('\n');
       return cidrs.every((c) => lines.some((l) => l.startsWith(`${c} via ${via} `))) ? lines.join('\n') : null;
     }, `table ${ROUTE_TABLE} of ${member} to route ${cidrs.join(', ')} via ${via}`, { timeoutMs, intervalMs: 10 });
-  }
-
-  async tunnelPackets(gw: Gateway): Promise<number> {
-    const { stdout } = await netnsExec(this.ns[gw], 'cat', ['/sys/class/net/tun0/statistics/tx_packets']);
-    return Number(stdout.trim());
-  }
-
-  async ip(ns: string, ...args: string[]): Promise<void> {
-    await execa('ip', ['-n', ns, ...args]);
-  }
-
-  nsOf(member: Member): string {
-    return member === 'node-1' ? this.ns.node : this.ns[member];
-  }
-
-  private async startRelay(ns: string, socketPath: string): Promise<void> {
-    const relay = spawn('ip', ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/test/support/unix-relay.js'), socketPath, String(RELAY_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.children.push(relay);
-    await new Promise<void>((resolve, reject) => {
-      relay.once('exit', (code) => reject(new Error(`unix-relay exited with ${code}`)));
-      relay.stdout!.once('data', () => resolve());
-    });
-  }
-
-  async stop(): Promise<void> {
-    for (const agent of [...this.agents]) await agent.stop('SIGKILL');
-    for (const server of this.servers) await server.stop().catch(() => {});
-    for (const child of this.children) child.kill('SIGKILL');
-    await this.topology.teardown();
-    await this.api.stop();
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }

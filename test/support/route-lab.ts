@@ -12,32 +12,24 @@
 // namespace, and the node namespace has no default route: remote pods are
 // reachable only through the routes the agent installs.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { V1Node } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
-import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
+import { waitFor } from './api-server.js';
 import { AGENT_WAIT_MS } from './lab.js';
-import { cleanupStale, netnsExec, startHttpServer, Topology, type HttpServer } from './netns.js';
+import { netnsExec, startHttpServer } from './netns.js';
 import type { StreamRequest } from './stream-client.js';
+import { GatewayLab, GATEWAY_LABEL, ROUTE_TABLE, type Gateway, type Member } from './gateway-lab.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const AGENT_BIN = join(ROOT, 'bin', 'clusterset-proxy');
-const RELAY_PORT = 6443;
+export { GATEWAY_LABEL, ROUTE_TABLE, type Gateway, type Member, type RunningAgent } from './gateway-lab.js';
 
-export type Gateway = 'gw-1' | 'gw-2';
-export type Member = 'node-1' | Gateway;
 export const NODE_IP = '192.168.50.10';
 export const GATEWAY_IP: Record<Gateway, string> = { 'gw-1': '192.168.50.11', 'gw-2': '192.168.50.12' };
 /** What the tunnel of each gateway carries: both remote clusters' pod ranges. */
 const REMOTE_SUPERNET = '10.2.0.0/15';
-export const ROUTE_TABLE = 19779;
-export const GATEWAY_LABEL = 'submariner.io/gateway';
 
 export const BASE_CLUSTERS = [
   { name: 'brazil', podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], nodeCIDRs: ['192.168.50.0/24'] },
@@ -45,37 +37,17 @@ export const BASE_CLUSTERS = [
   { name: 'peru', podCIDRs: ['10.3.0.0/16'] },
 ];
 
-export interface RunningAgent {
-  readonly logFile: string;
-  /** Resolves with the exit code, or the name of the signal that ended the process. */
-  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
-  logs(): Promise<string>;
-}
-
-export class RouteLab {
-  readonly api = new TestApiServer({ bookmarkIntervalMs: 1000 });
-  readonly topology = new Topology();
-  readonly ns = { sw: '', node: '', 'gw-1': '', 'gw-2': '', remote: '' };
-  private dir = '';
-  private readonly children: ChildProcess[] = [];
-  private readonly servers: HttpServer[] = [];
-  private readonly agents = new Set<RunningAgent>();
-  /** The latest agent started as each member, for failure messages. */
-  private readonly latest = new Map<Member, RunningAgent>();
-  /** Set when an agent exits without being stopped: waits end at once with this. */
-  private unexpectedExit: string | undefined;
+export class RouteLab extends GatewayLab {
   private readonly state: Record<Member, { gateway: boolean; ready: boolean }> = {
     'node-1': { gateway: false, ready: true }, 'gw-1': { gateway: true, ready: true }, 'gw-2': { gateway: true, ready: true },
   };
 
-  constructor(readonly mode: 'direct' | 'vxlan') {}
+  constructor(readonly mode: 'direct' | 'vxlan') {
+    super();
+  }
 
   async start(): Promise<this> {
-    await cleanupStale();
-    this.dir = await mkdtemp(join(tmpdir(), 'clusterset-proxy-routes-'));
-    const socketPath = join(this.dir, 'api.sock');
-    await this.api.start({ socketPath });
-    await writeFile(this.kubeconfig, kubeconfigYaml(`http://127.0.0.1:${RELAY_PORT}`));
+    const socketPath = await this.prepare('clusterset-proxy-routes-');
     for (const key of Object.keys(this.ns) as (keyof RouteLab['ns'])[]) {
       this.ns[key] = await this.topology.namespace(key.replace('-', ''));
       // IPv4 only: IPv6 link-local addresses appear late and would make before/after comparisons flaky.
@@ -104,10 +76,6 @@ export class RouteLab {
     await this.moveTunnel('gw-1');
     for (const member of Object.keys(this.state) as Member[]) this.api.apply(this.nodeObject(member));
     return this;
-  }
-
-  get kubeconfig(): string {
-    return join(this.dir, 'kubeconfig');
   }
 
   /** The tunnel of the active gateway: the old end loses its route, the remote side answers through the new one. */
@@ -143,51 +111,6 @@ export class RouteLab {
       gateway: { mode: this.mode }, ...extra,
     }));
     return path;
-  }
-
-  /** Runs the agent binary as `member` in that member's namespace. */
-  startAgent(member: Member, configPath: string): RunningAgent {
-    const logFile = join(this.dir, `agent-${member}-${Date.now()}.log`);
-    const out = createWriteStream(logFile);
-    const child = spawn('ip', ['netns', 'exec', this.nsOf(member), process.execPath, AGENT_BIN, '--kubeconfig', this.kubeconfig, '--config', configPath, '--hostname-override', member], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(out, { end: false });
-    child.stderr!.pipe(out, { end: false });
-    let stopping = false;
-    const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once('exit', (code, signal) => {
-      if (!stopping) this.unexpectedExit ??= `the agent of ${member} (${logFile}) exited by itself with ${code ?? signal}`;
-      resolve(code ?? signal!);
-    }));
-    const agent: RunningAgent = {
-      logFile,
-      stop: async (signal = 'SIGTERM') => {
-        stopping = true;
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        this.agents.delete(agent);
-        return exited;
-      },
-      logs: () => readFile(logFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : Promise.reject(err))),
-    };
-    this.agents.add(agent);
-    this.latest.set(member, agent);
-    return agent;
-  }
-
-  /** Throws if an agent exited without being told to. */
-  throwIfAgentExited(): void {
-    if (this.unexpectedExit) throw new Error(this.unexpectedExit);
-  }
-
-  /** The last lines of the latest agent of each member, for failure messages. */
-  async agentLogTails(lines = 30): Promise<string> {
-    let out = '';
-    for (const [member, agent] of this.latest) out += `\n--- ${member}: ${agent.logFile} (last ${lines} lines):\n${(await agent.logs()).split('\n').slice(-lines).join('\n')}`;
-    return out;
-  }
-
-  /** Runs the agent binary to completion in that member's namespace (--cleanup). */
-  async runAgent(member: Member, args: readonly string[]): Promise<{ code: number | undefined; stderr: string }> {
-    const r = await netnsExec(this.nsOf(member), process.execPath, [AGENT_BIN, '--kubeconfig', this.kubeconfig, ...args], { reject: false });
-    return { code: r.exitCode, stderr: r.stderr };
   }
 
   /** `ip rule`, `ip route show table all` and `ip link`: what --cleanup must restore exactly. */
@@ -226,43 +149,11 @@ export class RouteLab {
     return stdout;
   }
 
-  /** Packets the gateway sent into its tunnel. */
-  async tunnelPackets(gw: Gateway): Promise<number> {
-    const { stdout } = await netnsExec(this.ns[gw], 'cat', ['/sys/class/net/tun0/statistics/tx_packets']);
-    return Number(stdout.trim());
-  }
-
   /** A steady stream of requests from the node for durationMs (see stream-client.ts); timeoutMs per request, generous by default. */
   async stream(url: string, durationMs: number, intervalMs = 20, timeoutMs = 10_000): Promise<StreamRequest[]> {
     const script = fileURLToPath(new URL('./stream-client.js', import.meta.url));
     const { stdout } = await netnsExec(this.ns.node, process.execPath, [script, url, String(durationMs), String(intervalMs), String(timeoutMs)]);
     return JSON.parse(stdout) as StreamRequest[];
-  }
-
-  async ip(ns: string, ...args: string[]): Promise<void> {
-    await execa('ip', ['-n', ns, ...args]);
-  }
-
-  nsOf(member: Member): string {
-    return member === 'node-1' ? this.ns.node : this.ns[member];
-  }
-
-  private async startRelay(ns: string, socketPath: string): Promise<void> {
-    const relay = spawn('ip', ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/test/support/unix-relay.js'), socketPath, String(RELAY_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.children.push(relay);
-    await new Promise<void>((resolve, reject) => {
-      relay.once('exit', (code) => reject(new Error(`unix-relay exited with ${code}`)));
-      relay.stdout!.once('data', () => resolve());
-    });
-  }
-
-  async stop(): Promise<void> {
-    for (const agent of [...this.agents]) await agent.stop('SIGKILL');
-    for (const server of this.servers) await server.stop().catch(() => {});
-    for (const child of this.children) child.kill('SIGKILL');
-    await this.topology.teardown();
-    await this.api.stop();
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }
 

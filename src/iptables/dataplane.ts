@@ -4,7 +4,8 @@
 // batch (apply). Its fake is the same class over FakeIptables.
 
 import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState, Refusal } from '../sync/dataplane.js';
+import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
+import { iptablesGroupText } from './explain-text.js';
 import { RestoreError, type IptablesBackend } from './backend.js';
 import { diffFragment, diffPlans, TEARDOWN_KEY } from './diff.js';
 import { observe, staleKey, type ObservedState, type TableDump } from './observe.js';
@@ -173,6 +174,18 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
       weightLeft -= ep.weight;
     });
     return { handle: frontendChain(fe), shares };
+  }
+
+  /** iptables-save text of each table. */
+  async readForExplain(): Promise<Map<Table, string>> {
+    const dumps = new Map<Table, string>();
+    for (const table of TABLES) dumps.set(table, await this.backend.save(table));
+    return dumps;
+  }
+
+  /** The group's chains and rules as iptables-save prints them; `kernel` is iptables-save text per table. */
+  explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
+    return iptablesGroupText(selection, services, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.settings);
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {

@@ -6,7 +6,8 @@
 // FakeNftables.
 
 import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState } from '../sync/dataplane.js';
+import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, ServiceName } from '../sync/dataplane.js';
+import { nftablesGroupText } from './explain-text.js';
 import { NftError, type NftablesClient, type NftOp, type ObservedTable } from './client.js';
 import { decode } from './codec.js';
 import { checkSkeleton, diffTableByGroup, STALE_PART, toOps, type SkeletonCheck } from './dataplane.js';
@@ -221,6 +222,26 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
     const key = [fe.ip, fe.protocol.toLowerCase(), fe.port].join(SEPARATOR);
     return { handle: fe.endpoints.length === 0 ? `no_endpoints ${key}` : `${shardSet(shardOf(fe.ip))} ${key}`, shares };
   }
+
+  /** The agent's table as read back (`table` null: it does not exist). */
+  async readForExplain(): Promise<ExplainRead> {
+    return { table: await this.client.read() };
+  }
+
+  /** The group's elements, planned and in `kernel` (a readForExplain() value; null: unreadable). */
+  explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
+    const planned = planNftGroup(selection.key, selection.frontends, { localCluster: this.settings.localCluster });
+    return nftablesGroupText(planned, services, isExplainRead(kernel) ? kernel.table : undefined);
+  }
+}
+
+/** What readForExplain() read: the table, null when it does not exist. */
+export interface ExplainRead {
+  readonly table: ObservedTable | null;
+}
+
+function isExplainRead(value: unknown): value is ExplainRead {
+  return typeof value === 'object' && value !== null && 'table' in value;
 }
 
 /** Group keys, as opposed to the skeleton's and the stale elements' parts. */

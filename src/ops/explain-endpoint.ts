@@ -1,7 +1,6 @@
 import type { IptablesBackend } from '../iptables/backend.js';
-import type { Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
-import { explain, parseServiceArg, readKernelTables, type ClusterHealthLookup } from './explain.js';
+import { explain, parseServiceArg, readKernelForExplain, readKernelTables, type ClusterHealthLookup } from './explain.js';
 import { SharedKernelRead } from './kernel-read.js';
 
 /** How long one read of the kernel answers /explain unless a sync changes it first. */
@@ -14,15 +13,17 @@ export const MAX_EXPLAIN_IN_FLIGHT = 32;
  * of the kernel, with a bound on requests in progress.
  */
 export class ExplainEndpoint {
-  private readonly kernel: SharedKernelRead<Map<Table, string> | string>;
+  private readonly kernel: SharedKernelRead<unknown>;
   private inProgress = 0;
 
   constructor(
     private readonly engine: SyncEngine,
-    backend: Pick<IptablesBackend, 'save'>,
+    /** iptables tables to save, or the data plane's own read (Dataplane.readForExplain). */
+    kernel: Pick<IptablesBackend, 'save'> | (() => Promise<unknown>),
     private readonly health: ClusterHealthLookup,
   ) {
-    this.kernel = new SharedKernelRead(() => readKernelTables(backend), KERNEL_READ_MAX_AGE_MS);
+    const read = typeof kernel === 'function' ? () => readKernelForExplain(kernel) : () => readKernelTables(kernel);
+    this.kernel = new SharedKernelRead<unknown>(read, KERNEL_READ_MAX_AGE_MS);
   }
 
   /** A sync changed the kernel: the next request reads it again. */

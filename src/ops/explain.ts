@@ -1,9 +1,6 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
 import type { IptablesBackend } from '../iptables/backend.js';
-import { parseSave } from '../iptables/save-format.js';
-import { SERVICES_CHAIN } from '../iptables/layout.js';
-import { planFragment } from '../iptables/planner.js';
-import { TABLES, type Fragment, type Table } from '../iptables/plan-types.js';
+import { TABLES, type Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { EndpointState } from './metrics.js';
 
@@ -59,7 +56,7 @@ export interface ExplainReport {
   readonly decision: { readonly target: string; readonly clusters: readonly string[]; readonly failOpen: boolean } | null;
   readonly rules: {
     readonly planned: readonly string[];
-    /** null when the kernel could not be read (see note). */
+    /** Lines of the data plane's own text (iptables-save rules, nftables elements); null when the kernel could not be read (see note). */
     readonly kernel: readonly string[] | null;
     readonly inSync: boolean | null;
     readonly note: string;
@@ -80,7 +77,16 @@ export function parseServiceArg(text: string): { namespace: string; name: string
   return m ? { namespace: m[1]!, name: m[3]! } : null;
 }
 
-/** Reads the agent's tables; a failure is reported in the explanation rather than thrown. */
+/** Reads the kernel for explain; a failure is reported in the explanation rather than thrown. */
+export async function readKernelForExplain(read: () => Promise<unknown>): Promise<unknown> {
+  try {
+    return await read();
+  } catch (err) {
+    return `could not read the kernel's rules: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
+  }
+}
+
+/** Reads the agent's iptables tables; a failure is reported in the explanation rather than thrown. */
 export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): Promise<Map<Table, string> | string> {
   try {
     const dumps = new Map<Table, string>();
@@ -91,8 +97,12 @@ export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): 
   }
 }
 
-/** The explanation of the group `namespace/name` belongs to. `kernel` is a dump per table, or why there is none. */
-export function explain(engine: SyncEngine, query: { namespace: string; name: string }, kernel: Map<Table, string> | string, health: ClusterHealthLookup): ExplainReport {
+/**
+ * The explanation of the group `namespace/name` belongs to. `kernel` is what
+ * the engine's data plane read for explain (readForExplain(): iptables-save
+ * text per table, or the nftables table), or why there is none.
+ */
+export function explain(engine: SyncEngine, query: { namespace: string; name: string }, kernel: unknown, health: ClusterHealthLookup): ExplainReport {
   const key = engine.groupKeyOf(query.namespace, query.name);
   const { build, selection, config } = engine.inspectGroup(key);
   const group = build.group;
@@ -147,10 +157,8 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
       };
     }),
   }));
-  const fragment = planFragment(selection, { clusterCIDR: config.clusterCIDR, localCluster: config.clusterName });
-  const planned = ruleLines(fragment);
-  const kernelLines = typeof kernel === 'string' ? null : kernelRules(kernel, fragment, members.map((m) => m.fe));
-  const inSync = kernelLines === null ? null : sameLines(planned, kernelLines);
+  const shown = engine.plane.explainGroup?.(selection, members.map((m) => m.fe), typeof kernel === 'string' ? null : kernel);
+  const { planned, kernel: kernelLines, inSync } = shown ?? { planned: [], kernel: null, inSync: null };
   return {
     ...base,
     found: true,
@@ -162,7 +170,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
       planned,
       kernel: kernelLines,
       inSync,
-      note: typeof kernel === 'string' ? kernel : inSync ? 'the kernel holds exactly the planned rules' : 'the kernel differs from the plan: a sync is pending or failing (see the agent\'s log)',
+      note: !shown ? `the ${engine.plane.name} data plane does not show its kernel objects` : typeof kernel === 'string' ? kernel : inSync ? 'the kernel holds exactly the planned rules' : 'the kernel differs from the plan: a sync is pending or failing (see the agent\'s log)',
     },
     problems,
   };
@@ -189,44 +197,6 @@ function verdictOf(selected: boolean, eps: readonly ExplainEndpoint[], health: s
     case 'active-active': return 'no traffic: its weight is 0';
     default: return 'no traffic';
   }
-}
-
-/** The fragment as iptables-save prints it: chain declarations, then rules, per table. */
-function ruleLines(fragment: Fragment): string[] {
-  const lines: string[] = [];
-  for (const table of TABLES) {
-    const chains = fragment.chains.filter((c) => c.table === table);
-    const sets = fragment.setRules.filter((r) => r.table === table);
-    if (chains.length === 0 && sets.length === 0) continue;
-    lines.push(`*${table}`);
-    for (const c of chains) lines.push(`:${c.name} - [0:0]`);
-    for (const r of sets) lines.push(`-A ${r.chain} ${r.spec}`);
-    for (const c of chains) for (const spec of c.rules) lines.push(`-A ${c.name} ${spec}`);
-  }
-  return lines;
-}
-
-/** What the kernel holds for the same chains, and the dispatch rules of the group's ClusterIPs. */
-function kernelRules(dumps: Map<Table, string>, fragment: Fragment, services: readonly Frontend[]): string[] {
-  const lines: string[] = [];
-  const comments = services.map((fe) => `--comment "${fe.namespace}/${fe.name}:`);
-  const chainNames = new Set(fragment.chains.map((c) => c.name));
-  for (const table of TABLES) {
-    const saved = parseSave(dumps.get(table) ?? '').get(table)?.chains ?? new Map();
-    const present = fragment.chains.filter((c) => c.table === table && saved.has(c.name));
-    const dispatch = (saved.get(SERVICES_CHAIN)?.rules ?? []).filter((spec: string) => comments.some((c) => spec.includes(c)) || [...chainNames].some((n) => spec.endsWith(`-j ${n}`)));
-    if (present.length === 0 && dispatch.length === 0) continue;
-    lines.push(`*${table}`);
-    for (const c of present) lines.push(`:${c.name} - [0:0]`);
-    for (const spec of dispatch) lines.push(`-A ${SERVICES_CHAIN} ${spec}`);
-    for (const c of present) for (const spec of saved.get(c.name)!.rules) lines.push(`-A ${c.name} ${spec}`);
-  }
-  return lines;
-}
-
-/** Dispatch rules are a set (their order in MCS-SERVICES is irrelevant); chains are compared in order. */
-function sameLines(a: readonly string[], b: readonly string[]): boolean {
-  return [...a].sort().join('\n') === [...b].sort().join('\n') && a.filter((l) => !l.startsWith(`-A ${SERVICES_CHAIN} `)).join('\n') === b.filter((l) => !l.startsWith(`-A ${SERVICES_CHAIN} `)).join('\n');
 }
 
 function percent(share: number): string {

@@ -23,7 +23,7 @@ export interface OperationsOptions {
   readonly nodeName: string;
   readonly log: Logger;
   readonly engine: SyncEngine;
-  /** To show the kernel's rules in /explain. */
+  /** To show the kernel's rules in /explain when the data plane cannot read them itself. */
   readonly backend: Pick<IptablesBackend, 'save'>;
   /** Tests write Events elsewhere; the default is the API server. */
   readonly eventSink?: EventSink;
@@ -59,7 +59,9 @@ export class Operations {
     this.events = new EventRecorder({ sink: opts.eventSink ?? apiEventSink(opts.kubeConfig), component: COMPONENT, host: opts.nodeName, log });
     this.reporter = new OpsReporter(this.metrics, this.events, { apiVersion: 'v1', kind: 'Node', name: opts.nodeName });
     engine.onProblem = (problem, scope) => this.reporter.problem(problem, scope);
-    this.explainer = new ExplainEndpoint(engine, opts.backend, (c) => this.healthText(c));
+    // The engine's data plane reads its own kernel objects (iptables tables, the nftables table).
+    const plane = engine.plane;
+    this.explainer = new ExplainEndpoint(engine, plane.readForExplain ? () => plane.readForExplain!() : opts.backend, (c) => this.healthText(c));
     this.servers = new OpsServers({
       metrics: () => this.metrics.exposition(),
       unhealthyReason: () => this.health.unhealthyReason(),

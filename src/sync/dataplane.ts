@@ -67,6 +67,22 @@ export interface FrontendDescription {
   readonly shares: ReadonlyMap<string, number>;
 }
 
+/** A group's planned kernel objects and the kernel's, as lines of the data plane's own text (explain). */
+export interface GroupText {
+  readonly planned: readonly string[];
+  /** null when the kernel could not be read. */
+  readonly kernel: readonly string[] | null;
+  /** Whether the kernel holds exactly the planned objects; null when it could not be read. */
+  readonly inSync: boolean | null;
+}
+
+/** A Service of a group, as explain names it. */
+export interface ServiceName {
+  readonly namespace: string;
+  readonly name: string;
+  readonly clusterIP: string;
+}
+
 /**
  * One kernel interface for one IP family. `G` is a group's desired state,
  * `K` the kernel read back, `T` a transaction: values the engine passes
@@ -104,4 +120,12 @@ export interface Dataplane<G = unknown, K extends KernelState<G> = KernelState<G
   written(tx: T): { readonly group: string; readonly name: string }[];
   /** How one frontend is programmed (explain). */
   describe(frontend: FrontendSelection): FrontendDescription;
+  // A data plane without the two below shows no kernel objects in explain.
+  /** One read of the kernel that explainGroup() attributes to any group (explain shares it between requests); throws when it cannot read. */
+  readForExplain?(): Promise<unknown>;
+  /**
+   * A group's planned objects and what `kernel` (a readForExplain() value;
+   * null: unreadable) holds of them or of its `services`, as text (explain).
+   */
+  explainGroup?(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText;
 }

@@ -1,5 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { IptablesDataplane } from '../iptables/dataplane.js';
+import { FakeNftables } from '../nftables/fake.js';
+import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
+import { resolveProxyMode } from '../ops/proxy-mode.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
 import { serverOf } from '../kube/api-failure.js';
@@ -38,20 +41,34 @@ async function fromAgent(agent: string, service: string): Promise<ExplainReport>
   return body;
 }
 
-/** Reads the API itself, plans as the agent would, and reads this node's iptables where it can. */
+/** Reads the API itself, plans as the agent would, and reads this node's iptables or nftables table (per `mode`) where it can. */
 async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespace: string; name: string }): Promise<ExplainReport> {
   const log = createLogger('warn');
   const kc = loadKubeConfig(kubeconfig);
   const overrides = flags.apiTimeout === undefined ? {} : { apiTimeout: flags.apiTimeout };
   const start = await loadStartConfig({ file: flags.config, configMap: configMapRefOf(flags.configMap ?? ''), overrides, kubeConfig: () => kc, log, bounded: true });
   await start.watch?.stop();
-  const engine = new SyncEngine({ config: start.config, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log });
+  // The data plane the agent would run: it plans here (writing nothing) and reads this node's kernel.
+  const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
+  const nftables = mode?.mode === 'nftables';
+  const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+  const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
-  let kernel: Awaited<ReturnType<typeof readKernelTables>>;
+  let kernel: unknown;
   try {
-    kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+    if (nftables) {
+      const { NativeNftables } = await import('../nftables/native.js');
+      const client = new NativeNftables();
+      try {
+        kernel = await new NftablesDataplane(client).readForExplain();
+      } finally {
+        client.close();
+      }
+    } else {
+      kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+    }
   } catch (err) {
-    kernel = `could not read the kernel's rules here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;
+    kernel = `could not read the kernel's ${nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;
   }
   return explain(engine, query, kernel, () => 'not probed (offline: the agent\'s prober is not consulted)');
 }

@@ -5,8 +5,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
-import { Lab } from '../support/lab.js';
+import { AGENT_BIN, Lab } from '../support/lab.js';
 import { netnsExec } from '../support/netns.js';
+import type { ExplainReport } from '../../src/ops/explain.js';
 
 const URL = 'http://10.96.0.50/';
 const derivedServe = () => service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]);
@@ -51,6 +52,19 @@ describe('agent in nftables mode: a client on the node reaches the remote cluste
       lab.apply(chileSlice(endpoint('10.2.0.11')));
       await waitForTable((t) => t.includes(': 10.2.0.11 . 8080') && !t.includes(': 10.2.0.10 . 8080'), 'the slots moved to 10.2.0.11');
       assert.deepEqual((await lab.requests(URL, 10)).bodies, { 'chile01/serve-b': 10 });
+      // explain on the node asks the agent, which reads its nftables table: the group's elements, named after the Service port.
+      let report: ExplainReport | null = null;
+      for (let i = 0; i < 100 && !(report?.rules.inSync && report.rules.kernel?.some((l) => l.includes(': 10.2.0.11 . 8080 (64 of 64 slots)'))); i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 200));
+        const r = await netnsExec(lab.nodeNs, process.execPath, [AGENT_BIN, 'explain', 'default/serve', '--json'], { reject: false });
+        report = r.exitCode === 0 ? (JSON.parse(r.stdout) as ExplainReport) : null;
+      }
+      assert.ok(report, 'explain answered');
+      assert.equal(report.rules.note, 'the kernel holds exactly the planned rules', JSON.stringify(report.rules));
+      assert.ok(report.rules.kernel!.includes('service_ports 10.96.0.50 . tcp . 80 comment "default/derived-serve:http"'), report.rules.kernel!.join('\n'));
+      assert.ok(report.rules.kernel!.includes('slots-50 10.96.0.50 . tcp . 80 . 0-63 : 10.2.0.11 . 8080 (64 of 64 slots)'), report.rules.kernel!.join('\n'));
+      assert.ok(!report.rules.kernel!.some((l) => l.startsWith('-A ')), 'no iptables rules');
+      assert.equal(report.services[0]!.ports[0]!.chain, 'slots-50 10.96.0.50 . tcp . 80');
       assert.doesNotMatch(await lab.save('nat'), /MCS-/);
       const strip = (dump: string) => dump.replace(/^#.*$/gm, '').replace(/\[\d+:\d+\]/g, '');
       assert.equal(strip(await lab.save('nat')), strip(natBefore));

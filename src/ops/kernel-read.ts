@@ -1,8 +1,9 @@
 /**
  * One read of the kernel shared by everyone asking: at most one in flight,
  * its result reused for `maxAgeMs` and dropped by invalidate() (a sync changed
- * the kernel). /explain reads the tables through it, so a flood of requests
- * costs one `iptables-save` per table at a time, not one per request.
+ * the kernel). /explain reads the data plane's kernel objects through it, so
+ * a flood of requests costs one read at a time (`iptables-save` per table, or
+ * one dump of the nftables table), not one per request.
  */
 export class SharedKernelRead<T> {
   private inFlight: { readonly generation: number; readonly promise: Promise<T> } | null = null;

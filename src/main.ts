@@ -18,8 +18,7 @@ import { NftablesDataplane } from './nftables/nftables-dataplane.js';
 import { ProxyModeError, resolveProxyMode } from './ops/proxy-mode.js';
 import { IpvsDataplane } from './ipvs/dataplane.js';
 import { FakeIpvs } from './ipvs/fake.js';
-import { NetlinkIpvs } from './ipvs/netlink-client.js';
-import { AgentIpvsDataplane, auxTools, IpvsUnavailableError, requireIpvs, SWEEP_INTERVAL_MS } from './ipvs/agent-mode.js';
+import { IpvsUnavailableError, startIpvs, SWEEP_INTERVAL_MS } from './ipvs/agent-mode.js';
 import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -111,23 +110,6 @@ async function run(argv: readonly string[]): Promise<number> {
   });
   await Promise.race([started, stopped]);
   return stopped;
-}
-
-/** The IPVS data plane over netlink, once the kernel answered for its IPVS table; IpvsUnavailableError otherwise. */
-async function startIpvs(backendMode: 'nft' | 'legacy'): Promise<AgentIpvsDataplane> {
-  let client: NetlinkIpvs;
-  try {
-    client = new NetlinkIpvs();
-  } catch (err) {
-    throw new IpvsUnavailableError(`proxy mode ipvs cannot start: no generic netlink socket: ${errorText(err)}`, { cause: err });
-  }
-  try {
-    await requireIpvs(client);
-  } catch (err) {
-    client.close();
-    throw err;
-  }
-  return new AgentIpvsDataplane(client, auxTools(backendMode));
 }
 
 function flagOverrides(flags: Flags): Pick<Partial<Config>, 'logLevel' | 'iptablesBackend' | 'apiTimeout' | 'mode'> {

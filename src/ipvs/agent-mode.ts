@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import type { ApplyOutcome } from '../sync/dataplane.js';
 import { applyAux, auxState, removeAux, renderAux, type AuxFrontend, type AuxState, type AuxTools } from './aux.js';
 import { IpvsDataplane, type IpvsDataplaneOptions, type IpvsGroup, type IpvsKernel, type IpvsTransaction } from './dataplane.js';
+import { NetlinkIpvs } from './netlink-client.js';
 import type { IpvsClient } from './types.js';
 
 /** How often draining real servers are checked and deleted once idle (or past their drain bound). */
@@ -24,6 +25,23 @@ export async function requireIpvs(client: IpvsClient): Promise<void> {
     const cause = err instanceof Error ? err.message : String(err);
     throw new IpvsUnavailableError(`proxy mode ipvs cannot start: ${cause}`, { cause: err });
   }
+}
+
+/** The agent's IPVS data plane over netlink, once the kernel answered for its IPVS table; IpvsUnavailableError otherwise. */
+export async function startIpvs(backendMode: 'nft' | 'legacy', options: IpvsDataplaneOptions = {}): Promise<AgentIpvsDataplane> {
+  let client: NetlinkIpvs;
+  try {
+    client = new NetlinkIpvs();
+  } catch (err) {
+    throw new IpvsUnavailableError(`proxy mode ipvs cannot start: no generic netlink socket: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  try {
+    await requireIpvs(client);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  return new AgentIpvsDataplane(client, auxTools(backendMode), options);
 }
 
 /** The commands aux.ts runs: iptables of the node's backend, ip, sysctl. */

@@ -55,7 +55,10 @@ const execTool = (argv: readonly string[], input?: string): Promise<string> =>
       if (err) reject(new Error(`${argv.join(' ')}: ${String(stderr).trim() || err.message}`));
       else resolve(String(stdout));
     });
-    child.stdin?.end(input ?? '');
+    // A command that exits without reading its input closes the pipe: its exit status tells, not EPIPE.
+    child.stdin?.on('error', () => undefined);
+    if (input === undefined) child.stdin?.end();
+    else child.stdin?.end(input);
   });
 
 /**

@@ -6,7 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AgentIpvsDataplane, IpvsUnavailableError, requireIpvs, Sweeper } from '../../src/ipvs/agent-mode.js';
+import { AgentIpvsDataplane, auxTools, IpvsUnavailableError, requireIpvs, Sweeper } from '../../src/ipvs/agent-mode.js';
 import { MARK_CHAIN, REJECT_CHAIN, RULE_PREF_LO, ROUTE_TABLE } from '../../src/ipvs/aux.js';
 import type { IpvsGroup } from '../../src/ipvs/dataplane.js';
 import { FakeIpvs } from '../../src/ipvs/fake.js';
@@ -159,4 +159,14 @@ test('the sweeper runs the sweep on its period, one run at a time, and stop wait
   assert.equal(runs, after, 'no run after stop');
   assert.equal(most, 1);
   assert.ok(outcomes.length >= 3);
+});
+
+test('the aux commands run with their exit status as the verdict, also when a command exits without reading its input', async () => {
+  const { exec } = auxTools('nft');
+  assert.equal(auxTools('legacy').iptables, 'iptables-legacy');
+  assert.equal(await exec(['echo', 'ok']), 'ok\n');
+  assert.equal(await exec(['cat'], 'through stdin'), 'through stdin');
+  // `true` never reads: the large input hits a closed pipe, which must not surface as an uncaught EPIPE.
+  assert.equal(await exec(['true'], 'x'.repeat(4 << 20)), '');
+  await assert.rejects(exec(['false']), /false/);
 });

@@ -15,7 +15,10 @@ import { SyncEngine } from './sync/engine.js';
 import { FakeNftables } from './nftables/fake.js';
 import { NativeNftables } from './nftables/native.js';
 import { NftablesDataplane } from './nftables/nftables-dataplane.js';
-import { resolveProxyMode } from './ops/proxy-mode.js';
+import { ProxyModeError, resolveProxyMode } from './ops/proxy-mode.js';
+import { IpvsDataplane } from './ipvs/dataplane.js';
+import { FakeIpvs } from './ipvs/fake.js';
+import { IpvsUnavailableError, startIpvs, SWEEP_INTERVAL_MS } from './ipvs/agent-mode.js';
 import { cleanupRoutes } from './routes/controller.js';
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -54,10 +57,11 @@ async function run(argv: readonly string[]): Promise<number> {
   const mode = config.mode === 'iptables' ? null : await resolveProxyMode(config.mode, { log });
   if (mode) log.info({ mode: mode.mode, reason: mode.reason }, 'proxy mode');
   const nftables = mode?.mode === 'nftables';
+  const ipvs = mode?.mode === 'ipvs';
 
   if (flags.dryRun) {
-    // Needs no iptables and no root: the plan alone.
-    const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+    // Needs no iptables and no root: the plan alone (IPVS: the table as `ipvsadm -Sn` prints it, then the rules beside it).
+    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
     const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
@@ -65,12 +69,15 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   const backend = await createIptablesBackend({ mode: config.iptablesBackend, lockWaitSeconds: config.iptablesLockWait, log });
-  const kernelDataplane = (): Dataplane => (nftables ? new NftablesDataplane(new NativeNftables()) : new IptablesDataplane(backend));
+  // IPVS mode: the kernel's IPVS family must resolve before anything is changed.
+  const ipvsDataplane = ipvs ? await startIpvs(backend.mode) : null;
+  const kernelDataplane = (): Dataplane => ipvsDataplane ?? (nftables ? new NftablesDataplane(new NativeNftables()) : new IptablesDataplane(backend));
   log.info({ node: nodeName, backend: backend.mode, cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
     const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     const result = await engine.cleanup();
+    if (ipvsDataplane) await ipvsDataplane.cleanupAll();
     const routeOperations = await cleanupRoutes(config, log);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
     return 0;
@@ -84,7 +91,11 @@ async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
-  const running = new Agent({ config, backend, ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}), kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
+  const running = new Agent({
+    config, backend,
+    ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}),
+    ...(ipvsDataplane ? { dataplane: ipvsDataplane, sweep: { run: () => ipvsDataplane.sweep(), intervalMs: SWEEP_INTERVAL_MS } } : {}),
+    kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
   agent = running;
   let stopping = false;
   const stopped = stopSignal.then(async (signal) => {
@@ -114,7 +125,7 @@ run(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     const usage = err instanceof UsageError;
-    const known = usage || err instanceof ConfigError;
+    const known = usage || err instanceof ConfigError || err instanceof ProxyModeError || err instanceof IpvsUnavailableError;
     const usageText = process.argv[2] === 'explain' ? EXPLAIN_USAGE : USAGE;
     process.stderr.write(`clusterset-proxy: ${known ? (err as Error).message : errorText(err)}\n${usage ? usageText : ''}`);
     process.exit(usage ? 2 : 1);

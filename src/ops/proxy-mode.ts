@@ -1,7 +1,9 @@
 // Which data plane runs: config key `mode` / flag `--proxy-mode`. Unset means
 // iptables, as before the key existed; `auto` follows kube-proxy: nftables
 // when its `table ip kube-proxy` exists, iptables when its chains are in
-// iptables. An explicit value always wins.
+// iptables; it never picks ipvs. An explicit value wins, except that `ipvs`
+// is refused beside kube-proxy's nftables mode, which flushes every IPVS
+// service (ours included) whenever it starts.
 
 import type { Logger } from '../log.js';
 import { detectBackend } from '../iptables/exec-backend.js';
@@ -9,7 +11,7 @@ import { detectBackend } from '../iptables/exec-backend.js';
 import { PROXY_MODES, type ProxyModeSetting } from '../config/schema.js';
 
 export { PROXY_MODES, type ProxyModeSetting };
-export type ProxyMode = 'iptables' | 'nftables';
+export type ProxyMode = 'iptables' | 'nftables' | 'ipvs';
 
 export interface ModeChoice {
   readonly mode: ProxyMode;
@@ -27,11 +29,14 @@ export interface KubeProxyEvidence {
 
 export class ProxyModeError extends Error {}
 
-/** The choice for a setting, given what kube-proxy left in the kernel (consulted for `auto` only). */
+/** The choice for a setting, given what kube-proxy left in the kernel (consulted for `auto` and `ipvs` only). */
 export function decideProxyMode(setting: ProxyModeSetting, evidence: () => KubeProxyEvidence): ModeChoice {
   switch (setting) {
     case 'ipvs':
-      throw new ProxyModeError('proxy mode ipvs is not available in this build; use iptables or nftables');
+      if (evidence().nftablesTable) {
+        throw new ProxyModeError('proxy mode ipvs is refused: kube-proxy runs in nftables mode here (its table "ip kube-proxy" exists), and it flushes every IPVS service when it starts; use nftables or iptables');
+      }
+      return { mode: 'ipvs', reason: 'mode ipvs is set; kube-proxy has no nftables table here' };
     case 'iptables':
     case 'nftables':
       return { mode: setting, reason: `mode ${setting} is set` };
@@ -51,13 +56,14 @@ export interface ProbeOptions {
   readonly nftablesTable?: () => Promise<boolean>;
 }
 
-/** Decides, reading the kernel only for `auto`. */
+/** Decides, reading the kernel only for `auto` and `ipvs`. */
 export async function resolveProxyMode(setting: ProxyModeSetting, options: ProbeOptions): Promise<ModeChoice> {
-  if (setting !== 'auto') return decideProxyMode(setting, () => ({ nftablesTable: false, iptablesChains: 0 }));
+  if (setting !== 'auto' && setting !== 'ipvs') return decideProxyMode(setting, () => ({ nftablesTable: false, iptablesChains: 0 }));
   const nftablesTable = await (options.nftablesTable ?? (() => kubeProxyTable(options.netns)))().catch((err: unknown) => {
-    options.log.warn({ err: (err as Error).message }, 'proxy mode auto: could not ask nf_tables for kube-proxy\'s table; counting it as absent');
+    options.log.warn({ err: (err as Error).message }, `proxy mode ${setting}: could not ask nf_tables for kube-proxy's table; counting it as absent`);
     return false;
   });
+  if (setting === 'ipvs') return decideProxyMode('ipvs', () => ({ nftablesTable, iptablesChains: 0 }));
   const iptablesChains = nftablesTable ? 0 : await detectBackend({ netns: options.netns, log: options.log }).then(
     (d) => d.evidence.nft.kubeChains + d.evidence.legacy.kubeChains,
     () => 0,

@@ -1,7 +1,7 @@
 // The agent binary in nftables mode, against the lab's API server and pods:
 // --proxy-mode nftables programs table ip clusterset-proxy and answers
-// through it; auto picks nftables beside kube-proxy's nftables table; ipvs is
-// refused; --cleanup deletes the table and leaves iptables alone.
+// through it; auto picks nftables beside kube-proxy's nftables table; ipvs on
+// a kernel without IP_VS fails at start naming the cause; --cleanup deletes the table and leaves iptables alone.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { endpoint, importedSlice, service } from '../support/fixtures.js';
@@ -37,10 +37,17 @@ describe('agent in nftables mode: a client on the node reaches the remote cluste
     throw new Error(`table ip clusterset-proxy never showed ${what}:\n${await table()}`);
   };
 
-  it('--proxy-mode ipvs is refused with a clear error', async () => {
+  it('--proxy-mode ipvs on this kernel (no IP_VS) exits non-zero with one line naming the cause, changing nothing', async () => {
+    const natBefore = await lab.save('nat');
+    const mangleBefore = await lab.save('mangle');
     const r = await lab.runAgent(['--config', configPath, '--proxy-mode', 'ipvs', '--once']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /ipvs is not available in this build/);
+    assert.match(r.stderr, /^clusterset-proxy: proxy mode ipvs cannot start: this kernel has no IPVS generic netlink family \(is the ip_vs module loaded\?\)/m);
+    // One message, no stack trace (log lines are JSON).
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('clusterset-proxy:')).length, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+    assert.equal(await lab.save('nat'), natBefore);
+    assert.equal(await lab.save('mangle'), mangleBefore);
   });
 
   it('--proxy-mode nftables: the table serves the endpoint and an endpoint change follows, no iptables rule written', async () => {

@@ -6,13 +6,36 @@ import { netnsExec, Topology } from '../support/netns.js';
 
 const none = () => ({ nftablesTable: false, iptablesChains: 0 });
 
-test('explicit modes win without looking at the kernel; ipvs is refused with a clear error', () => {
+test('explicit iptables and nftables win without looking at the kernel', () => {
   const probe = () => {
     throw new Error('the kernel is not consulted');
   };
   assert.deepEqual(decideProxyMode('iptables', probe), { mode: 'iptables', reason: 'mode iptables is set' });
   assert.equal(decideProxyMode('nftables', probe).mode, 'nftables');
-  assert.throws(() => decideProxyMode('ipvs', probe), (err: unknown) => err instanceof ProxyModeError && /ipvs is not available in this build/.test(err.message));
+});
+
+test('ipvs is accepted when set, and refused with the cause when kube-proxy runs in nftables mode', () => {
+  assert.equal(decideProxyMode('ipvs', none).mode, 'ipvs');
+  assert.equal(decideProxyMode('ipvs', () => ({ nftablesTable: false, iptablesChains: 40 })).mode, 'ipvs');
+  assert.throws(
+    () => decideProxyMode('ipvs', () => ({ nftablesTable: true, iptablesChains: 0 })),
+    (err: unknown) => err instanceof ProxyModeError && /ipvs is refused/.test(err.message) && /"ip kube-proxy"/.test(err.message) && /flushes every IPVS service/.test(err.message),
+  );
+});
+
+test('auto never picks ipvs', () => {
+  for (const nftablesTable of [false, true]) {
+    for (const iptablesChains of [0, 5]) assert.notEqual(decideProxyMode('auto', () => ({ nftablesTable, iptablesChains })).mode, 'ipvs');
+  }
+});
+
+test('resolveProxyMode asks for kube-proxy\'s nftables table before accepting ipvs', async () => {
+  const log = silentLogger();
+  assert.equal((await resolveProxyMode('ipvs', { log, nftablesTable: async () => false })).mode, 'ipvs');
+  await assert.rejects(resolveProxyMode('ipvs', { log, nftablesTable: async () => true }), ProxyModeError);
+  let asked = false;
+  await resolveProxyMode('nftables', { log, nftablesTable: async () => (asked = true) });
+  assert.equal(asked, false);
 });
 
 test('auto follows kube-proxy: its nftables table, else its iptables chains, else iptables', () => {

@@ -38,16 +38,14 @@ describe('agent in nftables mode: a client on the node reaches the remote cluste
   };
 
   it('--proxy-mode ipvs on this kernel (no IP_VS) exits non-zero with one line naming the cause, changing nothing', async () => {
-    const natBefore = await lab.save('nat');
-    const mangleBefore = await lab.save('mangle');
+    const before = await lab.saveAll();
     const r = await lab.runAgent(['--config', configPath, '--proxy-mode', 'ipvs', '--once']);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /^clusterset-proxy: proxy mode ipvs cannot start: this kernel has no IPVS generic netlink family \(is the ip_vs module loaded\?\)/m);
     // One message, no stack trace (log lines are JSON).
     assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('clusterset-proxy:')).length, 1, r.stderr);
     assert.doesNotMatch(r.stderr, /^\s+at /m);
-    assert.equal(await lab.save('nat'), natBefore);
-    assert.equal(await lab.save('mangle'), mangleBefore);
+    assert.equal(await lab.saveAll(), before);
   });
 
   it('--proxy-mode nftables: the table serves the endpoint and an endpoint change follows, no iptables rule written', async () => {

@@ -6,9 +6,9 @@ import { waitFor } from './api-server.js';
 import { AGENT_WAIT_MS, type AgentProcess, type Lab } from './lab.js';
 import { netnsExec } from './netns.js';
 
-/** GET inside the node namespace, where the agent listens. */
+/** GET inside the node namespace, where the agent listens; a failed request is status 0 with the error and its cause. */
 export async function get(lab: Lab, url: string): Promise<{ status: number; body: string }> {
-  const script = `fetch(${JSON.stringify(url)}).then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })), (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e) })))`;
+  const script = `fetch(${JSON.stringify(url)}).then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })), (e) => process.stdout.write(JSON.stringify({ status: 0, body: String(e) + (e.cause ? ': ' + String(e.cause) : '') })))`;
   const { stdout } = await netnsExec(lab.nodeNs, process.execPath, ['-e', script]);
   return JSON.parse(stdout) as { status: number; body: string };
 }

@@ -33,13 +33,29 @@ export class NfTablesMonitor implements NfEventSource {
   start(): void {
     if (this.socket) return;
     const socket = new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: RECV_BUFFER, sendBufferSize: 4096 });
-    socket.on('message', (msg) => this.handlers.onEvents(decodeNfMessages(msg)));
-    socket.on('truncatedMessage', () => this.handlers.onLost('a notification was truncated'));
-    socket.on('error', (err) => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`));
+    socket.on('message', (msg) => this.guarded(() => this.handlers.onEvents(decodeNfMessages(msg))));
+    socket.on('truncatedMessage', () => this.guarded(() => this.handlers.onLost('a notification was truncated')));
+    socket.on('error', (err) => this.guarded(() => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`)));
     socket.addMembership(NFNLGRP_NFTABLES);
     // The agent's other work keeps the process alive; this socket alone must not.
     socket.unref();
     this.socket = socket;
+  }
+
+  /**
+   * The socket calls these from native code, where a thrown exception
+   * terminates the process: a failure becomes "events lost" (one full check).
+   */
+  private guarded(handle: () => void): void {
+    try {
+      handle();
+    } catch (err) {
+      try {
+        this.handlers.onLost(`handling a notification failed: ${(err as Error).message}`);
+      } catch {
+        // Nothing may reach native code; the next full sync checks everything.
+      }
+    }
   }
 
   stop(): void {

@@ -41,9 +41,9 @@ export const METRIC_DEFS = {
   configLastReloadOk: def('config_last_reload_successful', 'gauge', [], '1 when the last ConfigMap change was applied, 0 when it was refused.'),
   configRestartRequired: def('config_restart_required', 'gauge', [], 'Number of changed keys that wait for a restart to take effect.'),
   nftGenerations: def('nftables_generations_total', 'counter', ['origin'], 'nf_tables commits seen by the drift watch (nft backend), by origin: agent (its own writes, ignored), watched (someone else changed a built-in chain holding our jumps or an MCS- chain), other (someone else, nothing watched: no check).'),
-  driftChecks: def('drift_checks_total', 'counter', ['trigger'], 'Reads of the watched chains (iptables -S per chain, never a full save), by trigger: event (nft, after a watched change) or poll (legacy, every second).'),
+  driftChecks: def('drift_checks_total', 'counter', ['trigger'], 'Reads of the watched chains, in-process (nft: a netlink dump of each touched built-in chain; legacy: a getsockopt copy of the nat and filter tables), by trigger: event (nft, after a watched change) or poll (legacy, every second).'),
   driftDetected: def('drift_detected_total', 'counter', ['cause'], 'Drift found between full syncs, by cause: jump_order (a foreign rule ahead of our jump), jump_missing, chain_deleted, chain_changed (an MCS- chain changed by someone else), table_deleted, events_lost (nf_tables events dropped in a burst: our jumps are checked at once, the rest at the next full sync).'),
-  driftRepaired: def('drift_repaired_total', 'counter', ['cause'], 'Drift repaired between full syncs, by cause: jumps put first again by one small restore, deleted or changed chains by an early full sync; events_lost once our jumps were checked.'),
+  driftRepaired: def('drift_repaired_total', 'counter', ['cause'], 'Drift repaired between full syncs, by cause: jumps put first again (nft: moved in one in-process nf_tables transaction; a missing jump and legacy: one small restore), deleted or changed chains by an early full sync; events_lost once our jumps were checked.'),
 } as const satisfies Record<string, MetricDef>;
 
 /** README's metrics table, generated from METRIC_DEFS; a test keeps the two identical. */

@@ -580,18 +580,39 @@ struct dump_ctx {
   int failed;
 };
 
-static int run_dump(struct handle *h, struct nlmsghdr *nlh, mnl_cb_t cb, struct dump_ctx *ctx) {
+// Whether a datagram holds the end of a dump.
+static int holds_done(const char *buf, ssize_t n) {
+  const struct nlmsghdr *m = (const struct nlmsghdr *)buf;
+  for (int len = (int)n; mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len))
+    if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) return 1;
+  return 0;
+}
+
+// Sends a dump request and feeds every answer to `cb` until the kernel's DONE.
+// A dump the ruleset changed under (NLM_F_DUMP_INTR) is read to its end, so
+// the socket stays clean for the next request, and reported as -EINTR.
+static int run_dump(struct handle *h, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
   uint32_t seq = nlh->nlmsg_seq;
   if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0) return -errno;
   static char rbuf[1 << 17];
+  int interrupted = 0;
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(h->nl, rbuf, sizeof rbuf);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
-    int rc = mnl_cb_run(rbuf, n, seq, h->portid, cb, ctx);
-    if (rc == MNL_CB_STOP) return ctx->failed ? -ENOMEM : 0;
+    if (interrupted) {
+      if (holds_done(rbuf, n)) return -EINTR;
+      continue;
+    }
+    int rc = mnl_cb_run(rbuf, n, seq, h->portid, cb, data);
+    if (rc == MNL_CB_STOP) return 0;
+    if (rc < 0 && errno == EINTR) {
+      if (holds_done(rbuf, n)) return -EINTR;
+      interrupted = 1;
+      continue;
+    }
     if (rc < 0) return -errno;
   }
 }
@@ -770,6 +791,7 @@ static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, con
     nftnl_table_free(t);
   }
   int rc = run_dump(h, nlh, cb, &c);
+  if (rc == 0 && c.failed) rc = -ENOMEM;
   *err = rc < 0 ? -rc : 0;
   if (cmd == NFT_MSG_GETTABLE) {
     napi_value v;
@@ -972,19 +994,7 @@ static int dump_chain_rules(struct handle *h, uint16_t family, struct chain_rule
   nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, c->chain);
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
-  uint32_t seq = nlh->nlmsg_seq;
-  if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0) return -errno;
-  static char rbuf[1 << 17];
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(h->nl, rbuf, sizeof rbuf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    int rc = mnl_cb_run(rbuf, n, seq, h->portid, chain_rule_cb, c);
-    if (rc == MNL_CB_STOP) return 0;
-    if (rc < 0) return -errno;
-  }
+  return run_dump(h, nlh, chain_rule_cb, c);
 }
 
 static int get_names3(napi_env env, napi_value *argv, int32_t *family, char *table, char *chain) {
@@ -1007,8 +1017,14 @@ static napi_value js_chain_rules(napi_env env, napi_callback_info info) {
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   struct chain_rules_ctx c = {.env = env, .table = table, .chain = chain};
-  CHECK(env, napi_create_array(env, &c.list));
-  int rc = dump_chain_rules(h, (uint16_t)family, &c);
+  int rc;
+  // A commit during the dump interrupts it: read again (a storm of commits makes the caller retry later).
+  for (int attempt = 0;; attempt++) {
+    c.count = 0;
+    CHECK(env, napi_create_array(env, &c.list));
+    rc = dump_chain_rules(h, (uint16_t)family, &c);
+    if (rc != -EINTR || attempt >= 4) break;
+  }
   // A table or chain that does not exist has no rules.
   if (rc < 0 && rc != -ENOENT) return throw_errno(env, -rc, -1, "listing a chain's rules");
   return c.list;
@@ -1039,7 +1055,13 @@ static napi_value js_move_first(napi_env env, napi_callback_info info) {
   struct handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   struct chain_rules_ctx c = {.env = env, .table = table, .chain = chain, .keep = (uint64_t)keep};
-  int rc = dump_chain_rules(h, (uint16_t)family, &c);
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    if (c.found) nftnl_rule_free(c.found);
+    c.found = NULL;
+    rc = dump_chain_rules(h, (uint16_t)family, &c);
+    if (rc != -EINTR || attempt >= 4) break;
+  }
   if (rc < 0) {
     if (c.found) nftnl_rule_free(c.found);
     return throw_errno(env, -rc, -1, "reading the rule to move");

@@ -5,7 +5,7 @@
 // announces nothing.
 //
 // Exports:
-//   open(netnsPath?: string) -> handle     a raw socket in that namespace (or the caller's)
+//   open() -> handle                       a raw socket in the caller's network namespace
 //   close(handle)
 //   read(handle, table, prefix) -> null | { builtins, chains }
 //     null when the table does not exist (it is not instantiated by asking)
@@ -15,8 +15,6 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,35 +71,8 @@ static struct handle *get_handle(napi_env env, napi_value v) {
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char path[4096] = "";
-  if (argc >= 1) {
-    napi_valuetype t;
-    CHECK(env, napi_typeof(env, argv[0], &t));
-    if (t == napi_string) CHECK(env, napi_get_value_string_utf8(env, argv[0], path, sizeof path, NULL));
-  }
-  int self = -1;
-  if (path[0]) {
-    // Only this thread enters the namespace, for as long as the socket takes to open.
-    self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(path, O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) < 0) {
-      int err = errno;
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
-      return throw_errno(env, err, "entering the network namespace");
-    }
-    close(target);
-  }
   int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-  int err = errno;
-  if (self >= 0) {
-    if (setns(self, CLONE_NEWNET) < 0) abort();  // never leave the main thread elsewhere
-    close(self);
-  }
-  if (fd < 0) return throw_errno(env, err, "opening a raw socket");
+  if (fd < 0) return throw_errno(env, errno, "opening a raw socket");
   struct handle *h = calloc(1, sizeof *h);
   h->fd = fd;
   napi_value out;

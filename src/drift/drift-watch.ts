@@ -258,6 +258,11 @@ export class DriftWatch {
     return out;
   }
 
+  /** A change a legacy poll found (who made it is unknown), once. */
+  private notePolled(t: Touch, at: number): void {
+    if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+  }
+
   /** Legacy, in-process: one read of each table holding our jumps; no process started. */
   private pollInProcess(legacy: LegacyTables): void {
     const writes = this.writes;
@@ -278,7 +283,7 @@ export class DriftWatch {
     let wake = false;
     const at = this.now();
     const note = (t: Touch) => {
-      if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+      this.notePolled(t, at);
       wake = true;
     };
     for (const f of assessJumps(builtins, this.opts.jumps).findings) note({ cause: 'builtin', table: f.table, chain: f.chain });
@@ -318,8 +323,7 @@ export class DriftWatch {
     let wake = false;
     const at = this.now();
     for (const f of assessJumps(builtins, this.opts.jumps).findings) {
-      const t: Touch = { cause: 'builtin', table: f.table, chain: f.chain };
-      if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+      this.notePolled({ cause: 'builtin', table: f.table, chain: f.chain }, at);
       wake = true;
     }
     // A dispatch chain that differs from what the agent last applied, read while the agent wrote nothing, was changed by someone else.
@@ -330,8 +334,7 @@ export class DriftWatch {
         const want = expected.get(id) ?? [];
         if (rules !== null && sameRules([...rules].sort(), want)) continue;
         const [table, chain] = id.split('/') as [string, string];
-        const t: Touch = { cause: rules === null ? 'chain_deleted' : 'chain_changed', table, chain };
-        if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+        this.notePolled({ cause: rules === null ? 'chain_deleted' : 'chain_changed', table, chain }, at);
         wake = true;
       }
     }

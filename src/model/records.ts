@@ -93,7 +93,7 @@ const MAX_AFFINITY_SECONDS = 86_400;
  * slots (152 bytes) for its first element, and records are kept for every
  * object of the cluster.
  */
-export function exact<T>(items: T[]): T[] {
+function exact<T>(items: T[]): T[] {
   return items.slice();
 }
 

@@ -1,7 +1,5 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
 import { problemText } from '../model/records.js';
-import type { IptablesBackend } from '../iptables/backend.js';
-import { TABLES, type Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { EndpointState } from './metrics.js';
 
@@ -82,17 +80,6 @@ export function parseServiceArg(text: string): { namespace: string; name: string
 export async function readKernelForExplain(read: () => Promise<unknown>): Promise<unknown> {
   try {
     return await read();
-  } catch (err) {
-    return `could not read the kernel's rules: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
-  }
-}
-
-/** Reads the agent's iptables tables; a failure is reported in the explanation rather than thrown. */
-export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): Promise<Map<Table, string> | string> {
-  try {
-    const dumps = new Map<Table, string>();
-    for (const table of TABLES) dumps.set(table, await backend.save(table));
-    return dumps;
   } catch (err) {
     return `could not read the kernel's rules: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
   }

@@ -18,7 +18,7 @@ const settings: PolicySettings = { mode: 'active-active', clusterWeights: {}, fa
 
 function selection(key: string, service: string, ip: string, endpoints: readonly string[]): GroupSelection {
   const fe: FrontendSelection = {
-    family: 'ipv4', ip, port: 80, protocol: 'TCP', name: { namespace: 'shop', service, port: 'http' }, affinity: null,
+    kind: 'cluster-ip', family: 'ipv4', ip, port: 80, protocol: 'TCP', name: { namespace: 'shop', service, port: 'http' }, affinity: null,
     endpoints: endpoints.map((e) => ({ ip: e, port: 8080, cluster: 'chile01', weight: 1 })) as unknown as FrontendSelection['endpoints'],
     decision: null as unknown as FrontendSelection['decision'],
   };

@@ -59,7 +59,7 @@ let pristineIptables = '';
 function selection(settings: PolicySettings, health: HealthView): GroupSelection {
   const chosen = selectByPolicy(EPS, settings, LOCAL, health);
   const fe: FrontendSelection = {
-    family: 'ipv4', ip: CLUSTER_IP, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: 'web', port: 'http' },
+    kind: 'cluster-ip', family: 'ipv4', ip: CLUSTER_IP, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: 'web', port: 'http' },
     affinity: null, endpoints: chosen.endpoints, decision: chosen.decision,
   };
   return { key: 'shop/web', settings, decision: chosen.decision, frontends: [fe], problems: [] };

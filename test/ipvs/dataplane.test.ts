@@ -40,7 +40,7 @@ function selection(key: string, settings: PolicySettings, fes: readonly FeSpec[]
   const frontends = fes.map((f): FrontendSelection => {
     const chosen = selectByPolicy(f.endpoints, settings, LOCAL, health);
     return {
-      family: 'ipv4', ip: f.ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
+      kind: 'cluster-ip', family: 'ipv4', ip: f.ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
       name: { namespace: 'shop', service: f.service, port: 'http' },
       affinity: null, endpoints: chosen.endpoints, decision: chosen.decision,
     };

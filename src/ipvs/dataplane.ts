@@ -16,9 +16,10 @@
 // from aux.ts, rendered with the table for a dry run.
 
 import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState, Refusal } from '../sync/dataplane.js';
+import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
 import { auxState, renderAux, type AuxFrontend, type AuxState } from './aux.js';
-import { frontendIdentity, isAgentMark, MarkAllocator, markHex } from './marks.js';
+import { ipvsGroupText, isIpvsExplainRead, type IpvsExplainRead } from './explain-text.js';
+import { frontendIdentity, isAgentMark, MarkAllocator, markHex, preferredMark } from './marks.js';
 import { destLine, renderIpvsadmSave, serviceArgs, serviceLine, type IpvsTableEntry } from './save-format.js';
 import { hostPort, IpvsError, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
 import { integerWeights } from './weights.js';
@@ -156,9 +157,8 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     return { key: selection.key, frontends: selection.frontends.map((fe) => this.planFrontend(fe)) };
   }
 
-  private planFrontend(fe: FrontendSelection): IpvsFrontend {
+  private planFrontend(fe: FrontendSelection, mark = this.marks.markOf(frontendIdentity(fe))): IpvsFrontend {
     const id = frontendIdentity(fe);
-    const mark = this.marks.markOf(id);
     const family = fe.family === 'ipv6' ? 6 : 4;
     const weights = integerWeights(fe.endpoints.map((e) => e.weight));
     const dests = fe.endpoints
@@ -446,6 +446,28 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     const shares = new Map<string, number>();
     fe.endpoints.forEach((ep, i) => shares.set(`${ep.cluster} ${ep.ip}:${ep.port}`, total === 0 ? 0 : weights[i]! / total));
     return { handle: serviceText(fwmarkKey(fe.family === 'ipv6' ? 6 : 4, mark)), shares };
+  }
+
+  /**
+   * Every service in the table and the real servers of the agent's own: one
+   * dump per owned service (explain shares one read between its requests).
+   */
+  async readForExplain(): Promise<IpvsExplainRead> {
+    const services = await this.client.services();
+    const owned = services.filter((s) => s.key.kind === 'fwmark' && isAgentMark(s.key.fwmark));
+    const dests = new Map(await Promise.all(owned.map(async (s) => [(s.key as { fwmark: number }).fwmark >>> 0, await this.client.dests(s.key)] as const)));
+    return { services, dests };
+  }
+
+  /** The group's virtual services and real servers, planned and in `kernel` (a readForExplain() value; null: unreadable). */
+  explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
+    // Planning here takes no mark: a frontend the agent does not hold shows the mark it would first try.
+    const frontends = selection.settings.mode === 'off' ? [] : selection.frontends.map((fe) => {
+      const id = frontendIdentity(fe);
+      return this.planFrontend(fe, this.marks.peek(id) ?? preferredMark(id));
+    });
+    return ipvsGroupText(selection, frontends, services, isIpvsExplainRead(kernel) ? kernel : null,
+      (mark, dest) => this.draining.get(mark)?.get(destId(dest))?.until);
   }
 }
 

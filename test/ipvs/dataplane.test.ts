@@ -217,13 +217,18 @@ test('failover: the local cluster going down drains its real servers at weight 0
   assert.deepEqual(dp.diff(kernel, new Map([[failed.key, failed]])).parts, []);
 
   ipvs.busy.add('10.1.0.1');
+  assert.equal(dp.draining(), 2);
   const first = await dp.sweep();
-  assert.equal(first.refused, null);
+  assert.equal(first.outcome.refused, null);
+  assert.deepEqual([first.idle, first.bound], [1, 0]);
   assert.deepEqual(await weightsOf(ipvs, mark), { '10.1.0.1:8080': 0, '10.2.0.1:8080': 1 }, 'the idle one goes, the busy one stays');
+  assert.equal(dp.draining(), 1);
   now += 60_000;
-  await dp.sweep();
+  const second = await dp.sweep();
+  assert.deepEqual([second.idle, second.bound], [0, 1]);
   assert.deepEqual(await weightsOf(ipvs, mark), { '10.2.0.1:8080': 1 }, 'past the bound the busy one goes too');
   assert.deepEqual(dp.drainingDests(), []);
+  assert.equal(dp.draining(), 0);
 });
 
 test('a real server coming back while it drains gets its weight again (no duplicate add)', async () => {

@@ -94,7 +94,7 @@ test('record never blocks the caller, even when the API hangs; failures are swal
 });
 
 function reporterWith(sink: FakeSink) {
-  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0, quarantinedCount: () => 0 }, { processMetrics: false });
+  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0, quarantinedCount: () => 0, drainingCount: () => 0 }, { processMetrics: false });
   const events = recorder(sink);
   return { events, reporter: new OpsReporter(metrics, events, NODE, () => Date.parse('2025-01-01T00:00:00Z')) };
 }

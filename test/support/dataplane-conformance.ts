@@ -58,6 +58,7 @@ type Endpoint = readonly [cluster: string, ip: string, weight: number];
 function frontend(n: number, protocol: 'TCP' | 'UDP', endpoints: readonly Endpoint[], affinity: number | null = null): FrontendSelection {
   const clusters = [...new Set(endpoints.map(([c]) => c))];
   return {
+    kind: 'cluster-ip',
     family: 'ipv4',
     ip: `10.96.0.${n}`,
     port: protocol === 'UDP' ? 53 : 80,

@@ -21,7 +21,7 @@ import { auxState, renderAux, type AuxFrontend, type AuxState } from './aux.js';
 import { ipvsGroupText, isIpvsExplainRead, type IpvsExplainRead } from './explain-text.js';
 import { frontendIdentity, isAgentMark, MarkAllocator, markHex, preferredMark } from './marks.js';
 import { destLine, renderIpvsadmSave, serviceArgs, serviceLine, type IpvsTableEntry } from './save-format.js';
-import { hostPort, IpvsError, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
+import { hostPort, IpvsError, sameDest, sameService, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
 import { integerWeights } from './weights.js';
 
 const IP_VS_SVC_F_PERSISTENT = 0x0001;
@@ -114,14 +114,6 @@ function compareDest(a: DestKey, b: DestKey): number {
     if (d !== 0 && !Number.isNaN(d)) return d;
   }
   return a.address.localeCompare(b.address) || a.port - b.port;
-}
-
-function sameService(a: ServiceSpec, b: ServiceSpec): boolean {
-  return a.scheduler === b.scheduler && a.flags === b.flags && a.timeout === b.timeout && a.netmask >>> 0 === b.netmask >>> 0;
-}
-
-function sameDest(a: DestSpec, b: DestSpec): boolean {
-  return a.weight === b.weight && a.forward === b.forward && a.upperThreshold === b.upperThreshold && a.lowerThreshold === b.lowerThreshold;
 }
 
 function isGroupKey(key: string): boolean {

@@ -1,8 +1,7 @@
-import { exact } from '../model/records.js';
 import type { GroupSelection } from '../selection/selection.js';
 import { JUMPS, SET_CHAINS, skeletonFragment } from './layout.js';
 import { servicePortRules, type RuleContext } from './service-rules.js';
-import type { Fragment, OwnedChain, Plan, SetRule } from './plan-types.js';
+import type { Fragment, Plan, SetRule } from './plan-types.js';
 
 export interface PlanContext extends RuleContext {
   readonly masqueradeBit: number;
@@ -14,15 +13,14 @@ export interface PlanContext extends RuleContext {
  * owns nothing.
  */
 export function planFragment(selection: GroupSelection, ctx: RuleContext): Fragment {
-  const chains: OwnedChain[] = [];
-  const setRules: SetRule[] = [];
-  for (const fe of selection.frontends) {
-    const rules = servicePortRules(fe, ctx);
-    chains.push(rules.chain);
-    setRules.push(...rules.setRules);
-  }
-  // Fragments are kept as applied for every group: without the spare capacity push leaves.
-  return { key: selection.key, chains: exact(chains), setRules: exact(setRules) };
+  const perFrontend = selection.frontends.map((fe) => servicePortRules(fe, ctx));
+  // Fragments are kept as applied for every group: map and concat allocate
+  // exactly the elements they hold, where push would leave spare capacity.
+  return {
+    key: selection.key,
+    chains: perFrontend.map((r) => r.chain),
+    setRules: ([] as SetRule[]).concat(...perFrontend.map((r) => r.setRules)),
+  };
 }
 
 /** Assembles a whole plan from per-group fragments. */

@@ -24,11 +24,13 @@ export interface FrontendPort {
   readonly endpoints: readonly ClusterEndpoint[];
 }
 
-/** A Service whose ClusterIP carries the group's traffic. */
+/** A Service whose ClusterIP (and ClusterSet IPs) carry the group's traffic. */
 export interface Frontend {
   readonly namespace: string;
   readonly name: string;
   readonly clusterIP: string;
+  /** The clusterset's addresses for this Service (a derived Service's load-balancer ingress IPs); empty for others. */
+  readonly clustersetIPs: readonly string[];
   readonly affinitySeconds: number | null;
   readonly ports: readonly FrontendPort[];
   readonly annotations: Readonly<Record<string, string>>;
@@ -151,5 +153,5 @@ function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, pr
     });
     return { label, port: sp.port, protocol: sp.protocol, endpoints };
   });
-  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
+  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, clustersetIPs: [], affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
 }

@@ -22,10 +22,20 @@ export const KARMADA_DISPATCH_CONTROLLER = 'endpointslice-dispatch-controller.ka
 export const PROXY_NAME = 'clusterset-proxy';
 export const AGENT_ANNOTATION_PREFIX = 'clusterset-proxy.io/';
 
+/**
+ * The API object a problem is about. `namespace` and `name` are the object's
+ * own when they are strings (valid names or not: reports escape them), else
+ * the shown form of what it carried.
+ */
+export interface ObjectRef {
+  readonly kind: 'Service' | 'EndpointSlice';
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /** A problem with one object: the object is skipped (or partly), never the agent. */
 export interface Problem {
-  /** e.g. "EndpointSlice default/imported-brazil-abc". */
-  readonly object: string;
+  readonly object: ObjectRef;
   readonly message: string;
 }
 
@@ -93,7 +103,7 @@ const MAX_AFFINITY_SECONDS = 86_400;
  * slots (152 bytes) for its first element, and records are kept for every
  * object of the cluster.
  */
-export function exact<T>(items: T[]): T[] {
+function exact<T>(items: T[]): T[] {
   return items.slice();
 }
 
@@ -125,21 +135,31 @@ function protocolOf(value: unknown): Protocol | null {
   return PROTOCOLS.includes(protocol as string) ? (protocol as Protocol) : null;
 }
 
-/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
-function objectRef(kind: string, namespace: unknown, name: unknown): string {
-  const part = (v: unknown) => (typeof v === 'string' && PLAIN_NAME.test(v) ? v : shown(v ?? ''));
-  return `${kind} ${part(namespace)}/${part(name)}`;
+function refOf(kind: ObjectRef['kind'], namespace: unknown, name: unknown): ObjectRef {
+  const text = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : shown(v));
+  return { kind, namespace: text(namespace), name: text(name) };
 }
 
 /** What a name may be and still be shown as it is (the check of its kind comes first). */
 const PLAIN_NAME = /^[a-z0-9][-a-z0-9.]{0,252}$/;
 
-export function serviceRef(namespace: unknown, name: unknown): string {
-  return objectRef('Service', namespace, name);
+/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
+export function objectText(ref: ObjectRef): string {
+  const part = (v: string) => (PLAIN_NAME.test(v) ? v : shown(v));
+  return `${ref.kind} ${part(ref.namespace)}/${part(ref.name)}`;
 }
 
-export function sliceRef(namespace: unknown, name: unknown): string {
-  return objectRef('EndpointSlice', namespace, name);
+/** A problem as reports, logs and explain show it: the object, then what is wrong with it. */
+export function problemText(p: Problem): string {
+  return `${objectText(p.object)} ${p.message}`;
+}
+
+export function serviceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('Service', namespace, name);
+}
+
+export function sliceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('EndpointSlice', namespace, name);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -147,7 +167,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** A list field: absent is empty; anything but an array is reported and read as empty. */
-function listOf(value: unknown, field: string, object: string, problems: Problem[]): unknown[] {
+function listOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): unknown[] {
   if (value === undefined || value === null) return [];
   if (Array.isArray(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a list, got ${typeName(value)}; ignored` });
@@ -155,7 +175,7 @@ function listOf(value: unknown, field: string, object: string, problems: Problem
 }
 
 /** A map of labels or annotations: absent is empty; anything but an object is reported and read as empty. */
-function mapOf(value: unknown, field: string, object: string, problems: Problem[]): Record<string, unknown> {
+function mapOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): Record<string, unknown> {
   if (value === undefined || value === null) return {};
   if (isObject(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a map, got ${typeName(value)}; ignored` });
@@ -163,7 +183,7 @@ function mapOf(value: unknown, field: string, object: string, problems: Problem[
 }
 
 /** A label or annotation the agent reads: its string value, or null when absent or (reported) not a string. */
-function stringEntry(map: Record<string, unknown>, field: string, key: string, object: string, problems: Problem[], consequence: string): string | null {
+function stringEntry(map: Record<string, unknown>, field: string, key: string, object: ObjectRef, problems: Problem[], consequence: string): string | null {
   const value = map[key];
   if (value === undefined || value === null) return null;
   const wrong = stringValueProblem(value);
@@ -175,7 +195,7 @@ function stringEntry(map: Record<string, unknown>, field: string, key: string, o
 }
 
 /** Checks an object's namespace and name; a problem for each bad one. */
-function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: string): Problem[] {
+function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: ObjectRef): Problem[] {
   const problems: Problem[] = [];
   const ns = dnsLabelProblem(meta.namespace);
   if (ns) problems.push({ object, message: `metadata.namespace ${shown(meta.namespace)} ${ns}; ${kind} skipped` });
@@ -190,7 +210,7 @@ interface PortSource {
 }
 
 /** A port of a Service or a slice, or null (reported) when any of its fields is bad. */
-function convertPort(raw: unknown, at: PortSource, object: string, problems: Problem[]): SlicePortRecord | null {
+function convertPort(raw: unknown, at: PortSource, object: ObjectRef, problems: Problem[]): SlicePortRecord | null {
   if (!isObject(raw)) {
     problems.push({ object, message: `${at.field} ${shown(raw)} has the wrong type: expected a port, got ${typeName(raw)}; port skipped` });
     return null;
@@ -273,7 +293,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
 /** What a wrong-typed condition reads as: the direction that never sends traffic to an endpoint it should not. */
 const SAFE_CONDITION = { ready: false, serving: false, terminating: true } as const;
 
-function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: string, problems: Problem[]): boolean | undefined {
+function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: ObjectRef, problems: Problem[]): boolean | undefined {
   const value = conditions[key];
   if (value === undefined || value === null) return undefined;
   const wrong = booleanProblem(value);

@@ -1,4 +1,5 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
+import { problemText } from '../model/records.js';
 import type { IptablesBackend } from '../iptables/backend.js';
 import { TABLES, type Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
@@ -106,7 +107,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
   const key = engine.groupKeyOf(query.namespace, query.name);
   const { build, selection, config } = engine.inspectGroup(key);
   const group = build.group;
-  const problems = [...build.problems, ...(selection?.problems ?? [])].map((p) => `${p.object} ${p.message}`);
+  const problems = [...build.problems, ...(selection?.problems ?? [])].map(problemText);
   const base = { query: `${query.namespace}/${query.name}`, group: key, localCluster: config.clusterName };
   if (!group || !selection) {
     return {

@@ -54,6 +54,7 @@ export class Operations {
       endpointCounts: () => endpointCounts(engine),
       problemCount: () => engine.currentProblems().length,
       quarantinedCount: () => engine.quarantinedCount,
+      drainingCount: () => engine.plane.draining?.() ?? 0,
     });
     this.health = new HealthState(config.healthzTimeout, config.syncPeriod);
     this.events = new EventRecorder({ sink: opts.eventSink ?? apiEventSink(opts.kubeConfig), component: COMPONENT, host: opts.nodeName, log });

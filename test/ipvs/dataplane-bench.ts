@@ -31,7 +31,7 @@ function selection(i: number, extra = 0): GroupSelection {
   const chosen = selectByPolicy(endpoints(i, extra), settings, 'brazil', ALL_HEALTHY);
   return {
     key: `bench/s${i}`, settings, decision: chosen.decision, problems: [],
-    frontends: [{ family: 'ipv4', ip: `10.96.${(i >> 8) & 255}.${i & 255}`, port: 80, protocol: 'TCP', name: { namespace: 'bench', service: `s${i}`, port: 'http' }, affinity: null, endpoints: chosen.endpoints, decision: chosen.decision }],
+    frontends: [{ kind: 'cluster-ip', family: 'ipv4', ip: `10.96.${(i >> 8) & 255}.${i & 255}`, port: 80, protocol: 'TCP', name: { namespace: 'bench', service: `s${i}`, port: 'http' }, affinity: null, endpoints: chosen.endpoints, decision: chosen.decision }],
   };
 }
 

@@ -10,7 +10,7 @@ const SETTINGS: DataplaneSettings = { clusterCIDR: '10.244.0.0/16', localCluster
 
 function frontend(n: number, ips: string[]): FrontendSelection {
   return {
-    family: 'ipv4', ip: `10.96.0.${n}`, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: `derived-svc${n}`, port: 'http' },
+    kind: 'cluster-ip', family: 'ipv4', ip: `10.96.0.${n}`, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: `derived-svc${n}`, port: 'http' },
     affinity: null, endpoints: ips.map((ip) => ({ ip, port: 8080, cluster: 'chile', weight: 1 })),
     decision: { clusters: ips.length ? ['chile'] : [], target: ips.length ? 'remote' : 'none', failOpen: false },
   };

@@ -87,7 +87,7 @@ test('explain of a Service in no group says kube-proxy serves it', async () => {
 
 test('shares follow the statistic cascade of the rounded probabilities; affinity adds no choices', () => {
   const fe = (affinity: number | null): FrontendSelection => ({
-    family: 'ipv4', ip: '10.96.0.9', port: 80, protocol: 'TCP', name: { namespace: 'ns', service: 's', port: 'http' }, affinity,
+    kind: 'cluster-ip', family: 'ipv4', ip: '10.96.0.9', port: 80, protocol: 'TCP', name: { namespace: 'ns', service: 's', port: 'http' }, affinity,
     endpoints: [{ cluster: 'a', ip: '10.0.0.1', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.2', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.3', port: 80, weight: 1 }],
     decision: { clusters: ['a', 'b'], target: 'remote', failOpen: false },
   });

@@ -14,6 +14,7 @@ import { SyncRunner } from './sync/runner.js';
 import { hostname } from 'node:os';
 import type { ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
+import { releaseHeap } from './ops/heap-release.js';
 import { RouteController } from './routes/controller.js';
 import { DriftWatch } from './drift/drift-watch.js';
 import { execChainReader } from './drift/kernel-check.js';
@@ -49,6 +50,7 @@ export class Agent {
   /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
   readonly config: RunningConfig;
   private started = false;
+  private heapReleased = false;
   private watches: Awaited<ReturnType<typeof startClusterWatches>> | null = null;
 
   constructor(private readonly opts: AgentOptions) {
@@ -73,6 +75,7 @@ export class Agent {
         this.logSync(r);
         // Watching starts once the first full sync has put our rules in: before, everything is "missing".
         if (r.full) this.drift?.start();
+        if (r.full) void this.releaseHeapOnce();
       },
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),
@@ -147,6 +150,14 @@ export class Agent {
     await this.runner.stop();
     await this.routes.stop();
     await this.ops.stop();
+  }
+
+  /** After the first full sync: the pages taken by listing and planning everything go back to the system. */
+  private async releaseHeapOnce(): Promise<void> {
+    if (this.heapReleased) return;
+    this.heapReleased = true;
+    const before = process.memoryUsage().rss;
+    if (await releaseHeap()) this.opts.log.debug({ rssBefore: before, rssAfter: process.memoryUsage().rss }, 'heap released after the first full sync');
   }
 
   /** One sweep, from the sync loop: logged and counted; a failure waits for the next period. */

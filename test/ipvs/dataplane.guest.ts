@@ -178,8 +178,9 @@ test('a restarted agent reads the kernel back and only takes over the drains; th
   now += 60_000;
   const swept = await dp.sweep();
   await twin.sweep();
-  assert.equal(swept.refused, null);
-  assert.equal(swept.stats.restores, 2, 'one delete per drained server');
+  assert.equal(swept.outcome.refused, null);
+  assert.equal(swept.outcome.stats.restores, 2, 'one delete per drained server');
+  assert.deepEqual([swept.idle, swept.bound], [0, 2], 'both went past their bound with connections left');
   assert.equal(await ipvsadm(), await saveTable(fake));
   assert.doesNotMatch(await ipvsadm(), /10\.0\.2\.2:8080 -m -w 0/);
   assert.deepEqual(await spread(4), { s3: 4 });

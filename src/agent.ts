@@ -81,7 +81,7 @@ export class Agent {
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
-    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine });
     this.drift = null;
     if (config.driftWatch && !opts.dataplane && opts.backend instanceof ExecIptablesBackend) {
       const backend = opts.backend;

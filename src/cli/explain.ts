@@ -11,7 +11,7 @@ import { serverOf } from '../kube/api-failure.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { startClusterWatches } from '../kube/watch.js';
 import { createLogger, type Logger } from '../log.js';
-import { explain, parseServiceArg, readKernelTables, renderExplain, type ExplainReport } from '../ops/explain.js';
+import { explain, parseServiceArg, readKernelForExplain, renderExplain, type ExplainReport } from '../ops/explain.js';
 import { configMapRefOf, loadStartConfig } from '../ops/start-config.js';
 import { SyncEngine } from '../sync/engine.js';
 import { EXPLAIN_USAGE, parseExplainFlags, UsageError, type ExplainFlags } from './flags.js';
@@ -76,7 +76,8 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
         client.close();
       }
     } else {
-      kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+      const plane = new IptablesDataplane(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+      kernel = await readKernelForExplain(() => plane.readForExplain());
     }
   } catch (err) {
     kernel = `could not read the kernel's ${ipvs ? 'IPVS table' : nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;

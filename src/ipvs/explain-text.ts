@@ -10,7 +10,8 @@
 import type { GroupSelection } from '../selection/selection.js';
 import type { GroupText, ServiceName } from '../sync/dataplane.js';
 import { isAgentMark, markHex } from './marks.js';
-import { hostPort, type DestSpec, type ObservedDest, type ServiceSpec } from './types.js';
+import type { IpvsFrontend } from './dataplane.js';
+import { hostPort, sameDest, sameService, type DestSpec, type ObservedDest, type ServiceSpec } from './types.js';
 
 /** The kernel's IPVS table as explain reads it: every service, the real servers of the agent's own. */
 export interface IpvsExplainRead {
@@ -24,16 +25,7 @@ export function isIpvsExplainRead(value: unknown): value is IpvsExplainRead {
 }
 
 /** A planned frontend, as explain needs it. */
-export interface ExplainFrontend {
-  readonly mark: number;
-  readonly ip: string;
-  readonly port: number;
-  readonly protocol: string;
-  /** `namespace/service:port`. */
-  readonly comment: string;
-  readonly service: ServiceSpec | null;
-  readonly dests: readonly DestSpec[];
-}
+export type ExplainFrontend = Pick<IpvsFrontend, 'mark' | 'ip' | 'port' | 'protocol' | 'comment' | 'service' | 'dests'>;
 
 /** Where a draining real server stands: the time it is deleted by at the latest (ms since the epoch), when this process started the drain. */
 export type DrainBound = (mark: number, dest: DestSpec) => number | undefined;
@@ -60,16 +52,12 @@ function plannedLines(fe: ExplainFrontend, clusters: ReadonlyMap<string, string>
   return [serviceText(fe, fe.service), ...fe.dests.map((d) => destText(d, clusters.get(destId(d))))];
 }
 
-function sameService(a: ServiceSpec, b: ServiceSpec): boolean {
-  return a.scheduler === b.scheduler && a.flags === b.flags && a.timeout === b.timeout && a.netmask >>> 0 === b.netmask >>> 0;
-}
-
 function sameDests(planned: readonly DestSpec[], kernel: readonly DestSpec[]): boolean {
   if (planned.length !== kernel.length) return false;
   const byId = new Map(kernel.map((d) => [destId(d), d]));
   return planned.every((p) => {
     const k = byId.get(destId(p));
-    return k !== undefined && k.weight === p.weight && k.forward === p.forward && k.upperThreshold === p.upperThreshold && k.lowerThreshold === p.lowerThreshold;
+    return k !== undefined && sameDest(p, k);
   });
 }
 

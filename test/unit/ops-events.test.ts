@@ -155,7 +155,7 @@ test('route status from the route controller: the gateway and the overlaps becom
   const fake = new FakeIptables('nft');
   const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   const sink = new FakeSink();
-  const ops = new Operations({ config, kubeConfig: new KubeConfig(), nodeName: 'node-a', log: silentLogger(), engine, backend: fake, eventSink: sink });
+  const ops = new Operations({ config, kubeConfig: new KubeConfig(), nodeName: 'node-a', log: silentLogger(), engine, eventSink: sink });
   const overlap = { key: 'k', message: 'chile01 pod 10.2.0.0/16 overlaps peru pod 10.2.0.0/20; neither is routed' } as never;
   ops.routeStatus({ gateway: { node: 'gw-1', ip: '10.0.0.1', reason: 'oldest Ready candidate' }, overlaps: [overlap] });
   ops.routeStatus({ gateway: { node: 'gw-1', ip: '10.0.0.1', reason: 'oldest Ready candidate' }, overlaps: [overlap] });

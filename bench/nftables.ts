@@ -89,6 +89,14 @@ class NftPipeline {
   }
 }
 
+/** Every Service and slice of the workload into an engine. */
+function feed(engine: SyncEngine, workload: Workload): void {
+  for (const o of workload.objects()) {
+    if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
+    else engine.upsertService(o as V1Service);
+  }
+}
+
 async function slabKb(): Promise<number> {
   const text = await readFile('/proc/meminfo', 'utf8');
   return Number(/SUnreclaim:\s+(\d+) kB/.exec(text)![1]);
@@ -194,10 +202,7 @@ async function measureAgent(n: number, burst: number): Promise<AgentFigures> {
     const ns = await topology.namespace('nfa');
     const client = new NativeNftables({ netns: ns });
     const engine = new SyncEngine({ config: { ...workload.config(), minSyncInterval: MIN_SYNC_INTERVAL }, dataplane: new AgentNftablesDataplane(client), log: silentLogger() });
-    for (const o of workload.objects()) {
-      if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
-      else engine.upsertService(o as V1Service);
-    }
+    feed(engine, workload);
     let cpu = process.cpuUsage();
     let t = performance.now();
     await engine.syncFull();
@@ -327,10 +332,7 @@ async function measurePerPacket(n: number, connections: number, rounds: number):
       } else {
         const backend = await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() });
         const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
-        for (const o of workload.objects()) {
-          if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
-          else engine.upsertService(o as V1Service);
-        }
+        feed(engine, workload);
         await engine.syncFull();
       }
       labs.push({ mode, node, client, first: first.clusterIP, last: last.clusterIP, rates: { first: [], last: [] } });

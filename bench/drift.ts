@@ -177,6 +177,19 @@ async function cpuMs(pid: number): Promise<number> {
   return (ticks * 1000) / 100;
 }
 
+/** The read and write times the agent logged for each jump repair. */
+function repairTimes(logs: string): { read: number[]; write: number[] } {
+  const read: number[] = [];
+  const write: number[] = [];
+  for (const line of logs.split('\n')) {
+    if (!line.includes('our jumps are first again')) continue;
+    const entry = JSON.parse(line) as { readMs?: number; writeMs?: number };
+    if (entry.readMs !== undefined) read.push(entry.readMs);
+    if (entry.writeMs !== undefined) write.push(entry.writeMs);
+  }
+  return { read, write };
+}
+
 function fmt(n: number): string {
   return n.toFixed(0);
 }
@@ -196,16 +209,16 @@ async function main(): Promise<void> {
   const lines: string[] = [
     `clusterset-proxy drift, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model.trim()}, node ${process.version}`,
     `command: npm run bench:drift -- --tries ${tries} --baseline-tries ${baselineTries} --idle-seconds ${idleSeconds} --storm-services ${stormServices} --storm-rounds ${stormRounds}`,
-    'settings: minSyncInterval 100ms; 50 services; requests: one new connection every 10 ms from the node; kube-proxy\'s jump prepended in nat PREROUTING and OUTPUT in one restore; time: nft from the foreign commit to the agent\'s, both as nf_tables announced them; legacy until iptables -S OUTPUT 1 / PREROUTING 1 show ours first',
+    'settings: minSyncInterval 100ms; 50 services; requests: one new connection every 10 ms from the node; kube-proxy\'s jump prepended in nat PREROUTING and OUTPUT in one restore; time: nft from the foreign commit to the agent\'s, both as nf_tables announced them; legacy until iptables -S OUTPUT 1 / PREROUTING 1 show ours first; the agent\'s read and write: its own figures in the repair\'s log line (nft: netlink dump and in-process move; legacy: getsockopt read and iptables-legacy-restore)',
     '',
-    '| backend | drift watch | tries | re-insert → our jump first p50 (ms) | max (ms) | misrouted per try p50 | max | requests/s |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| backend | drift watch | tries | re-insert → our jump first p50 (ms) | max (ms) | misrouted per try p50 | max | requests/s | agent read p50 / max (ms) | agent write p50 / max (ms) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const backend of ['nft', 'legacy'] as const) {
     for (const watch of [true, false]) {
       const n = watch ? tries : baselineTries;
       if (n === 0) continue;
-      const { lab } = await setUp(backend, { minSyncInterval: '100ms', syncPeriod: watch ? '10m' : '10s', driftWatch: watch }, 50);
+      const { lab, agent } = await setUp(backend, { minSyncInterval: '100ms', syncPeriod: watch ? '10m' : '10s', driftWatch: watch }, 50);
       try {
         const before = await lab.requests(SERVICE_URL, 10);
         if (before.bodies.brazil !== 10) throw new Error(`the local pod should answer first: ${JSON.stringify(before)}`);
@@ -219,7 +232,9 @@ async function main(): Promise<void> {
         const ms = spread(results.map((r) => r.ms));
         const mis = spread(results.map((r) => r.misrouted));
         const rate = results.reduce((s, r) => s + r.requests, 0) / (results.reduce((s, r) => s + r.streamMs, 0) / 1000);
-        lines.push(`| ${backend} | ${watch ? 'on' : 'off (syncPeriod 10s)'} | ${n} | ${fmt(ms.p50)} | ${fmt(ms.max)} | ${mis.p50} | ${mis.max} | ${fmt(rate)} |`);
+        const repairs = repairTimes(await agent.logs());
+        const own = (xs: number[]) => (xs.length === 0 ? '–' : `${spread(xs).p50.toFixed(1)} / ${spread(xs).max.toFixed(1)}`);
+        lines.push(`| ${backend} | ${watch ? 'on' : 'off (syncPeriod 10s)'} | ${n} | ${fmt(ms.p50)} | ${fmt(ms.max)} | ${mis.p50} | ${mis.max} | ${fmt(rate)} | ${own(repairs.read)} | ${own(repairs.write)} |`);
         process.stderr.write(`${lines.at(-1)}\n`);
       } finally {
         await lab.stop();

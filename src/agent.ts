@@ -18,6 +18,8 @@ import { releaseHeap } from './ops/heap-release.js';
 import { RouteController } from './routes/controller.js';
 import { DriftWatch } from './drift/drift-watch.js';
 import { execChainReader } from './drift/kernel-check.js';
+import { nativeJumps, type InProcessJumps } from './drift/nft-rules.js';
+import { nativeLegacyTables, type LegacyTables } from './drift/legacy-tables.js';
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
 import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
 import type { Fragment } from './iptables/plan-types.js';
@@ -85,8 +87,16 @@ export class Agent {
     this.drift = null;
     if (config.driftWatch && !opts.dataplane && opts.backend instanceof ExecIptablesBackend) {
       const backend = opts.backend;
+      let inProcess: InProcessJumps | undefined;
+      let legacy: LegacyTables | undefined;
+      try {
+        if (backend.mode === 'nft') inProcess = nativeJumps();
+        else legacy = nativeLegacyTables(CHAIN_PREFIX);
+      } catch (err) {
+        log.warn({ err: errorText(err) }, `drift watch: the native addon is unavailable; reading the built-in chains with iptables-${backend.mode} instead`);
+      }
       const drift = new DriftWatch({
-        mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
+        mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), ...(inProcess ? { inProcess } : {}), ...(legacy ? { legacy } : {}), backend,
         jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
         requestRepair: () => this.runner.requestRepair(),
       });

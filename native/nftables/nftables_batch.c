@@ -10,6 +10,13 @@
 //     each set: { name, keyLen, dataLen, count, keys: Buffer, data: Buffer, comments: (string|undefined)[] }
 //   lastKernelMs(handle) -> ms the last commit spent from send to the kernel's answer
 //   tableExists(handle, family, table) -> boolean
+//   portid(handle) -> the socket's netlink port id (its commits' NEWGEN carries it)
+//   chainRules(handle, family, table, chain) -> [{ handle, target?, comment? }] in the chain's order
+//     target: the chain a rule jumps or goes to, an xtables target's name, or its verdict (ACCEPT, DROP, RETURN...)
+//     comment: an xtables comment match's text, or the rule's own comment
+//   moveFirst(handle, family, table, chain, keep, drop: number[]) -> undefined
+//     one transaction: a copy of rule `keep` inserted first in its chain, `keep` and `drop` deleted;
+//     throws Error{ errno, code } (ENOENT when a rule is gone) and changes nothing
 //
 // Op (family defaults to NFPROTO_IPV4):
 //   { op: 'addTable' | 'delTable', table }
@@ -35,6 +42,7 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
+#include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -445,6 +453,48 @@ static int batch_talk(struct handle *h, struct batch *b, struct ack_state *st) {
   return 0;
 }
 
+// Ends the batch (the last message asks for an ack), sends it, frees it, and
+// waits for the kernel's answers. Returns 0, -ENOMEM or -errno of the first
+// failure, with the index of the operation it refused in *op_index.
+static int batch_send(struct handle *h, struct batch *b, int *op_index) {
+  uint32_t last_seq = b->seq - 1;
+  if (last_seq < b->first_seq) {  // only empty element lists
+    free(b->buf);
+    free(b->op_of);
+    return 0;
+  }
+  {
+    char *p = b->buf;
+    struct nlmsghdr *m = NULL;
+    while (p < b->buf + b->len) {
+      m = (struct nlmsghdr *)p;
+      p += NLMSG_ALIGN(m->nlmsg_len);
+    }
+    m->nlmsg_flags |= NLM_F_ACK;
+  }
+  char *at = batch_next(b, 256, -1);
+  struct nlmsghdr *nlh = at ? nftnl_batch_end(at, b->seq) : NULL;
+  if (!nlh) {
+    free(b->buf);
+    free(b->op_of);
+    return -ENOMEM;
+  }
+  batch_done(b, nlh);
+  h->seq = b->seq;
+
+  struct ack_state st = {.first_seq = b->first_seq, .last_seq = last_seq};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int rc = batch_talk(h, b, &st);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  h->last_kernel_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)(t1.tv_nsec - t0.tv_nsec);
+  *op_index = st.err && st.err_seq >= b->first_seq && st.err_seq <= last_seq ? b->op_of[1 + (st.err_seq - b->first_seq)] : -1;
+  free(b->buf);
+  free(b->op_of);
+  if (rc < 0) return rc;
+  return st.err ? -st.err : 0;
+}
+
 static napi_value js_commit(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -504,39 +554,12 @@ static napi_value js_commit(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  uint32_t last_seq = b.seq - 1;
-  if (last_seq < b.first_seq) {  // only empty element lists
-    free(b.buf);
-    free(b.op_of);
-    return NULL;
-  }
-  // The last message asks for an ack: its answer marks the end of the batch's replies.
   {
-    char *p = b.buf;
-    struct nlmsghdr *m = NULL;
-    while (p < b.buf + b.len) {
-      m = (struct nlmsghdr *)p;
-      p += NLMSG_ALIGN(m->nlmsg_len);
-    }
-    m->nlmsg_flags |= NLM_F_ACK;
+    int op_index = -1;
+    // batch_send frees the batch, whatever happens.
+    int rc = batch_send(h, &b, &op_index);
+    if (rc < 0) return throw_errno(env, -rc, op_index, rc == -ENOMEM ? "building the nf_tables batch" : "nf_tables batch");
   }
-  at = batch_next(&b, 256, -1);
-  nlh = at ? nftnl_batch_end(at, b.seq) : NULL;
-  if (!nlh) goto nomem;
-  batch_done(&b, nlh);
-  h->seq = b.seq;
-
-  struct ack_state st = {.first_seq = b.first_seq, .last_seq = last_seq};
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  int rc = batch_talk(h, &b, &st);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  h->last_kernel_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)(t1.tv_nsec - t0.tv_nsec);
-  int op_index = st.err && st.err_seq >= b.first_seq && st.err_seq <= last_seq ? b.op_of[1 + (st.err_seq - b.first_seq)] : -1;
-  free(b.buf);
-  free(b.op_of);
-  if (rc < 0) return throw_errno(env, -rc, -1, "nf_tables batch");
-  if (st.err) return throw_errno(env, st.err, op_index, "nf_tables batch");
   return NULL;
 
 nomem:
@@ -557,18 +580,39 @@ struct dump_ctx {
   int failed;
 };
 
-static int run_dump(struct handle *h, struct nlmsghdr *nlh, mnl_cb_t cb, struct dump_ctx *ctx) {
+// Whether a datagram holds the end of a dump.
+static int holds_done(const char *buf, ssize_t n) {
+  const struct nlmsghdr *m = (const struct nlmsghdr *)buf;
+  for (int len = (int)n; mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len))
+    if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) return 1;
+  return 0;
+}
+
+// Sends a dump request and feeds every answer to `cb` until the kernel's DONE.
+// A dump the ruleset changed under (NLM_F_DUMP_INTR) is read to its end, so
+// the socket stays clean for the next request, and reported as -EINTR.
+static int run_dump(struct handle *h, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
   uint32_t seq = nlh->nlmsg_seq;
   if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0) return -errno;
   static char rbuf[1 << 17];
+  int interrupted = 0;
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(h->nl, rbuf, sizeof rbuf);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
-    int rc = mnl_cb_run(rbuf, n, seq, h->portid, cb, ctx);
-    if (rc == MNL_CB_STOP) return ctx->failed ? -ENOMEM : 0;
+    if (interrupted) {
+      if (holds_done(rbuf, n)) return -EINTR;
+      continue;
+    }
+    int rc = mnl_cb_run(rbuf, n, seq, h->portid, cb, data);
+    if (rc == MNL_CB_STOP) return 0;
+    if (rc < 0 && errno == EINTR) {
+      if (holds_done(rbuf, n)) return -EINTR;
+      interrupted = 1;
+      continue;
+    }
     if (rc < 0) return -errno;
   }
 }
@@ -747,6 +791,7 @@ static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, con
     nftnl_table_free(t);
   }
   int rc = run_dump(h, nlh, cb, &c);
+  if (rc == 0 && c.failed) rc = -ENOMEM;
   *err = rc < 0 ? -rc : 0;
   if (cmd == NFT_MSG_GETTABLE) {
     napi_value v;
@@ -863,6 +908,232 @@ static napi_value js_last_kernel_ms(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ---- one chain's rules: drift checks and moving a rule first --------------
+
+struct chain_rules_ctx {
+  napi_env env;
+  napi_value list;
+  uint32_t count;
+  const char *table;
+  const char *chain;
+  uint64_t keep;             // moveFirst: the rule to copy
+  struct nftnl_rule *found;  // its parsed copy
+};
+
+static int rule_comment_cb(const struct nftnl_udata *attr, void *data) {
+  if (nftnl_udata_type(attr) == NFTNL_UDATA_RULE_COMMENT) *(const char **)data = nftnl_udata_get(attr);
+  return 0;
+}
+
+static const char *verdict_name(int32_t v) {
+  switch (v) {
+    case NF_ACCEPT: return "ACCEPT";
+    case NF_DROP: return "DROP";
+    case NFT_RETURN: return "RETURN";
+    case NFT_CONTINUE: return "CONTINUE";
+    default: return NULL;
+  }
+}
+
+// What a drift check needs of a rule: where it sends packets and its comment.
+static void describe_rule(napi_env env, napi_value o, struct nftnl_rule *r) {
+  char comment[257] = "";
+  const char *target = NULL;
+  struct nftnl_expr_iter *it = nftnl_expr_iter_create(r);
+  struct nftnl_expr *e;
+  while (it && (e = nftnl_expr_iter_next(it))) {
+    const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    if (!name) continue;
+    if (!strcmp(name, "immediate") && nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT)) {
+      int32_t v = (int32_t)nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT);
+      if ((v == NFT_JUMP || v == NFT_GOTO) && nftnl_expr_is_set(e, NFTNL_EXPR_IMM_CHAIN)) target = nftnl_expr_get_str(e, NFTNL_EXPR_IMM_CHAIN);
+      else if (verdict_name(v)) target = verdict_name(v);
+    } else if (!strcmp(name, "target") && nftnl_expr_is_set(e, NFTNL_EXPR_TG_NAME)) {
+      target = nftnl_expr_get_str(e, NFTNL_EXPR_TG_NAME);
+    } else if (!strcmp(name, "match") && nftnl_expr_is_set(e, NFTNL_EXPR_MT_NAME) && !strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_MT_NAME), "comment")) {
+      // struct xt_comment_info: the text in a 256-byte field
+      uint32_t len = 0;
+      const char *info = nftnl_expr_get(e, NFTNL_EXPR_MT_INFO, &len);
+      if (info) {
+        size_t n = len < 256 ? len : 256;
+        memcpy(comment, info, n);
+        comment[n] = 0;
+      }
+    }
+  }
+  if (it) nftnl_expr_iter_destroy(it);
+  uint32_t len = 0;
+  const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
+  if (ud && !comment[0]) {
+    const char *c = NULL;
+    nftnl_udata_parse(ud, len, rule_comment_cb, &c);
+    if (c) snprintf(comment, sizeof comment, "%s", c);
+  }
+  if (target) set_str(env, o, "target", target);
+  if (comment[0]) set_str(env, o, "comment", comment);
+}
+
+static int chain_rule_cb(const struct nlmsghdr *nlh, void *data) {
+  struct chain_rules_ctx *c = data;
+  struct nftnl_rule *r = nftnl_rule_alloc();
+  if (nftnl_rule_nlmsg_parse(nlh, r) == 0 && !strcmp(nftnl_rule_get_str(r, NFTNL_RULE_TABLE), c->table) &&
+      !strcmp(nftnl_rule_get_str(r, NFTNL_RULE_CHAIN), c->chain)) {
+    uint64_t handle = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+    if (c->list) {
+      napi_value o;
+      napi_create_object(c->env, &o);
+      set_num(c->env, o, "handle", (double)handle);
+      describe_rule(c->env, o, r);
+      napi_set_element(c->env, c->list, c->count++, o);
+    }
+    if (!c->list && handle == c->keep && !c->found) {
+      c->found = r;
+      return MNL_CB_OK;
+    }
+  }
+  nftnl_rule_free(r);
+  return MNL_CB_OK;
+}
+
+// Dumps one chain's rules (the kernel filters by table and chain).
+static int dump_chain_rules(struct handle *h, uint16_t family, struct chain_rules_ctx *c) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, family, NLM_F_DUMP, h->seq++);
+  struct nftnl_rule *r = nftnl_rule_alloc();
+  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, c->table);
+  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, c->chain);
+  nftnl_rule_nlmsg_build_payload(nlh, r);
+  nftnl_rule_free(r);
+  return run_dump(h, nlh, chain_rule_cb, c);
+}
+
+static int get_names3(napi_env env, napi_value *argv, int32_t *family, char *table, char *chain) {
+  if (napi_get_value_int32(env, argv[1], family) != napi_ok) return -1;
+  if (napi_get_value_string_utf8(env, argv[2], table, 256, NULL) != napi_ok) return -1;
+  if (napi_get_value_string_utf8(env, argv[3], chain, 256, NULL) != napi_ok) return -1;
+  return 0;
+}
+
+static napi_value js_chain_rules(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t family;
+  char table[256], chain[256];
+  if (argc < 4 || get_names3(env, argv, &family, table, chain) < 0) {
+    napi_throw_type_error(env, NULL, "chainRules(handle, family, table, chain)");
+    return NULL;
+  }
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  struct chain_rules_ctx c = {.env = env, .table = table, .chain = chain};
+  int rc;
+  // A commit during the dump interrupts it: read again (a storm of commits makes the caller retry later).
+  for (int attempt = 0;; attempt++) {
+    c.count = 0;
+    CHECK(env, napi_create_array(env, &c.list));
+    rc = dump_chain_rules(h, (uint16_t)family, &c);
+    if (rc != -EINTR || attempt >= 4) break;
+  }
+  // A table or chain that does not exist has no rules.
+  if (rc < 0 && rc != -ENOENT) return throw_errno(env, -rc, -1, "listing a chain's rules");
+  return c.list;
+}
+
+static int add_rule_msg(struct batch *b, int cmd, uint16_t family, uint16_t flags, struct nftnl_rule *r) {
+  char *at = batch_next(b, 8192, 0);
+  if (!at) return -1;
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(at, cmd, family, flags, b->seq);
+  nftnl_rule_nlmsg_build_payload(nlh, r);
+  batch_done(b, nlh);
+  return 0;
+}
+
+static napi_value js_move_first(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t family;
+  char table[256], chain[256];
+  double keep;
+  bool is_array = false;
+  if (argc < 6 || get_names3(env, argv, &family, table, chain) < 0 || napi_get_value_double(env, argv[4], &keep) != napi_ok ||
+      napi_is_array(env, argv[5], &is_array) != napi_ok || !is_array) {
+    napi_throw_type_error(env, NULL, "moveFirst(handle, family, table, chain, keep, drop)");
+    return NULL;
+  }
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  struct chain_rules_ctx c = {.env = env, .table = table, .chain = chain, .keep = (uint64_t)keep};
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    if (c.found) nftnl_rule_free(c.found);
+    c.found = NULL;
+    rc = dump_chain_rules(h, (uint16_t)family, &c);
+    if (rc != -EINTR || attempt >= 4) break;
+  }
+  if (rc < 0) {
+    if (c.found) nftnl_rule_free(c.found);
+    return throw_errno(env, -rc, -1, "reading the rule to move");
+  }
+  if (!c.found) return throw_errno(env, ENOENT, -1, "the rule to move is gone");
+
+  struct batch b = {0};
+  b.seq = h->seq;
+  char *at = batch_next(&b, 256, -1);
+  struct nlmsghdr *nlh = at ? nftnl_batch_begin(at, b.seq) : NULL;
+  if (!nlh) goto nomem;
+  batch_done(&b, nlh);
+  b.first_seq = b.seq;
+  // The copy: the same table, chain, expressions and user data; without a
+  // handle or position and without NLM_F_APPEND the kernel puts it first.
+  nftnl_rule_unset(c.found, NFTNL_RULE_POSITION);
+  nftnl_rule_unset(c.found, NFTNL_RULE_ID);
+  nftnl_rule_unset(c.found, NFTNL_RULE_POSITION_ID);
+  nftnl_rule_unset(c.found, NFTNL_RULE_HANDLE);
+  if (add_rule_msg(&b, NFT_MSG_NEWRULE, (uint16_t)family, NLM_F_CREATE, c.found) < 0) goto nomem;
+  uint32_t ndrop = 0;
+  napi_get_array_length(env, argv[5], &ndrop);
+  for (int32_t i = -1; i < (int32_t)ndrop; i++) {
+    double hd = keep;
+    if (i >= 0) {
+      napi_value v;
+      if (napi_get_element(env, argv[5], (uint32_t)i, &v) != napi_ok || napi_get_value_double(env, v, &hd) != napi_ok) continue;
+    }
+    struct nftnl_rule *d = nftnl_rule_alloc();
+    nftnl_rule_set_str(d, NFTNL_RULE_TABLE, table);
+    nftnl_rule_set_str(d, NFTNL_RULE_CHAIN, chain);
+    nftnl_rule_set_u64(d, NFTNL_RULE_HANDLE, (uint64_t)hd);
+    int failed = add_rule_msg(&b, NFT_MSG_DELRULE, (uint16_t)family, 0, d);
+    nftnl_rule_free(d);
+    if (failed) goto nomem;
+  }
+  nftnl_rule_free(c.found);
+  {
+    int op_index = -1;
+    rc = batch_send(h, &b, &op_index);
+    if (rc < 0) return throw_errno(env, -rc, -1, rc == -ENOMEM ? "building the nf_tables batch" : "moving a rule first");
+  }
+  return NULL;
+
+nomem:
+  nftnl_rule_free(c.found);
+  free(b.buf);
+  free(b.op_of);
+  return throw_errno(env, ENOMEM, -1, "building the nf_tables batch");
+}
+
+static napi_value js_portid(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  napi_value out;
+  napi_create_uint32(env, h->portid, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -871,6 +1142,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dump", NULL, js_dump, NULL, NULL, NULL, napi_default, NULL},
       {"lastKernelMs", NULL, js_last_kernel_ms, NULL, NULL, NULL, napi_default, NULL},
       {"tableExists", NULL, js_table_exists, NULL, NULL, NULL, napi_default, NULL},
+      {"portid", NULL, js_portid, NULL, NULL, NULL, napi_default, NULL},
+      {"chainRules", NULL, js_chain_rules, NULL, NULL, NULL, napi_default, NULL},
+      {"moveFirst", NULL, js_move_first, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

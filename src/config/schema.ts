@@ -436,7 +436,7 @@ export const FIELDS: Fields = {
   },
   driftWatch: {
     key: 'driftWatch', default: true, shownDefault: 'true', parse: bool, restart: true,
-    doc: 'Repair changes others make to our jumps and chains within `minSyncInterval` instead of at the next full sync: nft reads nf_tables\' change events in-process; legacy, which announces nothing, reads the built-in chains holding our jumps (`iptables -S CHAIN`) every second. `false` leaves drift to the full sync.',
+    doc: 'Repair changes others make to our jumps and chains within `minSyncInterval` instead of at the next full sync: nft reads nf_tables\' change events in-process; legacy, which announces nothing, reads the tables holding our jumps in-process every second (getsockopt, no process). `false` leaves drift to the full sync.',
   },
   logLevel: {
     key: 'logLevel', default: 'info', shownDefault: 'info', parse: oneOf(LOG_LEVELS),

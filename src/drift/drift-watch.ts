@@ -24,6 +24,8 @@ import { errorText, type Logger } from '../log.js';
 import type { ChainRef, Jump } from '../iptables/plan-types.js';
 import { assessJumps, chainId, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
 import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
+import type { LegacySnapshot, LegacyTables } from './legacy-tables.js';
+import { jumpMoves, specsOf, type InProcessJumps, type RuleHead } from './nft-rules.js';
 import { GenerationFilter, touchKey, type GenerationVerdict, type Origin, type Touch } from './watch-filter.js';
 
 export type DriftCause = JumpCause | 'chain_deleted' | 'chain_changed' | 'table_deleted' | 'events_lost';
@@ -42,6 +44,18 @@ export interface DriftMetricsSink {
 export interface DriftWatchOptions {
   readonly mode: BackendMode;
   readonly reader: ChainReader;
+  /**
+   * nft: the built-in chains read and our jumps moved first in-process (one
+   * netlink dump, one nf_tables transaction); without it, through `reader`
+   * and an iptables-restore.
+   */
+  readonly inProcess?: InProcessJumps;
+  /**
+   * legacy: the tables read in-process every second (the built-in chains'
+   * rules and a fingerprint of each of our chains, compared with the one taken
+   * right after our last write); without it, `reader` in one process.
+   */
+  readonly legacy?: LegacyTables;
   /** Applies the targeted repair (a payload touching only the jumps). */
   readonly backend: Pick<IptablesBackend, 'restore'>;
   /** The agent's jumps from built-in chains. */
@@ -99,12 +113,17 @@ export class DriftWatch {
   /** When each recent targeted jump repair ran, and when a fight was last reported. */
   private recentJumpRepairs: number[] = [];
   private fightReportedAt = -Infinity;
+  /** Legacy, in-process: the fingerprints of our chains (`table/chain`) as our last write left them. */
+  private ownChains: Map<string, string> | null = null;
+  /** A full sync the watch asked for is running: what a poll reads of our chains meanwhile is about to be rewritten. */
+  private fullSyncing = false;
 
   constructor(private readonly opts: DriftWatchOptions) {
     this.now = opts.now ?? (() => performance.now());
     const builtins = new Set(opts.jumps.map((j) => chainId(j.table, j.chain)));
     const tables = new Set<string>(opts.jumps.map((j) => j.table));
     this.filter = new GenerationFilter({ family: 'ip', tables, builtins, prefix: opts.prefix }, (g) => this.isOwn(g.pid, g.portid));
+    if (opts.inProcess) this.ownPort(opts.inProcess.portid);
   }
 
   /** What watches: nf_tables events (nft) or a one-second poll (legacy). */
@@ -121,6 +140,7 @@ export class DriftWatch {
       this.source = (this.opts.source ?? ((h) => new NfTablesMonitor(h)))(handlers);
       this.source.start();
     } else {
+      this.noteOwnChains();
       this.schedulePoll(this.opts.pollIntervalMs ?? 1000);
     }
     this.opts.log.info({ method: this.method }, this.method === 'events'
@@ -145,6 +165,7 @@ export class DriftWatch {
     const done = () => {
       this.inFlight--;
       if (pid !== undefined) this.ownPids.set(pid, this.now() + OWN_GRACE_MS);
+      if (this.inFlight === 0) this.noteOwnChains();
     };
     exited.then(done, done);
   }
@@ -218,7 +239,73 @@ export class DriftWatch {
     this.pollTimer.unref();
   }
 
+  /** Legacy, in-process: our chains as they are now, taken as what our last write left (a foreign change in between is adopted: the next full sync checks it). */
+  private noteOwnChains(): void {
+    if (!this.opts.legacy || !this.running) return;
+    try {
+      this.ownChains = this.readOwnChains();
+    } catch (err) {
+      this.ownChains = null;
+      this.opts.log.debug({ err: errorText(err) }, 'drift poll could not fingerprint our chains; they are checked again after our next write');
+    }
+  }
+
+  private readOwnChains(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const table of new Set(this.opts.jumps.map((j) => j.table))) {
+      for (const [chain, print] of this.opts.legacy!.read(table)?.chains ?? []) out.set(chainId(table, chain), print);
+    }
+    return out;
+  }
+
+  /** A change a legacy poll found (who made it is unknown), once. */
+  private notePolled(t: Touch, at: number): void {
+    if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+  }
+
+  /** Legacy, in-process: one read of each table holding our jumps; no process started. */
+  private pollInProcess(legacy: LegacyTables): void {
+    const writes = this.writes;
+    const busy = this.inFlight > 0;
+    const builtins = new Map<string, string[]>();
+    const chains = new Map<string, string>();
+    try {
+      for (const table of new Set(this.opts.jumps.map((j) => j.table))) {
+        const snap = legacy.read(table);
+        for (const r of builtinRefs(this.opts.jumps.filter((j) => j.table === table))) builtins.set(chainId(table, r.name), specsOf(table, r.name, snap?.builtins.get(r.name) ?? [], this.opts.jumps));
+        for (const [chain, print] of snap?.chains ?? []) chains.set(chainId(table, chain), print);
+      }
+    } catch (err) {
+      this.opts.log.debug({ err: errorText(err) }, 'drift poll could not read the tables; trying again next period');
+      return;
+    }
+    this.opts.metrics?.check('poll');
+    let wake = false;
+    const at = this.now();
+    const note = (t: Touch) => {
+      this.notePolled(t, at);
+      wake = true;
+    };
+    for (const f of assessJumps(builtins, this.opts.jumps).findings) note({ cause: 'builtin', table: f.table, chain: f.chain });
+    // Our chains as our last write left them; judged only while the agent wrote nothing since.
+    const own = !busy && !this.fullSyncing && this.inFlight === 0 && this.writes === writes ? this.ownChains : null;
+    if (own) {
+      for (const [id, print] of own) {
+        if (chains.get(id) === print) continue;
+        const [table, chain] = id.split('/') as [string, string];
+        note({ cause: chains.has(id) ? 'chain_changed' : 'chain_deleted', table, chain });
+      }
+      for (const id of chains.keys()) {
+        if (own.has(id)) continue;
+        const [table, chain] = id.split('/') as [string, string];
+        note({ cause: 'chain_changed', table, chain });
+      }
+    }
+    if (wake) this.opts.requestRepair();
+  }
+
   private async pollOnce(): Promise<void> {
+    if (this.opts.legacy) return this.pollInProcess(this.opts.legacy);
     const writes = this.writes;
     const busy = this.inFlight > 0;
     let builtins: Map<string, string[]>;
@@ -236,8 +323,7 @@ export class DriftWatch {
     let wake = false;
     const at = this.now();
     for (const f of assessJumps(builtins, this.opts.jumps).findings) {
-      const t: Touch = { cause: 'builtin', table: f.table, chain: f.chain };
-      if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+      this.notePolled({ cause: 'builtin', table: f.table, chain: f.chain }, at);
       wake = true;
     }
     // A dispatch chain that differs from what the agent last applied, read while the agent wrote nothing, was changed by someone else.
@@ -248,16 +334,34 @@ export class DriftWatch {
         const want = expected.get(id) ?? [];
         if (rules !== null && sameRules([...rules].sort(), want)) continue;
         const [table, chain] = id.split('/') as [string, string];
-        const t: Touch = { cause: rules === null ? 'chain_deleted' : 'chain_changed', table, chain };
-        if (!this.pending.has(touchKey(t))) this.pending.set(touchKey(t), { ...t, by: LEGACY_BY, at });
+        this.notePolled({ cause: rules === null ? 'chain_deleted' : 'chain_changed', table, chain }, at);
         wake = true;
       }
     }
     if (wake) this.opts.requestRepair();
   }
 
-  private async readBuiltins(jumps: readonly Jump[]): Promise<Map<string, string[]>> {
-    return builtinsOf(await this.opts.reader.read(builtinRefs(jumps)), jumps);
+  /** The built-in chains holding `jumps`; in-process also each rule's handle and what it is. */
+  private async readBuiltins(jumps: readonly Jump[]): Promise<{ chains: Map<string, string[]>; heads: Map<string, RuleHead[]> | null }> {
+    if (this.opts.legacy) {
+      const snaps = new Map<string, LegacySnapshot | null>();
+      const chains = new Map<string, string[]>();
+      for (const r of builtinRefs(jumps)) {
+        if (!snaps.has(r.table)) snaps.set(r.table, this.opts.legacy.read(r.table));
+        chains.set(chainId(r.table, r.name), specsOf(r.table, r.name, snaps.get(r.table)?.builtins.get(r.name) ?? [], this.opts.jumps));
+      }
+      return { chains, heads: null };
+    }
+    const native = this.opts.inProcess;
+    if (!native) return { chains: builtinsOf(await this.opts.reader.read(builtinRefs(jumps)), jumps), heads: null };
+    const heads = new Map<string, RuleHead[]>();
+    const chains = new Map<string, string[]>();
+    for (const r of builtinRefs(jumps)) {
+      const rules = native.rules(r.table, r.name);
+      heads.set(chainId(r.table, r.name), rules);
+      chains.set(chainId(r.table, r.name), specsOf(r.table, r.name, rules, this.opts.jumps));
+    }
+    return { chains, heads };
   }
 
   /**
@@ -286,7 +390,14 @@ export class DriftWatch {
       for (const c of causes) this.opts.metrics?.detected(c);
       const what = structural.map(describeTouch);
       this.opts.log.warn({ causes: [...causes], what, by: [...new Set(structural.map((t) => t.by))] }, `kernel drift: ${what.join('; ')}; repairing with a full sync`);
-      await runFull();
+      this.fullSyncing = true;
+      try {
+        await runFull();
+      } finally {
+        this.fullSyncing = false;
+      }
+      // A full sync that found nothing to write leaves the fingerprints to take here.
+      this.noteOwnChains();
       for (const c of causes) this.opts.metrics?.repaired(c);
       if (lost) this.opts.metrics?.repaired('events_lost');
       this.opts.log.info({ causes: [...causes], sinceSeenMs: round(this.now() - since) }, 'kernel drift repaired by a full sync');
@@ -295,7 +406,7 @@ export class DriftWatch {
     if (touches.length === 0) return;
     const touched = this.opts.jumps.filter((j) => touches.some((t) => t.table === j.table && t.chain === j.chain));
     const readStart = this.now();
-    const chains = await this.readBuiltins(touched);
+    const { chains, heads } = await this.readBuiltins(touched);
     const readMs = round(this.now() - readStart);
     this.opts.metrics?.check(this.opts.mode === 'nft' ? 'event' : 'poll');
     const { findings, units } = assessJumps(chains, this.opts.jumps);
@@ -307,9 +418,12 @@ export class DriftWatch {
     for (const f of findings) this.opts.metrics?.detected(f.cause);
     const by = [...new Set(touches.map((t) => t.by))];
     const what = findings.map(describeFinding);
-    const restoreStart = this.now();
+    const writeStart = this.now();
+    // A jump still there but out of place moves in-process; one that is gone is written by iptables-restore.
+    const moves = heads && this.opts.inProcess ? jumpMoves(findings, heads, this.opts.jumps) : null;
     try {
-      await this.opts.backend.restore(renderPayload(units));
+      if (moves) for (const m of moves) this.opts.inProcess!.moveFirst(m.table, m.chain, m.keep, m.drop);
+      else await this.opts.backend.restore(renderPayload(units));
     } catch (err) {
       // Typically MCS-SERVICES is gone too: the full sync rebuilds everything.
       this.opts.log.warn({ what, by, err: errorText(err) }, `kernel drift: ${what.join('; ')}; putting our jumps first failed, repairing with a full sync`);
@@ -318,9 +432,9 @@ export class DriftWatch {
       return;
     }
     for (const f of findings) this.opts.metrics?.repaired(f.cause);
-    const restoreMs = round(this.now() - restoreStart);
+    const writeMs = round(this.now() - writeStart);
     this.noteJumpRepair(by);
-    this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since), readMs, restoreMs }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
+    this.opts.log.warn({ causes: [...new Set(findings.map((f) => f.cause))], what, by, sinceSeenMs: round(this.now() - since), readMs, writeMs, how: moves ? 'moved in-process' : 'iptables-restore' }, `kernel drift: ${what.join('; ')}; our jumps are first again`);
   }
 
   /** Another writer that also wants position 1 would trade places with us every minSyncInterval: say so, naming it. */

@@ -45,19 +45,39 @@ export class NfTablesMonitor implements NfEventSource {
   start(): void {
     if (this.socket) return;
     const socket = this.open();
-    socket.on('message', (msg) => this.guarded(() => this.handlers.onEvents(decodeNfMessages(msg))));
-    socket.on('truncatedMessage', () => this.guarded(() => this.handlers.onLost('a notification was truncated')));
-    socket.on('error', (err) => this.guarded(() => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`)));
+    // The native callback only queues: decoding and judging run from the event loop, outside it.
+    socket.on('message', (msg) => this.enqueue(() => this.handlers.onEvents(decodeNfMessages(msg))));
+    socket.on('truncatedMessage', () => this.enqueue(() => this.handlers.onLost('a notification was truncated')));
+    socket.on('error', (err) => this.enqueue(() => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`)));
     socket.addMembership(NFNLGRP_NFTABLES);
     // The agent's other work keeps the process alive; this socket alone must not.
     socket.unref();
     this.socket = socket;
   }
 
+  private queue: (() => void)[] = [];
+  private draining: NodeJS.Immediate | null = null;
+
   /**
-   * The socket calls these from native code, where a thrown exception
-   * terminates the process: a failure becomes "events lost" (one full check).
+   * The socket's native callback runs the listeners (and, as it returns, the
+   * ticks they queued); anything thrown there terminates the process. So a
+   * listener only queues its work, which runs in the next turn of the event
+   * loop, in order and guarded.
    */
+  private enqueue(work: () => void): void {
+    this.queue.push(work);
+    this.draining ??= setImmediate(() => this.drain());
+  }
+
+  /** Runs what the socket queued, in order. */
+  private drain(): void {
+    this.draining = null;
+    const work = this.queue;
+    this.queue = [];
+    for (const w of work) this.guarded(w);
+  }
+
+  /** A failure while handling a notification becomes "events lost" (one check of our jumps). */
   private guarded(handle: () => void): void {
     try {
       handle();
@@ -73,5 +93,8 @@ export class NfTablesMonitor implements NfEventSource {
   stop(): void {
     this.socket?.close();
     this.socket = null;
+    if (this.draining) clearImmediate(this.draining);
+    this.draining = null;
+    this.queue = [];
   }
 }

@@ -5,7 +5,8 @@ import { SKELETON_KEY } from './plan-types.js';
 //
 //   nat    PREROUTING, OUTPUT -> MCS-SERVICES   (ahead of KUBE-SERVICES)
 //          POSTROUTING        -> MCS-POSTROUTING
-//          MCS-SERVICES: one dispatch rule per ClusterIP:port -> MCS-SVC-<hash>
+//          MCS-SERVICES: one dispatch rule per ClusterIP:port -> MCS-SVC-<hash>,
+//                        and per ClusterSet IP:port -> MCS-EXT-<hash> (mark for masquerade) -> MCS-SVC-<hash>
 //   filter FORWARD, OUTPUT (new connections) -> MCS-SERVICES: REJECT for ports without endpoints
 
 export const CHAIN_PREFIX = 'MCS-';
@@ -13,6 +14,7 @@ export const SERVICES_CHAIN = 'MCS-SERVICES';
 export const MARK_MASQ_CHAIN = 'MCS-MARK-MASQ';
 export const POSTROUTING_CHAIN = 'MCS-POSTROUTING';
 export const SERVICE_CHAIN_PREFIX = 'MCS-SVC-';
+export const EXTERNAL_CHAIN_PREFIX = 'MCS-EXT-';
 
 const PORTALS = '-m comment --comment "clusterset-proxy service portals"';
 

@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import type { ApplyOutcome } from '../sync/dataplane.js';
 import { applyAux, auxState, removeAux, renderAux, type AuxFrontend, type AuxState, type AuxTools } from './aux.js';
-import { IpvsDataplane, type IpvsDataplaneOptions, type IpvsGroup, type IpvsKernel, type IpvsTransaction } from './dataplane.js';
+import { auxFrontends, IpvsDataplane, type IpvsDataplaneOptions, type IpvsGroup, type IpvsKernel, type IpvsTransaction } from './dataplane.js';
 import { NetlinkIpvs } from './netlink-client.js';
 import type { IpvsClient } from './types.js';
 
@@ -105,11 +105,7 @@ export class AgentIpvsDataplane extends IpvsDataplane {
   /** The auxiliary state for the frontends of the desired state last diffed. */
   auxState(): AuxState {
     const frontends: AuxFrontend[] = [];
-    for (const g of this.groups.values()) {
-      for (const fe of g.frontends) {
-        if (fe.ip !== '') frontends.push({ ip: fe.ip, port: fe.port, protocol: fe.protocol, comment: fe.comment, mark: fe.mark, reject: fe.service === null });
-      }
-    }
+    for (const g of this.groups.values()) for (const fe of g.frontends) frontends.push(...auxFrontends(fe));
     return auxState(frontends);
   }
 

@@ -1,4 +1,5 @@
-// The IPVS data plane: per frontend (ClusterIP:port) one virtual service
+// The IPVS data plane: per frontend (ClusterIP:port, and the port's ClusterSet
+// IPs, marked alike) one virtual service
 // keyed by a firewall mark of the agent's own (IPVS consults fwmark services
 // before address services, so kube-proxy's service for the same ClusterIP:port
 // stays in the table, untouched and unused), whose real servers are the
@@ -32,8 +33,10 @@ export interface IpvsFrontend {
   /** `namespace/service:port/protocol`: what the mark is derived from. */
   readonly id: string;
   readonly mark: number;
-  /** Empty for a frontend adopted from the kernel, which does not know it. */
+  /** The ClusterIP; empty for a frontend adopted from the kernel, which does not know it. */
   readonly ip: string;
+  /** ClusterSet IPs of the same port: marked for the same virtual service. */
+  readonly clustersetIPs: readonly string[];
   readonly port: number;
   readonly protocol: string;
   readonly comment: string;
@@ -151,9 +154,17 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     return this.marks.markOf(frontendIdentity(fe));
   }
 
+  /** One frontend per port: its ClusterSet IPs select alike, so they share its mark and virtual service. */
   plan(selection: GroupSelection): IpvsGroup | undefined {
     if (selection.settings.mode === 'off') return undefined;
-    return { key: selection.key, frontends: selection.frontends.map((fe) => this.planFrontend(fe)) };
+    const byId = new Map<string, IpvsFrontend>();
+    for (const fe of selection.frontends) {
+      const id = frontendIdentity(fe);
+      const planned = byId.get(id);
+      if (!planned) byId.set(id, this.planFrontend(fe));
+      else if (fe.kind === 'clusterset-ip') byId.set(id, { ...planned, clustersetIPs: [...planned.clustersetIPs, fe.ip] });
+    }
+    return { key: selection.key, frontends: [...byId.values()] };
   }
 
   private planFrontend(fe: FrontendSelection, mark = this.marks.markOf(frontendIdentity(fe))): IpvsFrontend {
@@ -171,7 +182,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
       netmask: family === 6 ? 128 : FULL_NETMASK,
     };
     const comment = `${fe.name.namespace}/${fe.name.service}:${fe.name.port}`;
-    return { id, mark, ip: fe.ip, port: fe.port, protocol: fe.protocol.toLowerCase(), comment, service, dests };
+    return { id, mark, ip: fe.ip, clustersetIPs: [], port: fe.port, protocol: fe.protocol.toLowerCase(), comment, service, dests };
   }
 
   async observe(desired: ReadonlyMap<string, IpvsGroup>): Promise<IpvsKernel> {
@@ -205,7 +216,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     }
     const frontends = [...desired.values()].flatMap((g) => g.frontends);
     const initial = last === null ? frontends.flatMap((fe) => (fe.service ? [{ service: fe.service, dests: fe.dests }] : [])) : null;
-    return { keys: parts.map((p) => p.key), parts, initial, aux: auxState(frontends.filter((fe) => fe.ip !== '').map(auxFrontend)) };
+    return { keys: parts.map((p) => p.key), parts, initial, aux: auxState(frontends.flatMap(auxFrontends)) };
   }
 
   diffGroup(key: string, last: IpvsGroup | undefined, next: IpvsGroup | undefined): IpvsTransaction {
@@ -430,7 +441,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
       const entry = kernel.services.get(mark);
       if (!entry || !stale.has(mark)) continue;
       const dests = [...entry.dests].map(destSpec).sort(compareDest);
-      found.push({ id, mark, ip: '', port: 0, protocol: fe.protocol.toLowerCase(), comment: '', service: entry.service, dests });
+      found.push({ id, mark, ip: '', clustersetIPs: [], port: 0, protocol: fe.protocol.toLowerCase(), comment: '', service: entry.service, dests });
     }
     return found.length === 0 ? undefined : { key, frontends: found };
   }
@@ -488,8 +499,11 @@ function destSpec(d: ObservedDest | DestSpec): DestSpec {
   return { address: d.address, port: d.port, weight: d.weight, forward: d.forward, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold };
 }
 
-function auxFrontend(fe: IpvsFrontend): AuxFrontend {
-  return { ip: fe.ip, port: fe.port, protocol: fe.protocol, comment: fe.comment, mark: fe.mark, reject: fe.service === null };
+/** The addresses whose packets get a frontend's mark: its ClusterIP and ClusterSet IPs (none for an adopted one). */
+export function auxFrontends(fe: IpvsFrontend): AuxFrontend[] {
+  if (fe.ip === '') return [];
+  const at = (ip: string, comment: string): AuxFrontend => ({ ip, port: fe.port, protocol: fe.protocol, comment, mark: fe.mark, reject: fe.service === null });
+  return [at(fe.ip, fe.comment), ...fe.clustersetIPs.map((ip) => at(ip, `${fe.comment} clusterset IP`))];
 }
 
 function servicesOf(ops: readonly IpvsOp[]): Set<string> {

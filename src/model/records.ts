@@ -2,7 +2,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { parseAddress, type IPFamily } from '../network/address.js';
 import { parseIPv4 } from '../network/ipv4.js';
 import {
-  bare, booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
+  bare, booleanProblem, clusterNameProblem, clustersetIPProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
   portNameProblem, portNumberProblem, serviceNameProblem, shown, stringValueProblem, typeName,
 } from './api-values.js';
 
@@ -54,6 +54,13 @@ export interface ServiceRecord {
   /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. Not served yet. */
   readonly clusterIPv6: string | null;
   readonly headless: boolean;
+  /**
+   * status.loadBalancer.ingress IPs of either family (canonical text, each
+   * once): a derived Service's ClusterSet IPs. Hostname-only entries and
+   * ipMode Proxy ones (the load balancer answers them itself) are left out,
+   * as kube-proxy leaves them.
+   */
+  readonly ingressIPs: readonly string[];
   readonly ports: readonly ServicePortRecord[];
   /** ClientIP affinity timeout in seconds, null without affinity. */
   readonly affinitySeconds: number | null;
@@ -261,6 +268,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
       problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.map(bare).join(', ')})` });
     }
   }
+  const ingressIPs = convertIngress(svc.status, object, problems);
   const ports: ServicePortRecord[] = [];
   listOf(spec.ports, 'spec.ports', object, problems).forEach((raw, i) => {
     const port = convertPort(raw, { label: isObject(raw) ? String(shown(raw.port)) : String(i), field: `spec.ports[${i}]` }, object, problems);
@@ -285,9 +293,35 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     if (kept !== null) annotations[key] = kept;
   }
   return {
-    record: { namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
+    record: { namespace, name, clusterIP, clusterIPv6, headless, ingressIPs, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
     problems,
   };
+}
+
+/** Shared by every Service without ingress IPs (nearly all of them). */
+const NO_IPS: readonly string[] = Object.freeze([]);
+
+/** status.loadBalancer.ingress[].ip, each checked (clustersetIPProblem); a bad one is reported and left out. */
+function convertIngress(rawStatus: unknown, object: ObjectRef, problems: Problem[]): readonly string[] {
+  const status = isObject(rawStatus) ? rawStatus : {};
+  const lb = isObject(status.loadBalancer) ? status.loadBalancer : {};
+  const ips: string[] = [];
+  listOf(lb.ingress, 'status.loadBalancer.ingress', object, problems).forEach((entry, i) => {
+    const at = `status.loadBalancer.ingress[${i}]`;
+    if (!isObject(entry)) {
+      problems.push({ object, message: `${at} ${shown(entry)} has the wrong type: expected an ingress point, got ${typeName(entry)}; ignored` });
+      return;
+    }
+    if (entry.ip === undefined || entry.ip === null || entry.ip === '' || entry.ipMode === 'Proxy') return;
+    const wrong = clustersetIPProblem(entry.ip);
+    if (wrong) {
+      problems.push({ object, message: `${at}.ip ${shown(entry.ip)} ${wrong}; not served` });
+      return;
+    }
+    const ip = parseAddress(entry.ip as string)!.text;
+    if (!ips.includes(ip)) ips.push(ip);
+  });
+  return ips.length === 0 ? NO_IPS : ips;
 }
 
 /** What a wrong-typed condition reads as: the direction that never sends traffic to an endpoint it should not. */

@@ -31,18 +31,21 @@ interface Addon {
   dump(handle: unknown, family: number, table: string): NativeDump | null;
   lastKernelMs(handle: unknown): number;
   tableExists(handle: unknown, family: number, table: string): boolean;
+  portid(handle: unknown): number;
+  chainRules(handle: unknown, family: number, table: string, chain: string): { handle: number; target?: string; comment?: string }[];
+  moveFirst(handle: unknown, family: number, table: string, chain: string, keep: number, drop: number[]): void;
 }
 
 let addon: Addon | null = null;
 
 const ADDON_FILE = join('native', 'nftables', 'build', 'Release', 'nftables_batch.node');
 
-/** The package's built addon: compiled (dist/src/nftables) and bundled (dist/agent) code sit at different depths. */
-function addonPath(): string {
+/** A built addon of the package (`file` relative to its root): compiled (dist/src/...) and bundled (dist/agent) code sit at different depths. */
+export function addonPath(file: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
   for (let dir = here; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, ADDON_FILE))) return join(dir, ADDON_FILE);
-    if (dirname(dir) === dir) return join(here, ADDON_FILE);
+    if (existsSync(join(dir, file))) return join(dir, file);
+    if (dirname(dir) === dir) return join(here, file);
   }
 }
 
@@ -50,7 +53,7 @@ function addonPath(): string {
 export function loadAddon(): Addon {
   if (addon) return addon;
   const require = createRequire(import.meta.url);
-  const path = addonPath();
+  const path = addonPath(ADDON_FILE);
   try {
     addon = require(path) as Addon;
   } catch (err) {

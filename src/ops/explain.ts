@@ -32,6 +32,8 @@ export interface ExplainPort {
   readonly protocol: string;
   /** null when this Service's ClusterIP is not programmed (kube-proxy serves it). */
   readonly chain: string | null;
+  /** The port at each ClusterSet IP of the Service, and the kernel object serving it (same selection as the ClusterIP's); absent without one. */
+  readonly clusterset?: readonly { readonly ip: string; readonly handle: string }[];
   readonly clusters: readonly ExplainCluster[];
 }
 
@@ -40,6 +42,8 @@ export interface ExplainService {
   readonly name: string;
   readonly role: 'multi-cluster' | 'local';
   readonly clusterIP: string;
+  /** ClusterSet IPs programmed for this Service (a derived Service's load-balancer ingress IPs); absent without one. */
+  readonly clustersetIPs?: readonly string[];
   readonly affinitySeconds: number | null;
   readonly ports: readonly ExplainPort[];
 }
@@ -107,14 +111,16 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     ...group.frontends.map((fe) => ({ fe, role: 'multi-cluster' as const })),
     ...(group.local ? [{ fe: group.local, role: 'local' as const }] : []),
   ];
+  const clustersetOf = (fe: Frontend) => selection.frontends.filter((f) => f.kind === 'clusterset-ip' && f.name.namespace === fe.namespace && f.name.service === fe.name);
   const services = members.map(({ fe, role }): ExplainService => ({
     namespace: fe.namespace,
     name: fe.name,
     role,
     clusterIP: fe.clusterIP,
+    ...nonEmpty('clustersetIPs', [...new Set(clustersetOf(fe).map((f) => f.ip))]),
     affinitySeconds: fe.affinitySeconds,
     ports: fe.ports.map((port): ExplainPort => {
-      const selected = selection.frontends.find((f) => f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
+      const selected = selection.frontends.find((f) => f.kind === 'cluster-ip' && f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
       const described = selected ? engine.plane.describe(selected) : undefined;
       const shares = described?.shares ?? new Map<string, number>();
       // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
@@ -125,6 +131,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
         port: port.port,
         protocol: port.protocol,
         chain: described?.handle ?? null,
+        ...nonEmpty('clusterset', clustersetOf(fe).filter((f) => f.port === port.port && f.protocol === port.protocol).map((f) => ({ ip: f.ip, handle: engine.plane.describe(f).handle }))),
         clusters: clusters.map((name): ExplainCluster => {
           const eps = dedupe(candidates.filter((ep) => ep.cluster === name)).map((ep) => ({
             address: `${ep.ip}:${ep.port}`,
@@ -162,6 +169,11 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     },
     problems,
   };
+}
+
+/** `{ [key]: list }`, or nothing for an empty list: reports of Services without ClusterSet IPs read as before. */
+function nonEmpty<K extends string, V>(key: K, list: readonly V[]): Partial<Record<K, readonly V[]>> {
+  return list.length === 0 ? {} : ({ [key]: list } as Record<K, readonly V[]>);
 }
 
 function dedupe(eps: readonly ClusterEndpoint[]): ClusterEndpoint[] {
@@ -222,9 +234,12 @@ export function renderExplain(r: ExplainReport): string {
   for (const s of r.services) {
     const affinity = s.affinitySeconds === null ? '' : `, session affinity ClientIP ${s.affinitySeconds}s`;
     out.push('');
-    out.push(`${s.role === 'local' ? 'Local Service' : 'Service'} ${s.namespace}/${s.name}: ClusterIP ${s.clusterIP}${affinity}`);
+    const ips = s.clustersetIPs ?? [];
+    const clusterset = ips.length === 0 ? '' : `, clusterset IP${ips.length > 1 ? 's' : ''} ${ips.join(', ')}`;
+    out.push(`${s.role === 'local' ? 'Local Service' : 'Service'} ${s.namespace}/${s.name}: ClusterIP ${s.clusterIP}${clusterset}${affinity}`);
     for (const p of s.ports) {
       out.push(`  port ${p.label} ${p.port}/${p.protocol} -> ${p.chain ?? '(not programmed: kube-proxy serves it)'}`);
+      for (const c of p.clusterset ?? []) out.push(`    at clusterset IP ${c.ip}:${p.port} -> ${c.handle} (the same selection)`);
       for (const c of p.clusters) {
         const weight = c.weight === null ? '' : `, weight ${c.weight}`;
         out.push(`    cluster ${c.name}${c.local ? ' (local)' : ''}: health ${c.health}${weight}: ${c.verdict}`);

@@ -109,6 +109,19 @@ for (const backend of ['nft', 'legacy'] as const) {
       console.log(`# ${backend}: deleted service chain → restored in ${Math.round(elapsed)} ms`);
     });
 
+    it('a foreign rule added inside an MCS-SVC- chain is taken out again', async () => {
+      const before = await metrics(lab);
+      const intruder = `-A ${CHAIN} -m comment --comment "not ours" -j RETURN`;
+      await lab.restore(`*nat\n${intruder.replace(/^-A (\S+)/, '-I $1 1')}\nCOMMIT\n`);
+      await lab.waitForRules((t) => !t.includes('"not ours"') && t.includes('--to-destination 10.2.0.10:8080'), 'the foreign rule gone', 20_000);
+      const afterText = await waitFor(async () => {
+        const text = await metrics(lab);
+        const series = 'clusterset_proxy_drift_repaired_total{cause="chain_changed"}';
+        return counter(text, series) > counter(before, series) ? text : null;
+      }, 'the repair counted', { timeoutMs: 10_000, intervalMs: 50 });
+      assert.ok(counter(afterText, FULL_SYNCS) > counter(before, FULL_SYNCS), 'repaired through a full sync');
+    });
+
     it('kube-proxy rewriting its own KUBE- chains (2,000 services) triggers no repair and no full sync', async () => {
       const before = await metrics(lab);
       await lab.restore(kubeProxyRewrite(2000, 1));

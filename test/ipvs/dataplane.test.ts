@@ -34,16 +34,18 @@ interface FeSpec {
   readonly port?: number;
   readonly protocol?: Protocol;
   readonly endpoints: readonly ClusterEndpoint[];
+  readonly clustersetIPs?: readonly string[];
 }
 
 function selection(key: string, settings: PolicySettings, fes: readonly FeSpec[], health: HealthView = ALL): GroupSelection {
-  const frontends = fes.map((f): FrontendSelection => {
+  const frontends = fes.flatMap((f): FrontendSelection[] => {
     const chosen = selectByPolicy(f.endpoints, settings, LOCAL, health);
-    return {
-      kind: 'cluster-ip', family: 'ipv4', ip: f.ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
+    const at = (kind: FrontendSelection['kind'], ip: string): FrontendSelection => ({
+      kind, family: 'ipv4', ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
       name: { namespace: 'shop', service: f.service, port: 'http' },
       affinity: null, endpoints: chosen.endpoints, decision: chosen.decision,
-    };
+    });
+    return [at('cluster-ip', f.ip), ...(f.clustersetIPs ?? []).map((ip) => at('clusterset-ip', ip))];
   });
   return { key, settings, decision: frontends[0]?.decision ?? null, frontends, problems: [] };
 }
@@ -137,6 +139,37 @@ test('a dry run prints the table as ipvsadm -Sn prints what the kernel then hold
   assert.match(text, /# sysctl -w net.ipv4.vs.conntrack=1/);
   // The frontend without endpoints has no virtual service, only its mark and reject.
   assert.equal((await ipvs.services()).some((s) => s.key.kind === 'fwmark' && s.key.fwmark.toString(16) === markB), false);
+});
+
+test('a ClusterSet IP is marked for its port\'s one virtual service, fails over with it, and is rejected with it; kube-proxy\'s service for it stays unused', async () => {
+  const ipvs = new FakeIpvs();
+  const kubeLB: ServiceSpec = { ...KUBE_SERVICE, key: { kind: 'address', family: 4, protocol: 'tcp', address: '242.1.0.10', port: 80 } };
+  await ipvs.addService(kubeLB);
+  await ipvs.addDest(kubeLB.key, KUBE_DEST);
+  const dp = new IpvsDataplane(ipvs);
+  const spec = { service: 'web', ip: '10.96.0.10', endpoints: [...BRAZIL, ...CHILE], clustersetIPs: ['242.1.0.10'] };
+  const g = dp.plan(selection('shop/web', failover, [spec]))!;
+  assert.equal(g.frontends.length, 1);
+  const fe = g.frontends[0]!;
+  assert.deepEqual([fe.ip, fe.clustersetIPs], ['10.96.0.10', ['242.1.0.10']]);
+  const t = dp.diff(null, new Map([[g.key, g]]));
+  await applied(dp, t);
+  assert.deepEqual(await weightsOf(ipvs, fe.mark), { '10.1.0.1:8080': 1, '10.1.0.2:8080': 1 });
+  const mark = `0x${fe.mark.toString(16)}/0xffffffff`;
+  const text = dp.render(t);
+  assert.match(text, new RegExp(`-A MCS-IPVS-MARK -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "shop/web:http" -j MARK --set-xmark ${mark}`));
+  assert.match(text, new RegExp(`-A MCS-IPVS-MARK -d 242.1.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "shop/web:http clusterset IP" -j MARK --set-xmark ${mark}`));
+
+  const moved = dp.plan(selection('shop/web', failover, [spec], down('brazil')))!;
+  const change = dp.diffGroup(g.key, g, moved);
+  assert.deepEqual(ops(change), ['updateDest(drain)', 'updateDest(drain)', 'addDest'], 'one service: the ClusterIP and ClusterSet IP fail over together');
+  await applied(dp, change);
+  assert.equal((await weightsOf(ipvs, fe.mark))['10.2.0.1:8080'], 1);
+
+  const empty = dp.plan(selection('shop/web', failover, [{ ...spec, endpoints: [] }]))!;
+  const rejected = dp.diff(null, new Map([[empty.key, empty]])).aux!.tables.get('filter')!.filter((l) => l.includes('-j REJECT'));
+  assert.deepEqual(rejected.map((l) => l.split(' ')[3]), ['10.96.0.10/32', '242.1.0.10/32']);
+  assert.deepEqual((await ipvs.dests(kubeLB.key)).map((d) => d.address), ['10.1.0.9'], 'kube-proxy\'s service for the address is left as it was');
 });
 
 test('one endpoint change among 1000 services is one request', async () => {

@@ -11,7 +11,7 @@ function group(n: number, endpoints: string[]): NftGroup {
   const slots = Array.from({ length: 64 }, (_, i) => endpoints[i % endpoints.length]!);
   return {
     key: `default/svc-${n}`,
-    ports: [{ clusterIP: `10.96.1.${n}`, protocol: 'tcp', port: 80, name: `default/derived-svc-${n}:http`, affinity: false, slots: endpoints.length ? slots : [], localIPs: [] }],
+    ports: [{ clusterIP: `10.96.1.${n}`, protocol: 'tcp', port: 80, name: `default/derived-svc-${n}:http`, clusterset: false, affinity: false, slots: endpoints.length ? slots : [], localIPs: [] }],
   };
 }
 

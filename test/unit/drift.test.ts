@@ -6,6 +6,8 @@ import { decodeNfMessages, type NfEvent } from '../../src/drift/nf-events.js';
 import { NfTablesMonitor, type MonitorSocket, type NfMonitorHandlers } from '../../src/drift/nf-monitor.js';
 import { EventEmitter } from 'node:events';
 import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.js';
+import type { LegacySnapshot } from '../../src/drift/legacy-tables.js';
+import { isJump, jumpMoves, specsOf, type InProcessJumps, type RuleHead } from '../../src/drift/nft-rules.js';
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
 import { pino } from 'pino';
@@ -311,7 +313,7 @@ class FakeSocket extends EventEmitter implements MonitorSocket {
   close(): void {}
 }
 
-test('monitor: a handler that throws never reaches the socket\'s native callback; it costs "events lost" instead', () => {
+test('monitor: a handler that throws never reaches the socket\'s native callback; it costs "events lost" instead', async () => {
   const socket = new FakeSocket();
   const lost: string[] = [];
   let calls = 0;
@@ -331,6 +333,9 @@ test('monitor: a handler that throws never reaches the socket\'s native callback
   assert.doesNotThrow(() => socket.emit('message', Buffer.from(GEN_DATAGRAM, 'hex')));
   assert.doesNotThrow(() => socket.emit('truncatedMessage', Buffer.alloc(0)));
   assert.doesNotThrow(() => socket.emit('error', Object.assign(new Error('recvmsg'), { code: 'ENOBUFS', syscall: 'recvmsg' })));
+  assert.equal(calls, 0, 'the native callback only queues the work');
+  // An exception escaping from here would fail this test as uncaught.
+  await new Promise((resolve) => setImmediate(resolve));
   assert.equal(calls, 1);
   assert.deepEqual(lost, [
     'handling a notification failed: handler broke',
@@ -339,4 +344,117 @@ test('monitor: a handler that throws never reaches the socket\'s native callback
     'handling a notification failed: onLost broke too',
   ]);
   monitor.stop();
+});
+
+const KUBE_HEAD: RuleHead = { handle: 5, target: 'KUBE-SERVICES', comment: 'kubernetes service portals' };
+const OURS_HEAD: RuleHead = { handle: 4, target: 'MCS-SERVICES', comment: 'clusterset-proxy service portals' };
+
+test('in-process rules: our jump is recognised by target and comment; others read as their comment and target', () => {
+  assert.ok(isJump(OURS_HEAD, JUMPS[0]!));
+  assert.ok(!isJump({ ...OURS_HEAD, comment: undefined }, JUMPS[0]!));
+  assert.ok(!isJump({ ...OURS_HEAD, target: 'MCS-POSTROUTING' }, JUMPS[0]!));
+  assert.deepEqual(specsOf('nat', 'PREROUTING', [KUBE_HEAD, OURS_HEAD, { handle: 9, target: 'DNAT' }, { handle: 10 }], JUMPS), [KUBE, OURS, '-j DNAT', '-j (rule 10)']);
+  // The same target and comment in filter FORWARD is that chain's jump (with its conntrack match).
+  const forward = JUMPS.find((j) => j.table === 'filter' && j.chain === 'FORWARD')!;
+  assert.deepEqual(specsOf('filter', 'FORWARD', [OURS_HEAD], JUMPS), [forward.spec]);
+  const { findings } = assessJumps(new Map([
+    [chainId('nat', 'PREROUTING'), specsOf('nat', 'PREROUTING', [KUBE_HEAD, OURS_HEAD], JUMPS)],
+    [chainId('filter', 'FORWARD'), specsOf('filter', 'FORWARD', [OURS_HEAD, KUBE_HEAD], JUMPS)],
+  ]), JUMPS);
+  assert.deepEqual(findings.map((f) => [f.chain, f.cause, f.ahead]), [['PREROUTING', 'jump_order', KUBE]]);
+});
+
+test('in-process rules: a misplaced jump moves (its changed copies dropped); a missing one cannot', () => {
+  const copy: RuleHead = { handle: 7, target: 'MCS-SERVICES' };
+  const read = new Map([[chainId('nat', 'PREROUTING'), [KUBE_HEAD, OURS_HEAD, copy, { ...OURS_HEAD, handle: 8 }]], [chainId('nat', 'OUTPUT'), [KUBE_HEAD]]]);
+  const chains = new Map([...read].map(([id, r]) => [id, specsOf('nat', id.slice('nat/'.length), r, JUMPS)]));
+  const { findings } = assessJumps(chains, JUMPS);
+  assert.deepEqual(findings.map((f) => [f.chain, f.cause]), [['PREROUTING', 'jump_order'], ['OUTPUT', 'jump_missing']]);
+  assert.deepEqual(jumpMoves(findings.slice(0, 1), read, JUMPS), [{ table: 'nat', chain: 'PREROUTING', keep: 4, drop: [7, 8] }]);
+  assert.equal(jumpMoves(findings, read, JUMPS), null);
+});
+
+test('watch: in-process, a KUBE- jump ahead of ours is moved behind with no process started, and the move is the agent\'s own', async () => {
+  const kernel = fakeKernel({});
+  const chain: RuleHead[] = [KUBE_HEAD, OURS_HEAD];
+  const moves: unknown[] = [];
+  const inProcess: InProcessJumps = {
+    portid: 3141,
+    rules: (table, name) => (table === 'nat' && name === 'PREROUTING' ? [...chain] : []),
+    moveFirst: (table, name, keep, drop) => {
+      moves.push([table, name, keep, drop]);
+      const kept = chain.find((r) => r.handle === keep)!;
+      chain.splice(0, chain.length, { ...kept, handle: 11 }, ...chain.filter((r) => r !== kept && !drop.includes(r.handle)));
+    },
+  };
+  let handlers: NfMonitorHandlers | null = null;
+  const requests: number[] = [];
+  const watch = new DriftWatch({
+    mode: 'nft', reader: kernel.reader, inProcess, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    log: silentLogger(), requestRepair: () => requests.push(1),
+    source: (h) => {
+      handlers = h;
+      return { start() {}, stop() {} };
+    },
+  });
+  watch.start();
+  handlers!.onEvents(decodeNfMessages(Buffer.concat([rule('new', 'nat', 'PREROUTING'), gen(1, 999)])));
+  assert.equal(requests.length, 1);
+  await watch.repair(async () => assert.fail('no full sync'));
+  assert.deepEqual(moves, [['nat', 'PREROUTING', 4, []]]);
+  assert.deepEqual(chain.map((r) => r.target), ['MCS-SERVICES', 'KUBE-SERVICES']);
+  assert.deepEqual(kernel.reads, [], 'nothing read through iptables');
+  assert.deepEqual(kernel.restores, [], 'nothing restored through iptables');
+  // The move's own generation, committed on the addon's port, wakes nothing.
+  handlers!.onEvents(decodeNfMessages(Buffer.concat([rule('new', 'nat', 'PREROUTING'), rule('del', 'nat', 'PREROUTING'), gen(2, 1, 'node', 3141)])));
+  assert.equal(requests.length, 1);
+  await watch.stop();
+});
+
+test('watch: legacy in-process poll finds a KUBE- jump ahead of ours and a changed or deleted MCS- chain, never our own writes', async () => {
+  const kernel = fakeKernel({});
+  // Every built-in chain holding one of our jumps, ours first.
+  const head = (spec: string): RuleHead => ({ handle: 0, target: /-j (\S+)/.exec(spec)![1]!, comment: /--comment "([^"]*)"/.exec(spec)![1]! });
+  const tables = new Map<string, { builtins: Map<string, RuleHead[]>; chains: Map<string, string> }>();
+  for (const j of JUMPS) {
+    if (!tables.has(j.table)) tables.set(j.table, { builtins: new Map(), chains: new Map() });
+    tables.get(j.table)!.builtins.set(j.chain, [head(j.spec), KUBE_HEAD]);
+  }
+  const nat = tables.get('nat')!;
+  nat.chains.set('MCS-SERVICES', 'a1').set('MCS-SVC-X', 'b1');
+  const legacy = { read: (t: string): LegacySnapshot | null => tables.get(t) ?? null };
+  const requests: number[] = [];
+  const counts = new Map<string, number>();
+  const watch = new DriftWatch({
+    mode: 'legacy', reader: kernel.reader, legacy, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    log: silentLogger(), requestRepair: () => requests.push(1), pollIntervalMs: 20,
+    metrics: { generation: () => {}, check: (t) => counts.set(t, (counts.get(t) ?? 0) + 1), detected: () => {}, repaired: () => {} },
+  });
+  watch.start();
+  const polls = async (n: number) => {
+    const until = (counts.get('poll') ?? 0) + n;
+    while ((counts.get('poll') ?? 0) < until) await new Promise((r) => setTimeout(r, 5));
+  };
+  await polls(2);
+  assert.equal(requests.length, 0, 'all in place: nothing to repair');
+  // Our own write changes a chain: its fingerprint is taken when the write ends.
+  let exit!: () => void;
+  watch.ownWrite(1, new Promise<void>((r) => (exit = r)));
+  nat.chains.set('MCS-SVC-X', 'b2');
+  exit();
+  await polls(2);
+  assert.equal(requests.length, 0, 'our own write wakes nothing');
+  nat.chains.set('MCS-SVC-X', 'b3');
+  nat.chains.delete('MCS-SERVICES');
+  nat.builtins.set('PREROUTING', [KUBE_HEAD, OURS_HEAD]);
+  await polls(1);
+  assert.ok(requests.length >= 1);
+  let fullSyncs = 0;
+  await watch.repair(async () => {
+    fullSyncs++;
+    nat.chains.set('MCS-SERVICES', 'a1');
+  });
+  assert.equal(fullSyncs, 1, 'changed chains: one full sync');
+  assert.deepEqual(kernel.reads, [], 'no process started to read');
+  await watch.stop();
 });

@@ -4,7 +4,7 @@ import { ClusterResolver, UNKNOWN_CLUSTER } from '../../src/model/clusters.js';
 import { buildGroup, type GroupContext } from '../../src/model/group.js';
 import { convertService, convertSlice, problemText, type SliceRecord } from '../../src/model/records.js';
 import { ModelStore } from '../../src/model/store.js';
-import { dispatchedSlice, endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { dispatchedSlice, endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 
 const ctx: GroupContext = { servicePrefix: 'derived-', clusters: new ClusterResolver('brazil', ['brazil', 'chile', 'chile-01']) };
 
@@ -167,4 +167,39 @@ test('an IPv6 slice refuses the endpoint addresses a proxy must not use, as for 
     '"fe80::1" is a link-local address; endpoint skipped',
     '"ff02::1" is a multicast address; endpoint skipped',
   ]);
+});
+
+test('a Service\'s load-balancer ingress IPs are checked like endpoint addresses, kept once in canonical text; hostname-only and Proxy-mode entries are skipped', () => {
+  const svc = withClustersetIPs(service('default', 'derived-a', '10.96.0.5', [{ name: 'http', port: 80 }]), ['242.1.0.5', 'FD00:242:0::5', '242.1.0.5'], [
+    { hostname: 'lb.example.com' }, { ip: '242.1.0.6', ipMode: 'Proxy' }, { ip: '127.0.0.1' }, { ip: 'fe80::1' }, { ip: '242.1.0.300' }, { ip: 5 as never }, 'junk' as never,
+  ]);
+  const { record, problems } = convertService(svc);
+  assert.deepEqual(record!.ingressIPs, ['242.1.0.5', 'fd00:242::5']);
+  assert.deepEqual(problems.map((p) => p.message), [
+    'status.loadBalancer.ingress[5].ip "127.0.0.1" is a loopback address; not served',
+    'status.loadBalancer.ingress[6].ip "fe80::1" is a link-local address; not served',
+    'status.loadBalancer.ingress[7].ip "242.1.0.300" is not a valid IP address; not served',
+    'status.loadBalancer.ingress[8].ip 5 has the wrong type: expected a string, got a number; not served',
+    'status.loadBalancer.ingress[9] "junk" has the wrong type: expected an ingress point, got a string; ignored',
+  ]);
+  assert.deepEqual(convertService({ ...svc, status: { loadBalancer: { ingress: 'x' as never } } }).problems.map((p) => p.message), [
+    'status.loadBalancer.ingress "x" has the wrong type: expected a list, got a string; ignored',
+  ]);
+  assert.deepEqual(convertService(service('default', 'b', '10.96.0.6', [])).record!.ingressIPs, []);
+});
+
+test('the derived Service\'s ingress IPs are its ClusterSet IPs; the local Service\'s and a MultiClusterService\'s are not; another family is reported', () => {
+  const store = storeWith(
+    withClustersetIPs(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]), ['242.1.0.50', 'fd00:242::50']),
+    withClustersetIPs(service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]), ['192.0.2.40']),
+    withClustersetIPs(service('default', 'web', '10.96.0.60', [{ name: 'http', port: 80 }]), ['192.0.2.60']),
+    dispatchedSlice('default', 'chile', 'web-abc', 'web', [endpoint('10.2.0.20')], [{ name: 'http', port: 8080 }]),
+  );
+  const { group, problems } = buildGroup('default/serve', store, ctx);
+  assert.deepEqual(group!.frontends[0]!.clustersetIPs, ['242.1.0.50', 'fd00:242::50']);
+  assert.deepEqual(group!.local!.clustersetIPs, []);
+  assert.deepEqual(problems.map(problemText), [
+    'Service default/derived-serve ClusterSet IP fd00:242::50 (status.loadBalancer.ingress) is not of the family of ClusterIP 10.96.0.50; not served',
+  ]);
+  assert.deepEqual(buildGroup('default/web', store, ctx).group!.frontends[0]!.clustersetIPs, []);
 });

@@ -7,9 +7,9 @@ import { silentLogger } from '../../src/log.js';
 import { explain, parseServiceArg, readKernelForExplain, renderExplain } from '../../src/ops/explain.js';
 import type { FrontendSelection } from '../../src/selection/selection.js';
 import { endpointCounts } from '../../src/ops/operations.js';
-import { serviceChainName } from '../../src/iptables/names.js';
+import { externalChainName, serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 
 const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
 const CHAIN = serviceChainName('default', 'derived-serve', 'http', 'TCP');
@@ -63,6 +63,22 @@ test('explain: the group, its ClusterIP and port, each cluster with endpoints, h
     `  -A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> chile01 10.2.0.11:8080" -j DNAT --to-destination 10.2.0.11:8080`,
     '',
   ].join('\n'));
+});
+
+test('explain names the ClusterSet IP, the MCS-EXT- chain serving it with the ClusterIP\'s selection, and its rules in the kernel', async () => {
+  const { fake, engine } = await scenario();
+  engine.upsertService(withClustersetIPs(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]), ['242.1.0.50']));
+  await engine.syncPartial();
+  const report = explain(engine, { namespace: 'default', name: 'serve' }, await readKernelForExplain(() => new IptablesDataplane(fake).readForExplain()), health);
+  const ext = externalChainName('default', 'derived-serve', 'http', 'TCP');
+  assert.deepEqual(report.services[0]!.clustersetIPs, ['242.1.0.50']);
+  assert.deepEqual(report.services[0]!.ports[0]!.clusterset, [{ ip: '242.1.0.50', handle: ext }]);
+  assert.equal(report.rules.inSync, true);
+  const text = renderExplain(report);
+  assert.match(text, /\nService default\/derived-serve: ClusterIP 10\.96\.0\.50, clusterset IP 242\.1\.0\.50\n/);
+  assert.ok(text.includes(`  port http 80/TCP -> ${CHAIN}\n    at clusterset IP 242.1.0.50:80 -> ${ext} (the same selection)\n`), text);
+  assert.ok(text.includes(`  -A MCS-SERVICES -d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j ${ext}\n`), text);
+  assert.ok(text.includes(`  -A ${ext} -j ${CHAIN}\n`), text);
 });
 
 test('explain shows drift between the plan and the kernel, and says when the kernel cannot be read', async () => {

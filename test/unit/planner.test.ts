@@ -92,6 +92,26 @@ test('a port without usable endpoints accepts in nat and rejects in filter, so c
   ]);
 });
 
+test('a ClusterSet IP dispatches through MCS-EXT-, which marks every connection for masquerade, into the port\'s one service chain', () => {
+  const base = group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]);
+  const withIPs: ServiceGroup = { ...base, frontends: [{ ...base.frontends[0]!, clustersetIPs: ['242.1.0.50', '10.96.0.50', '242.1.0.51'] }] };
+  const frag = planGroup(withIPs, activeActive).fragment;
+  const plain = planGroup(base, activeActive).fragment;
+  assert.deepEqual(frag.setRules.map((r) => r.spec), [
+    '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO',
+    '-d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
+    '-d 242.1.0.51/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
+  ]);
+  assert.deepEqual(frag.chains, [plain.chains[0], {
+    table: 'nat', name: 'MCS-EXT-KD2NDEFDA4NDLMHO',
+    rules: ['-m comment --comment "default/derived-serve:http masquerade traffic to the clusterset IP" -j MCS-MARK-MASQ', '-j MCS-SVC-KD2NDEFDA4NDLMHO'],
+  }]);
+
+  const none = planGroup({ ...withIPs, frontends: [{ ...withIPs.frontends[0]!, ports: [{ ...base.frontends[0]!.ports[0]!, endpoints: [] }] }] }, ctx).fragment;
+  assert.deepEqual(none.setRules.filter((r) => r.table === 'filter').map((r) => r.spec.split(' ')[1]), ['10.96.0.50/32', '242.1.0.50/32', '242.1.0.51/32'], 'every address of a port without endpoints is rejected');
+  assert.deepEqual(none.chains.map((c) => c.rules.at(-1)), ['-m comment --comment "default/derived-serve:http has no endpoints" -j ACCEPT', '-j MCS-SVC-KD2NDEFDA4NDLMHO']);
+});
+
 test('ClientIP affinity checks each endpoint\'s recent list before choosing, and records the choice', () => {
   const rules = planGroup(group([ep('10.2.0.1', 'chile'), ep('10.2.0.2', 'chile')], 600), { ...ctx, clusterCIDR: '' }).fragment.chains[0]!.rules;
   assert.equal(rules.length, 4);

@@ -162,4 +162,9 @@ test('UDP flows are flushed for endpoints that left a selection; TCP and kept en
   ]);
   assert.deepEqual(staleUdpFlows(frag([portal('TCP', ['10.1.0.1:53'])]), undefined), []);
   assert.equal(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53'])]), undefined).length, 1);
+  const clusterset = (endpoints: string[]): FrontendSelection => ({ ...portal('UDP', endpoints), kind: 'clusterset-ip', ip: '242.1.0.53' });
+  assert.deepEqual(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53', '10.2.0.1:53']), clusterset(['10.1.0.1:53', '10.2.0.1:53'])]), frag([portal('UDP', ['10.2.0.1:53']), clusterset(['10.2.0.1:53'])])), [
+    { clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:53' },
+    { clusterIP: '242.1.0.53', port: 53, endpoint: '10.1.0.1:53' },
+  ], 'flows to a ClusterSet IP are flushed as flows to the ClusterIP are');
 });

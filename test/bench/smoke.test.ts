@@ -4,7 +4,8 @@ import { PROFILES, runBenchmark, type Profile } from '../../bench/harness.js';
 import { describeMachine, formatResult } from '../../bench/report.js';
 
 // The harness at a tiny size, so it cannot rot: every figure is produced on
-// both backends and lands in the table. Nothing here is timed against a target.
+// both backends and lands in the table. Nothing here is timed against a target;
+// the limits only bound a hung run, with room for a heavily loaded machine.
 
 const tiny: Profile = {
   ...PROFILES.quick,
@@ -14,12 +15,12 @@ const tiny: Profile = {
   kubeProxyChanges: 2,
   burstChanges: 30,
   burstSpanMs: 200,
-  agentStartLimitMs: 30_000,
+  agentStartLimitMs: 120_000,
   churnChanges: 20,
   churnRate: 100,
 };
 
-test('the benchmark harness produces every figure on both backends', { timeout: 120_000 }, async () => {
+test('the benchmark harness produces every figure on both backends', { timeout: 600_000 }, async () => {
   const result = await runBenchmark(tiny);
   assert.deepEqual(result.backends.map((b) => b.mode), ['nft', 'legacy']);
   for (const { mode, ours, kubeProxy, agent } of result.backends) {

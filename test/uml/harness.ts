@@ -63,8 +63,10 @@ export function umlKernelRelease(): string {
   return releases[0]!;
 }
 
-const runTimeout = (opts: UmlOptions) => opts.runTimeoutMs ?? 600_000;
-const bootTimeout = (opts: UmlOptions) => opts.bootTimeoutMs ?? 60_000;
+// Bounds for a hung kernel, not targets: a shared 2-core machine under load
+// has taken 25 s to boot and several minutes for one guest suite.
+const runTimeout = (opts: UmlOptions) => opts.runTimeoutMs ?? 1_800_000;
+const bootTimeout = (opts: UmlOptions) => opts.bootTimeoutMs ?? 180_000;
 
 const quote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 

@@ -2,8 +2,9 @@
 // plan gives the desired state as values, observe reads the owned objects
 // back, diff turns the two into one transaction, apply hands it to the thin
 // executor, cleanup removes what is owned. Routes are one plan per node, not
-// per service group, so there is no per-group diff, merge or adoption: every
-// sync observes afresh and diffs the whole plan.
+// per service group, so there is no diffGroup, merge or adopt: every sync
+// observes afresh and diffs the whole plan, which also takes over what a
+// previous run left.
 
 import type { Config } from '../config/schema.js';
 import { diffRoutes, type ObservedState, type RouteOp } from './diff.js';

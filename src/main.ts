@@ -78,7 +78,7 @@ async function run(argv: readonly string[]): Promise<number> {
     const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     const result = await engine.cleanup();
     if (ipvsDataplane) await ipvsDataplane.cleanupAll();
-    const routeOperations = await cleanupRoutes(config, log);
+    const routeOperations = await cleanupRoutes(config);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
     return 0;
   }

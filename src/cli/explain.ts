@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { IptablesDataplane } from '../iptables/dataplane.js';
+import { planOnlyBackend } from '../iptables/backend.js';
+import { iptablesDataplanes } from '../iptables/families.js';
 import { FakeNftables } from '../nftables/fake.js';
 import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
@@ -51,7 +52,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   // The data plane the agent would run: it plans here (writing nothing) and reads this node's kernel.
   const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
   const nftables = mode?.mode === 'nftables';
-  const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+  const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
   const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: unknown;
@@ -65,7 +66,9 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
         client.close();
       }
     } else {
-      kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+      // Both families' tables, as the agent's data planes read them for explain.
+      const backend = await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log });
+      kernel = [await readKernelTables(backend), await readKernelTables(backend.forFamily('ipv6'))];
     }
   } catch (err) {
     kernel = `could not read the kernel's ${nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;

@@ -1,14 +1,31 @@
-import type { FrontendSelection } from '../selection/selection.js';
+import type { FrontendSelection, IPFamily } from '../selection/selection.js';
 import { MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
 import { affinityListName, portComment, serviceChainName } from './names.js';
 import type { WeightedEndpoint } from '../policy/select.js';
 import type { OwnedChain, SetRule } from './plan-types.js';
 
 export interface RuleContext {
-  /** Pod CIDR of this cluster; '' disables masquerading of outside traffic. */
+  /** Pod CIDR of this cluster in the rules' family; '' disables masquerading of outside traffic. */
   readonly clusterCIDR: string;
   readonly localCluster: string;
+  /** iptables or ip6tables rules; IPv4 when absent. */
+  readonly family?: IPFamily;
 }
+
+/** What differs between iptables and ip6tables rule text, as each -save prints it. */
+interface FamilyText {
+  /** Prefix length of one host. */
+  readonly host: string;
+  readonly reject: string;
+  /** xt_recent's mask of a whole source address. */
+  readonly mask: string;
+  readonly dnat: (ip: string, port: number) => string;
+}
+
+const FAMILY_TEXT: Readonly<Record<IPFamily, FamilyText>> = {
+  ipv4: { host: '/32', reject: 'icmp-port-unreachable', mask: '255.255.255.255', dnat: (ip, port) => `${ip}:${port}` },
+  ipv6: { host: '/128', reject: 'icmp6-port-unreachable', mask: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', dnat: (ip, port) => `[${ip}]:${port}` },
+};
 
 /** What one service port contributes: its chain and its dispatch/reject rules. */
 export interface ServicePortRules {
@@ -47,7 +64,8 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
   const base = portComment(fe.name.namespace, fe.name.service, fe.name.port);
   const chainName = frontendChain(fe);
   const proto = fe.protocol.toLowerCase();
-  const match = `-d ${fe.ip}/32 -p ${proto}`;
+  const text = FAMILY_TEXT[ctx.family ?? 'ipv4'];
+  const match = `-d ${fe.ip}${text.host} -p ${proto}`;
   const dport = `-m ${proto} --dport ${fe.port}`;
   const setRules: SetRule[] = [
     { table: 'nat', chain: SERVICES_CHAIN, spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
@@ -58,7 +76,7 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
     // ClusterIP and the filter rule below rejects the connection at once.
     setRules.push({
       table: 'filter', chain: SERVICES_CHAIN,
-      spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with icmp-port-unreachable'),
+      spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with', text.reject),
     });
     return { chain: { table: 'nat', name: chainName, rules: [rule(comment(`${base} has no endpoints`), '-j ACCEPT')] }, setRules };
   }
@@ -69,11 +87,11 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
   }
   // Hairpin: only pods of this cluster can be both client and endpoint.
   const localIPs = new Set(selected.filter((ep) => ep.cluster === ctx.localCluster).map((ep) => ep.ip));
-  for (const ip of localIPs) rules.push(rule(`-s ${ip}/32`, comment(`${base} hairpin`), '-j', MARK_MASQ_CHAIN));
+  for (const ip of localIPs) rules.push(rule(`-s ${ip}${text.host}`, comment(`${base} hairpin`), '-j', MARK_MASQ_CHAIN));
 
-  const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${ep.ip}:${ep.port}`;
+  const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${text.dnat(ep.ip, ep.port)}`;
   const epComment = (ep: WeightedEndpoint) => comment(`${base} -> ${ep.cluster} ${ep.ip}:${ep.port}`);
-  const recentOpts = '--mask 255.255.255.255 --rsource';
+  const recentOpts = `--mask ${text.mask} --rsource`;
   if (fe.affinity !== null) {
     for (const ep of selected) {
       const list = affinityListName(chainName, `${ep.ip}:${ep.port}`);

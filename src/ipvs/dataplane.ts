@@ -15,7 +15,7 @@
 // kube-proxy, masquerade, reject, the local route) are desired-state values
 // from aux.ts, rendered with the table for a dry run.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
+import { familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
 import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState, Refusal } from '../sync/dataplane.js';
 import { auxState, renderAux, type AuxFrontend, type AuxState } from './aux.js';
 import { frontendIdentity, isAgentMark, MarkAllocator, markHex } from './marks.js';
@@ -153,7 +153,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
 
   plan(selection: GroupSelection): IpvsGroup | undefined {
     if (selection.settings.mode === 'off') return undefined;
-    return { key: selection.key, frontends: selection.frontends.map((fe) => this.planFrontend(fe)) };
+    return { key: selection.key, frontends: familySelection(selection, this.family).frontends.map((fe) => this.planFrontend(fe)) };
   }
 
   private planFrontend(fe: FrontendSelection): IpvsFrontend {

@@ -24,11 +24,12 @@ export interface FrontendPort {
   readonly endpoints: readonly ClusterEndpoint[];
 }
 
-/** A Service whose ClusterIP carries the group's traffic. */
+/** A Service whose ClusterIPs carry the group's traffic. */
 export interface Frontend {
   readonly namespace: string;
   readonly name: string;
-  readonly clusterIP: string;
+  /** One ClusterIP per family the Service has: IPv4 first, then IPv6 (canonical text). Never empty. */
+  readonly clusterIPs: readonly string[];
   readonly affinitySeconds: number | null;
   readonly ports: readonly FrontendPort[];
   readonly annotations: Readonly<Record<string, string>>;
@@ -111,8 +112,10 @@ export function buildGroup(key: string, store: ModelStore, ctx: GroupContext): G
 }
 
 function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, problems: Problem[]): Frontend | null {
-  if (svc.clusterIP === null) return null; // reported when the Service was converted
-  const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.addressType === 'IPv4');
+  const clusterIPs = [svc.clusterIP, svc.clusterIPv6].filter((ip): ip is string => ip !== null);
+  if (clusterIPs.length === 0) return null; // reported when the Service was converted
+  // Endpoints of both families: selection gives each ClusterIP those of its own.
+  const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.family !== null);
   const origins = slices.map((slice) => {
     const origin = ctx.clusters.originOf(slice);
     if (origin.unknownPrefix && isKarmadaSlice(slice)) {
@@ -151,5 +154,5 @@ function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, pr
     });
     return { label, port: sp.port, protocol: sp.protocol, endpoints };
   });
-  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
+  return { namespace: svc.namespace, name: svc.name, clusterIPs, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
 }

@@ -2,6 +2,7 @@ import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
 import type { IptablesBackend } from '../iptables/backend.js';
 import { TABLES, type Table } from '../iptables/plan-types.js';
 import type { SyncEngine } from '../sync/engine.js';
+import { familyOfAddress } from '../selection/selection.js';
 import type { EndpointState } from './metrics.js';
 
 // "Where does my traffic go, and why": one service group as the model sees
@@ -119,18 +120,21 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     ...group.frontends.map((fe) => ({ fe, role: 'multi-cluster' as const })),
     ...(group.local ? [{ fe: group.local, role: 'local' as const }] : []),
   ];
-  const services = members.map(({ fe, role }): ExplainService => ({
+  // A dual-stack Service is shown once per ClusterIP, each with the endpoints of its family.
+  const services = members.flatMap(({ fe, role }) => fe.clusterIPs.map((clusterIP): ExplainService => ({
     namespace: fe.namespace,
     name: fe.name,
     role,
-    clusterIP: fe.clusterIP,
+    clusterIP,
     affinitySeconds: fe.affinitySeconds,
     ports: fe.ports.map((port): ExplainPort => {
-      const selected = selection.frontends.find((f) => f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
+      const family = familyOfAddress(clusterIP);
+      const selected = selection.frontends.find((f) => f.ip === clusterIP && f.port === port.port && f.protocol === port.protocol);
       const described = selected ? engine.plane.describe(selected) : undefined;
       const shares = described?.shares ?? new Map<string, number>();
       // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
-      const candidates = members.flatMap(({ fe: m }) => m.ports.filter((p) => p.label === port.label && p.protocol === port.protocol).flatMap((p) => p.endpoints));
+      const candidates = members.flatMap(({ fe: m }) => m.ports.filter((p) => p.label === port.label && p.protocol === port.protocol).flatMap((p) => p.endpoints))
+        .filter((ep) => familyOfAddress(ep.ip) === family);
       const clusters = [...new Set(candidates.map((ep) => ep.cluster))].sort((a, b) => (a === config.clusterName ? -1 : b === config.clusterName ? 1 : a.localeCompare(b)));
       return {
         label: port.label,
@@ -156,8 +160,9 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
         }),
       };
     }),
-  }));
-  const shown = engine.plane.explainGroup?.(selection, members.map((m) => m.fe), typeof kernel === 'string' ? null : kernel);
+  })));
+  const names = services.map((s) => ({ namespace: s.namespace, name: s.name, clusterIP: s.clusterIP }));
+  const shown = engine.plane.explainGroup?.(selection, names, typeof kernel === 'string' ? null : kernel);
   const { planned, kernel: kernelLines, inSync } = shown ?? { planned: [], kernel: null, inSync: null };
   return {
     ...base,

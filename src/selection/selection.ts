@@ -1,6 +1,7 @@
 // Selection: policy plus a health view turn a service group into one record
-// per frontend (a ClusterIP:port today): which endpoints, with which weights,
-// and why. Plain values, neutral to any kernel interface: every data plane
+// per frontend (a ClusterIP:port, per IP family): which endpoints, with which
+// weights, and why. Each family selects from its own endpoints only, so a
+// family without endpoints rejects while the other serves. Plain values, neutral to any kernel interface: every data plane
 // programs from these, and explain, metrics, conntrack cleanup and Events
 // read them. Pure: the same group, policy and health give the same records.
 
@@ -51,7 +52,12 @@ export interface SelectionContext {
   readonly health: HealthView;
 }
 
-const portKey = (p: FrontendPort) => `${p.label}/${p.protocol}`;
+const candidateKey = (family: IPFamily, p: FrontendPort) => `${family}/${p.label}/${p.protocol}`;
+
+/** The family of an address the model validated (canonical text): only IPv6 text has a colon. */
+export function familyOfAddress(ip: string): IPFamily {
+  return ip.includes(':') ? 'ipv6' : 'ipv4';
+}
 
 /** Every Service of the group: the multi-cluster ones first, the local one last (it wins annotation precedence). */
 export function groupMembers(group: ServiceGroup): Frontend[] {
@@ -74,28 +80,46 @@ export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSe
   const candidates = new Map<string, FrontendPort['endpoints'][number][]>();
   for (const fe of members) {
     for (const port of fe.ports) {
-      const list = candidates.get(portKey(port)) ?? [];
-      candidates.set(portKey(port), list.concat(port.endpoints));
+      for (const ep of port.endpoints) {
+        const key = candidateKey(familyOfAddress(ep.ip), port);
+        const list = candidates.get(key);
+        if (list) list.push(ep);
+        else candidates.set(key, [ep]);
+      }
     }
   }
   const programmed: readonly Frontend[] = settings.unifiedName && group.local ? members : group.frontends;
   const frontends: FrontendSelection[] = [];
   for (const fe of programmed) {
-    for (const port of fe.ports) {
-      const chosen = selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health);
-      frontends.push({
-        family: 'ipv4',
-        ip: fe.clusterIP,
-        port: port.port,
-        protocol: port.protocol,
-        name: { namespace: fe.namespace, service: fe.name, port: port.label },
-        affinity: fe.affinitySeconds,
-        endpoints: chosen.endpoints,
-        decision: chosen.decision,
-      });
+    for (const ip of fe.clusterIPs) {
+      const family = familyOfAddress(ip);
+      for (const port of fe.ports) {
+        const chosen = selectByPolicy(candidates.get(candidateKey(family, port)) ?? [], settings, ctx.localCluster, ctx.health);
+        frontends.push({
+          family,
+          ip,
+          port: port.port,
+          protocol: port.protocol,
+          name: { namespace: fe.namespace, service: fe.name, port: port.label },
+          affinity: fe.affinitySeconds,
+          endpoints: chosen.endpoints,
+          decision: chosen.decision,
+        });
+      }
     }
   }
   return { key: group.key, settings, decision: combine(frontends.map((f) => f.decision)), frontends, problems };
+}
+
+/**
+ * The part of a group's selection one family's data plane programs: its
+ * frontends, and the verdict over them. The group's settings and problems
+ * are shared.
+ */
+export function familySelection(selection: GroupSelection, family: IPFamily): GroupSelection {
+  if (selection.frontends.every((f) => f.family === family)) return selection;
+  const frontends = selection.frontends.filter((f) => f.family === family);
+  return { ...selection, decision: selection.decision && combine(frontends.map((f) => f.decision)), frontends };
 }
 
 /** One verdict for the group: ports that disagree make it `mixed`. */

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { staleUdpFlows } from '../../src/conntrack/stale-flows.js';
+import { deleteArgs } from '../../src/conntrack/flush.js';
 import { Hysteresis } from '../../src/health/hysteresis.js';
 import type { ClusterEndpoint, Frontend, ServiceGroup } from '../../src/model/group.js';
 import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
-import { endpointAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
+import { endpointAddresses, familySelection, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
 import { parseOrder, parseWeights, resolvePolicy, type PolicyConfig, type PolicySettings } from '../../src/policy/policy.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
@@ -83,7 +84,7 @@ test('annotations parse strictly; a malformed one is reported by name and value 
 });
 
 function frontend(name: string, clusterIP: string, endpoints: ClusterEndpoint[], annotations: Record<string, string> = {}): Frontend {
-  return { namespace: 'default', name, clusterIP, affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
+  return { namespace: 'default', name, clusterIPs: [clusterIP], affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
 }
 
 function importGroup(annotations: Record<string, string> = {}): ServiceGroup {
@@ -115,6 +116,46 @@ test('unified-name "false" leaves the local ClusterIP to kube-proxy; policy off 
   assert.equal(new IptablesDataplane(new FakeIptables('nft')).plan(off), undefined, 'a group with policy off owns no rules');
 });
 
+const LOCAL6 = [ep('fd00:1::1', 'brazil')];
+const CHILE6 = [ep('fd00:2::1', 'chile01')];
+
+function dualGroup(remote: ClusterEndpoint[], local: ClusterEndpoint[]): ServiceGroup {
+  const dual = (name: string, ips: string[], endpoints: ClusterEndpoint[]): Frontend => ({ ...frontend(name, ips[0]!, endpoints), clusterIPs: ips });
+  return {
+    key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import',
+    frontends: [dual('derived-serve', ['10.96.0.50', 'fd00:96::50'], remote)],
+    local: dual('serve', ['10.96.0.40', 'fd00:96::40'], local),
+  };
+}
+
+test('dual stack: each ClusterIP selects from the endpoints of its own family, with the same policy', () => {
+  const plan = selectGroup(dualGroup([...CHILE, ...CHILE6], [...LOCAL, ...LOCAL6]), planCtx);
+  assert.deepEqual(plan.frontends.map((f) => [f.family, f.ip, endpointAddresses(f).join(' ')]), [
+    ['ipv4', '10.96.0.50', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['ipv6', 'fd00:96::50', 'fd00:1::1:8080'],
+    ['ipv4', '10.96.0.40', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['ipv6', 'fd00:96::40', 'fd00:1::1:8080'],
+  ]);
+  const localDown = selectGroup(dualGroup([...CHILE, ...CHILE6], [...LOCAL, ...LOCAL6]), { ...planCtx, health: down('brazil') });
+  assert.deepEqual(localDown.frontends.map((f) => endpointAddresses(f).join(' ')), ['10.2.0.1:8080', 'fd00:2::1:8080', '10.2.0.1:8080', 'fd00:2::1:8080']);
+});
+
+test('dual stack: a family without endpoints rejects on its ClusterIPs only; each family\'s selection has its verdict', () => {
+  const plan = selectGroup(dualGroup(CHILE, LOCAL), planCtx);
+  assert.deepEqual(plan.frontends.map((f) => [f.ip, f.decision.target, f.endpoints.length]), [
+    ['10.96.0.50', 'local', 2], ['fd00:96::50', 'none', 0], ['10.96.0.40', 'local', 2], ['fd00:96::40', 'none', 0],
+  ]);
+  assert.equal(plan.decision!.target, 'mixed');
+  const v4 = familySelection(plan, 'ipv4');
+  const v6 = familySelection(plan, 'ipv6');
+  assert.deepEqual(v4.frontends.map((f) => f.ip), ['10.96.0.50', '10.96.0.40']);
+  assert.deepEqual([v4.decision!.target, v6.decision!.target], ['local', 'none']);
+  assert.deepEqual(v6.frontends.map((f) => f.ip), ['fd00:96::50', 'fd00:96::40']);
+  const single = selectGroup(importGroup(), planCtx);
+  assert.equal(familySelection(single, 'ipv4'), single, 'a single-stack selection is its family\'s selection as it is');
+  assert.deepEqual(familySelection(single, 'ipv6').frontends, []);
+});
+
 test('hysteresis: unhealthy after N failures in a row, healthy after M successes in a row, no flapping', () => {
   const h = new Hysteresis({ unhealthy: 3, healthy: 2 });
   assert.deepEqual(['x', 'x'].map(() => h.record('c', false)), [null, null]);
@@ -138,4 +179,11 @@ test('UDP flows are flushed for endpoints that left a selection; TCP and kept en
   ]);
   assert.deepEqual(staleUdpFlows(frag([portal('TCP', ['10.1.0.1:53'])]), undefined), []);
   assert.equal(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53'])]), undefined).length, 1);
+});
+
+test('conntrack cleanup names the family of an IPv6 flow, and splits the endpoint at its last colon', () => {
+  assert.deepEqual(deleteArgs({ clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:5353' }),
+    ['-D', '-p', 'udp', '--orig-dst', '10.96.0.53', '--orig-port-dst', '53', '--dst-nat', '10.1.0.1']);
+  assert.deepEqual(deleteArgs({ clusterIP: 'fd00:96::53', port: 53, endpoint: 'fd00:1::1:5353' }),
+    ['-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00:96::53', '--orig-port-dst', '53', '--dst-nat', 'fd00:1::1']);
 });

@@ -3,8 +3,8 @@
 // iptables-restore --noflush payload (diff, render) and is restored batch by
 // batch (apply). Its fake is the same class over FakeIptables.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
+import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
+import { clusterCIDROf, type ApplyOutcome, type ApplyStats, type Dataplane, type DataplaneSettings, type FrontendDescription, type GroupText, type KernelState, type Refusal, type ServiceName } from '../sync/dataplane.js';
 import { iptablesGroupText } from './explain-text.js';
 import { RestoreError, type IptablesBackend } from './backend.js';
 import { diffFragment, diffPlans, TEARDOWN_KEY } from './diff.js';
@@ -32,24 +32,34 @@ function tx(units: readonly UnitChange[]): IptablesTransaction {
 
 const NO_SETTINGS: DataplaneSettings = { clusterCIDR: '', localCluster: '', masqueradeBit: 14, maxChainsPerRestore: Infinity };
 
+/**
+ * One family's tables: iptables for IPv4, ip6tables for IPv6 (the backend's
+ * family). It plans only its family's frontends of each selection.
+ */
 export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, IptablesTransaction> {
-  readonly family: IPFamily = 'ipv4';
+  readonly family: IPFamily;
   private settings: DataplaneSettings = NO_SETTINGS;
 
   constructor(private readonly backend: IptablesBackend, settings?: DataplaneSettings) {
+    this.family = backend.family ?? 'ipv4';
     if (settings) this.settings = settings;
   }
 
   get name(): string {
-    return `iptables-${this.backend.mode}`;
+    return `${this.family === 'ipv6' ? 'ip6tables' : 'iptables'}-${this.backend.mode}`;
   }
 
   configure(settings: DataplaneSettings): void {
     this.settings = settings;
   }
 
+  /** What the rules of this family are planned with. */
+  private get ruleContext() {
+    return { clusterCIDR: clusterCIDROf(this.settings, this.family), localCluster: this.settings.localCluster, family: this.family };
+  }
+
   plan(selection: GroupSelection): Fragment | undefined {
-    return selection.settings.mode === 'off' ? undefined : planFragment(selection, this.settings);
+    return selection.settings.mode === 'off' ? undefined : planFragment(familySelection(selection, this.family), this.ruleContext);
   }
 
   private assemble(desired: ReadonlyMap<string, Fragment>): Plan {
@@ -185,7 +195,8 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
 
   /** The group's chains and rules as iptables-save prints them; `kernel` is iptables-save text per table. */
   explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
-    return iptablesGroupText(selection, services, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.settings);
+    const own = services.filter((s) => familyOfAddress(s.clusterIP) === this.family);
+    return iptablesGroupText(familySelection(selection, this.family), own, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.ruleContext);
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {

@@ -13,6 +13,7 @@
 // Both commit table by table: a failure leaves its table as it was, while the
 // tables COMMITted earlier in the payload stay applied.
 
+import type { IPFamily } from '../selection/selection.js';
 import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
 import {
   BUILTIN_CHAINS,
@@ -55,7 +56,8 @@ export class FakeIptables implements IptablesBackend {
   readonly history: RestoreRecord[] = [];
   private readonly tables = new Map<KnownTable, TableState>();
 
-  constructor(readonly mode: BackendMode = 'nft') {
+  /** `family` only tells the data plane over it which rules to plan; the fake's semantics are the same for both. */
+  constructor(readonly mode: BackendMode = 'nft', readonly family: IPFamily = 'ipv4') {
     for (const table of Object.keys(BUILTIN_CHAINS) as KnownTable[]) {
       this.tables.set(table, stateOf(table, new Map()));
     }

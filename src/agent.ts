@@ -200,7 +200,9 @@ export class Agent {
   private appliedDispatch(): Map<string, string[]> {
     const out = new Map<string, string[]>();
     for (const key of this.engine.groupKeys()) {
-      const f = this.engine.appliedState(key) as Fragment | undefined;
+      // The watch reads the IPv4 tables; a dual-stack node keeps one state per family, IPv4 first.
+      const state = this.engine.appliedState(key);
+      const f = (Array.isArray(state) ? state[0] : state) as Fragment | undefined;
       for (const r of f?.setRules ?? []) {
         const id = `${r.table}/${r.chain}`;
         const list = out.get(id) ?? [];

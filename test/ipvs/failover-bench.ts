@@ -1,7 +1,8 @@
 // Local -> remote failover and back under a steady stream of requests, the
 // agent binary in IPVS mode and in iptables mode (iptables-legacy) side by
 // side in the same kernel, run inside UML:
-//   npm run test:uml -- --mem 1024 --exec node dist/test/ipvs/failover-bench.js [rounds]
+//   npm run bench:ipvs-failover -- [rounds]
+// (that is `npm run test:uml -- --mem 1024 --exec node dist/test/ipvs/failover-bench.js [rounds]`).
 // Per mode and round: requests made and failed, and the host time from the
 // slice update to the first answer from the other cluster (UML makes every
 // system call of the agent, its tools and the client far slower than a native
@@ -32,8 +33,8 @@ for (const mode of ['ipvs', 'iptables'] as const) {
   lines.push(row(mode, await streamFailover(mode, opts)));
 }
 process.stdout.write([
-  `failover under a steady stream, ${new Date().toISOString().slice(0, 10)}, in UML on ${cpus().length} × ${cpus()[0]?.model.trim()}, node ${process.version}`,
-  `command: npm run test:uml -- --mem 1024 --exec node dist/test/ipvs/failover-bench.js ${rounds}`,
+  `failover under a steady stream, ${new Date().toISOString().slice(0, 10)}, in UML (${cpus().length} guest CPU), node ${process.version}`,
+  `command: npm run bench:ipvs-failover -- ${rounds}`,
   `stream: ${opts.concurrency} clients, a new connection every ${opts.intervalMs} ms each at most, ${opts.timeoutMs} ms timeout per request`,
   '',
   '| data plane | rounds | requests | failed | to remote p50 (ms) | back to local p50 (ms) |',

@@ -3,7 +3,7 @@
 // their elements), and the whole table as `nft list table` shows it, for
 // --dry-run and explain.
 
-import { commentText, FAMILY, priorityText, TABLE, type ChainSpec, type SetSpec, type Skeleton } from './layout.js';
+import { commentText, priorityText, TABLE, type ChainSpec, type SetSpec, type Skeleton } from './layout.js';
 import type { Element } from './plan.js';
 
 const q = (text: string) => `"${commentText(text)}"`;
@@ -31,18 +31,19 @@ function chainLines(c: ChainSpec, withRules: boolean): string[] {
 
 /** What `nft -f` applies to write or repair the skeleton; existing elements stay. */
 export function renderSkeletonScript(s: Skeleton): string {
-  const lines = [`table ${FAMILY} ${TABLE} {`, `\tcomment ${q(s.comment)}`];
+  const family = s.family.name;
+  const lines = [`table ${family} ${TABLE} {`, `\tcomment ${q(s.comment)}`];
   for (const set of s.sets) lines.push(...setLines(set, null));
   for (const c of s.chains) lines.push(...chainLines(c, false));
   lines.push('}');
-  for (const c of s.chains) lines.push(`flush chain ${FAMILY} ${TABLE} ${c.name}`);
-  lines.push(`table ${FAMILY} ${TABLE} {`);
+  for (const c of s.chains) lines.push(`flush chain ${family} ${TABLE} ${c.name}`);
+  lines.push(`table ${family} ${TABLE} {`);
   for (const c of s.chains) lines.push(`\tchain ${c.name} {`, ...c.rules.map((r) => `\t\t${r}`), '\t}');
   lines.push('}');
   return lines.join('\n') + '\n';
 }
 
-/** The table as `nft list table ip clusterset-proxy` prints it, elements sorted. */
+/** The table as `nft list table ip|ip6 clusterset-proxy` prints it, elements sorted. */
 export function renderTable(s: Skeleton, elements: Iterable<Element>): string {
   const bySet = new Map<string, Element[]>();
   for (const e of elements) {
@@ -53,7 +54,7 @@ export function renderTable(s: Skeleton, elements: Iterable<Element>): string {
   const blocks: string[][] = [];
   for (const set of s.sets) blocks.push(setLines(set, (bySet.get(set.name) ?? []).sort(compareElements)));
   for (const c of s.chains) blocks.push(chainLines(c, true));
-  return [`table ${FAMILY} ${TABLE} {`, `\tcomment ${q(s.comment)}`, blocks.map((b) => b.join('\n')).join('\n\n'), '}'].join('\n') + '\n';
+  return [`table ${s.family.name} ${TABLE} {`, `\tcomment ${q(s.comment)}`, blocks.map((b) => b.join('\n')).join('\n\n'), '}'].join('\n') + '\n';
 }
 
 const NUMERIC = new Intl.Collator('en', { numeric: true });

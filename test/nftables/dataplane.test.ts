@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkSkeleton, diffTableByGroup, NftablesDataplane, STALE_PART } from '../../src/nftables/dataplane.js';
+import { NftablesDataplane } from '../../src/nftables/dataplane.js';
+import { checkSkeleton, diffTableByGroup, STALE_PART } from '../../src/nftables/table-diff.js';
 import { FakeNftables } from '../../src/nftables/fake.js';
-import { planSkeleton, shardOf, shardSet } from '../../src/nftables/layout.js';
+import { NFT_IPV4, planSkeleton, shardOf, shardSet } from '../../src/nftables/layout.js';
 import type { NftGroup } from '../../src/nftables/plan.js';
 
 const skeleton = planSkeleton({ clusterCIDR: '10.244.0.0/16' });
@@ -119,15 +120,15 @@ test('cleanup deletes the table and nothing else; a second cleanup finds none', 
 test('a full diff by group attributes each change to its group and what nobody owns to the stale part', async () => {
   const fake = new FakeNftables();
   await new NftablesDataplane(fake).syncAll(skeleton, groups(3));
-  const same = diffTableByGroup(await fake.read(), groups(3));
+  const same = diffTableByGroup(await fake.read(), groups(3), NFT_IPV4);
   assert.deepEqual(same, []);
   const desired = new Map(groups(3));
   desired.delete('default/svc-2');
   desired.set('default/svc-1', group(1, ['10.2.1.1:8080', '10.2.1.7:8080']));
-  const parts = diffTableByGroup(await fake.read(), desired);
+  const parts = diffTableByGroup(await fake.read(), desired, NFT_IPV4);
   assert.deepEqual(parts.map((p) => p.key), ['default/svc-1', STALE_PART]);
   await fake.commit([...parts.flatMap((p) => p.ops.filter((o) => o.op.startsWith('delete'))), ...parts.flatMap((p) => p.ops.filter((o) => o.op.startsWith('add')))]);
-  assert.deepEqual(diffTableByGroup(await fake.read(), desired), []);
+  assert.deepEqual(diffTableByGroup(await fake.read(), desired, NFT_IPV4), []);
   const slots = (await fake.read())!.sets.filter((s) => s.name.startsWith('slots-')).flatMap((s) => s.elements);
   assert.equal(slots.length, 2 * 64);
   assert.equal(slots.filter((e) => e.data === '10.2.1.7 . 8080').length, 32);
@@ -141,9 +142,9 @@ test('a full diff by group deletes a slot element outside the slot range and re-
     { op: 'addElements', set, elements: [{ set, key: '10.96.1.1 . tcp . 80 . 99', data: '10.2.1.1 . 8080' }] },
     { op: 'deleteElements', set, elements: [{ set, key: '10.96.1.1 . tcp . 80 . 5' }] },
   ]);
-  const parts = diffTableByGroup(await fake.read(), groups(2));
+  const parts = diffTableByGroup(await fake.read(), groups(2), NFT_IPV4);
   assert.deepEqual(parts.map((p) => [p.key, p.ops.map((o) => o.op)]), [['default/svc-1', ['addPacked']], [STALE_PART, ['deletePacked']]]);
   const ops = parts.flatMap((p) => p.ops);
   await fake.commit([...ops.filter((o) => o.op.startsWith('delete')), ...ops.filter((o) => o.op.startsWith('add'))]);
-  assert.deepEqual(diffTableByGroup(await fake.read(), groups(2)), []);
+  assert.deepEqual(diffTableByGroup(await fake.read(), groups(2), NFT_IPV4), []);
 });

@@ -1,4 +1,5 @@
-// The agent's own nf_tables table: a fixed skeleton of base chains and rules,
+// The agent's own nf_tables tables, `ip` and `ip6` clusterset-proxy, alike
+// but for the address type: a fixed skeleton of base chains and rules,
 // written once, that dispatches through maps. Everything that changes with
 // Services and endpoints lives in the maps' elements, so an endpoint change
 // is an element update that never makes the kernel re-validate the ruleset.

@@ -154,7 +154,7 @@ function rows(column: Buffer, indexes: readonly number[], width: number): Buffer
 }
 
 /** A slot map's elements as bytes: as read, or encoded from text (the fake's). */
-export function packedOf(s: ObservedSet, family: NftFamily): Packed {
+function packedOf(s: ObservedSet, family: NftFamily): Packed {
   if (s.packed) return s.packed;
   const spec = family.setByName.get(s.name as SetName)!;
   const els = s.elements;
@@ -168,7 +168,7 @@ export function packedOf(s: ObservedSet, family: NftFamily): Packed {
 }
 
 /** The sets outside the slot maps, compared element by element. */
-export const SHARED_SETS = SET_NAMES.filter((n) => !n.startsWith('slots-'));
+const SHARED_SETS = SET_NAMES.filter((n) => !n.startsWith('slots-'));
 
 /** A batch as operations: deletions first, then additions, grouped by set. */
 export function toOps(batch: ElementBatch): NftOp[] {

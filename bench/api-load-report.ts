@@ -8,7 +8,7 @@ import type { ApiLoadResult, Received } from './api-load.js';
 export const NODE_COUNTS = [100, 1000, 5000] as const;
 
 const bytes = (v: number) => (v >= 2 ** 30 ? `${(v / 2 ** 30).toFixed(2)} GB` : v >= 2 ** 20 ? `${(v / 2 ** 20).toFixed(1)} MB` : v >= 1024 ? `${(v / 1024).toFixed(0)} KB` : `${Math.round(v)} B`);
-const count = (v: number) => Math.round(v).toLocaleString('en');
+const count = (v: number) => (v > 0 && v < 10 && !Number.isInteger(v) ? v.toFixed(1) : Math.round(v).toLocaleString('en'));
 const ratio = (a: number, b: number) => (b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
 
 export function formatApiLoad(r: ApiLoadResult, command: string, at: Date): string {

@@ -108,7 +108,7 @@ export async function measureApiLoad(profile: ClusterProfile = DEFAULT_PROFILE):
 
     // The agent: its Service and EndpointSlice watches and the route half's gateway Nodes.
     const agentKc = kubeConfigAs(api.url, 'agent');
-    const agentWatches: ClusterWatches = startClusterWatches(agentKc, { services: count('agent'), endpointSlices: count('agent') }, log);
+    const agentWatches: ClusterWatches = startClusterWatches(agentKc, { services: count('agent'), endpointSlices: count('agent') }, log, { servicePrefix: DEFAULT_CONFIG.servicePrefix });
     stops.push(() => agentWatches.stop());
     const gateways = informer(agentKc, gatewayNodes(DEFAULT_CONFIG), count('agent'));
     stops.push(() => gateways.stop());
@@ -126,9 +126,13 @@ export async function measureApiLoad(profile: ClusterProfile = DEFAULT_PROFILE):
     for (const i of everything) stops.push(() => i.stop());
 
     await Promise.all([agentWatches.whenSynced(), gateways.whenSynced(), ...kubeProxy.map((i) => i.whenSynced()), ...everything.map((i) => i.whenSynced())]);
-    // An informer is synced as it asks for its watch: the churn starts once every watch is open.
-    const watches = 3 + kubeProxy.length + everything.length;
-    await waitFor(() => api.openWatches === watches, 'every watch to open', { timeoutMs: 120_000, intervalMs: 20 });
+    // An informer is synced as it asks for its watch: the churn starts once each collection listed is watched.
+    await waitFor(() => {
+      const key = (r: RequestRecord) => `${r.authorization} ${r.path}${selectorText(r)}`;
+      const listed = new Set(api.requests.filter((r) => r.verb === 'list').map(key));
+      const watched = new Set(api.requests.filter((r) => r.verb === 'watch').map(key));
+      return [...listed].every((k) => watched.has(k)) && api.openWatches === watched.size;
+    }, 'every watch to open', { timeoutMs: 120_000, intervalMs: 20 });
     const before = tally(api.requests);
 
     for (const change of cluster.churn()) api.apply(change);

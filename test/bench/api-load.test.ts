@@ -27,6 +27,9 @@ test('the API load bench counts what each watcher receives', { timeout: 300_000 
   assert.equal(r.agent.byResource.nodes!.objects, 0.4, 'the agent receives the 2 gateway Nodes once in 5 minutes each');
   // Groups: derived and local Services, 3 imported and 1 local slice; headless Services carry no headless label, their slices do.
   assert.equal(r.kubeProxy.list.objects, 4 * (2 + 3 + 1) + 40 * 2 + 10 + 1, 'kube-proxy lists the groups\' and the ordinary Services and slices, headless Services and its Node');
+  const agentSlices = r.agent.byResource['endpointslices.discovery.k8s.io']!.objects;
+  assert.ok(agentSlices >= 6 + 6 && agentSlices < slices, `the agent receives every imported and local update, and not those of namespaces without a group (${agentSlices} of ${slices})`);
+  assert.equal(r.agent.watches, 3 + 4, 'Services, Karmada\'s slices, gateway Nodes, and the 4 namespaces holding groups');
   assert.ok(r.agent.perMinute.bytes > 0 && r.kubeProxy.perMinute.bytes > 0);
   const text = formatApiLoad(r, 'npm run bench:api-load', new Date());
   for (const n of NODE_COUNTS) assert.match(text, new RegExp(`^\\| ${n.toLocaleString('en')} \\|`, 'm'));

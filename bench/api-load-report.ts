@@ -38,7 +38,7 @@ export function formatApiLoad(r: ApiLoadResult, command: string, at: Date): stri
     '',
     'Watches as sent:',
     '',
-    ...(['agent', 'kubeProxy'] as const).map((who) => `- ${who === 'agent' ? 'agent' : 'kube-proxy'}: ${r.selectors[who].map((s) => `\`${s}\``).join(', ')}`),
+    ...(['agent', 'kubeProxy'] as const).map((who) => `- ${who === 'agent' ? 'agent' : 'kube-proxy'}: ${byNamespace(r.selectors[who]).join(', ')}`),
     '',
     '### every node',
     '',
@@ -48,4 +48,14 @@ export function formatApiLoad(r: ApiLoadResult, command: string, at: Date): stri
     '',
   ];
   return `${out.join('\n')}\n`;
+}
+
+/** Watches of the same collection in several namespaces, shown once with their count. */
+function byNamespace(paths: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const p of paths) {
+    const shape = p.replace(/\/namespaces\/[^/]+\//, '/namespaces/<ns>/');
+    counts.set(shape, (counts.get(shape) ?? 0) + 1);
+  }
+  return [...counts].map(([shape, n]) => `\`${shape}\`${shape.includes('<ns>') ? ` (${n} namespaces)` : ''}`);
 }

@@ -112,6 +112,7 @@ export class Agent {
     // A live change: planning inputs, routes, intervals, probes and log level now; the next sync is a full one.
     this.config.subscribe((next) => {
       this.engine.updateConfig(next);
+      this.watches?.setServicePrefix(next.servicePrefix);
       this.routes.updateConfig(next);
       this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
       this.prober.updateSettings(next.healthProbe, next.clusterName);
@@ -131,7 +132,7 @@ export class Agent {
     this.watches = startClusterWatches(this.opts.kubeConfig, {
       services: { onUpsert: (o) => request(this.engine.upsertService(o)), onDelete: (o) => request(this.engine.deleteService(o)) },
       endpointSlices: { onUpsert: (o) => request(this.engine.upsertSlice(o)), onDelete: (o) => request(this.engine.deleteSlice(o)) },
-    }, this.opts.log);
+    }, this.opts.log, { servicePrefix: this.config.current.servicePrefix });
     // Syncing before every list is in would delete the chains of services not yet seen.
     await this.watches.whenSynced();
     this.opts.log.info({ services: this.engine.serviceCount }, 'watches synced; starting the first full sync');

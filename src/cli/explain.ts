@@ -97,7 +97,7 @@ export async function snapshotInto(kc: KubeConfig, engine: SyncEngine, log: Logg
   const watches = startClusterWatches(kc, {
     services: { onUpsert: (o) => engine.upsertService(o), onDelete: (o) => engine.deleteService(o) },
     endpointSlices: { onUpsert: (o) => engine.upsertSlice(o), onDelete: (o) => engine.deleteSlice(o) },
-  }, log, { onFailure: deadline.onFailure });
+  }, log, { onFailure: deadline.onFailure, servicePrefix: engine.servicePrefix });
   try {
     await deadline.wait('Services and EndpointSlices', watches.whenSynced());
   } finally {

@@ -3,7 +3,7 @@ import { planOnlyBackend } from '../iptables/backend.js';
 import { iptablesDataplanes } from '../iptables/families.js';
 import { IpvsDataplane } from '../ipvs/dataplane.js';
 import { FakeIpvs } from '../ipvs/fake.js';
-import { nativeNftablesClients, nftablesDataplanes, planOnlyNftables } from '../nftables/families.js';
+import { nativeNftablesClients, planOnlyNftables, readNftablesForExplain } from '../nftables/families.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
@@ -71,7 +71,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
       // Both families' tables, as the agent's data planes read them for explain.
       const clients = await nativeNftablesClients(log);
       try {
-        kernel = await nftablesDataplanes(clients).readForExplain!();
+        kernel = await readNftablesForExplain(clients);
       } finally {
         for (const c of clients) c.close();
       }

@@ -5,7 +5,10 @@ import { familyDataplanes } from '../sync/family-dataplanes.js';
 import type { NftablesClient } from './client.js';
 import { FakeNftables } from './fake.js';
 import { NFT_IPV4, NFT_IPV6 } from './layout.js';
-import { NftablesDataplane } from './nftables-dataplane.js';
+import { NftablesDataplane, type ExplainRead } from './nftables-dataplane.js';
+
+/** The families nftables mode serves, in the order it programs and prints them. */
+const FAMILIES = [NFT_IPV4, NFT_IPV6];
 
 /** nftables mode: one data plane per family served, each over its client's table (`ip`, `ip6` clusterset-proxy). */
 export function nftablesDataplanes(clients: readonly NftablesClient[]): Dataplane {
@@ -14,7 +17,20 @@ export function nftablesDataplanes(clients: readonly NftablesClient[]): Dataplan
 
 /** Both families over fakes: the plan alone (--dry-run, offline explain). */
 export function planOnlyNftables(): Dataplane {
-  return nftablesDataplanes([new FakeNftables(NFT_IPV4), new FakeNftables(NFT_IPV6)]);
+  return nftablesDataplanes(FAMILIES.map((f) => new FakeNftables(f)));
+}
+
+/**
+ * Each family's table as explain reads it, in planOnlyNftables' order; a
+ * family the node does not serve (no client) reads as no table.
+ */
+export async function readNftablesForExplain(clients: readonly NftablesClient[]): Promise<ExplainRead[]> {
+  const reads: ExplainRead[] = [];
+  for (const family of FAMILIES) {
+    const client = clients.find((c) => c.family === family);
+    reads.push(client ? await new NftablesDataplane(client).readForExplain() : { table: null });
+  }
+  return reads;
 }
 
 /**

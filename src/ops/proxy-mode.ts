@@ -21,7 +21,7 @@ export interface ModeChoice {
 
 /** What `auto` looks at. */
 export interface KubeProxyEvidence {
-  /** `table ip kube-proxy` exists (kube-proxy's nftables mode). */
+  /** `table ip kube-proxy` or `table ip6 kube-proxy` exists (kube-proxy's nftables mode; an IPv6-only cluster has the ip6 one alone). */
   readonly nftablesTable: boolean;
   /** KUBE-* chains in iptables (either backend): kube-proxy's iptables mode. */
   readonly iptablesChains: number;
@@ -34,7 +34,7 @@ export function decideProxyMode(setting: ProxyModeSetting, evidence: () => KubeP
   switch (setting) {
     case 'ipvs':
       if (evidence().nftablesTable) {
-        throw new ProxyModeError('proxy mode ipvs is refused: kube-proxy runs in nftables mode here (its table "ip kube-proxy" exists), and it flushes every IPVS service when it starts; use nftables or iptables');
+        throw new ProxyModeError('proxy mode ipvs is refused: kube-proxy runs in nftables mode here (its table "ip kube-proxy" or "ip6 kube-proxy" exists), and it flushes every IPVS service when it starts; use nftables or iptables');
       }
       return { mode: 'ipvs', reason: 'mode ipvs is set; kube-proxy has no nftables table here' };
     case 'iptables':
@@ -42,7 +42,7 @@ export function decideProxyMode(setting: ProxyModeSetting, evidence: () => KubeP
       return { mode: setting, reason: `mode ${setting} is set` };
     case 'auto': {
       const e = evidence();
-      if (e.nftablesTable) return { mode: 'nftables', reason: 'auto: kube-proxy\'s nftables table "ip kube-proxy" is present' };
+      if (e.nftablesTable) return { mode: 'nftables', reason: 'auto: kube-proxy\'s nftables table "ip kube-proxy" or "ip6 kube-proxy" is present' };
       if (e.iptablesChains > 0) return { mode: 'iptables', reason: `auto: kube-proxy's chains are in iptables (${e.iptablesChains} KUBE- chains)` };
       return { mode: 'iptables', reason: 'auto: no kube-proxy table in nftables and no KUBE- chains in iptables; iptables, the default' };
     }
@@ -52,7 +52,7 @@ export function decideProxyMode(setting: ProxyModeSetting, evidence: () => KubeP
 export interface ProbeOptions {
   readonly netns?: string;
   readonly log: Logger;
-  /** Whether `table ip kube-proxy` exists; by default asked through the nftables addon. */
+  /** Whether `table ip kube-proxy` or `table ip6 kube-proxy` exists; by default asked through the nftables addon. */
   readonly nftablesTable?: () => Promise<boolean>;
 }
 
@@ -73,10 +73,14 @@ export async function resolveProxyMode(setting: ProxyModeSetting, options: Probe
 
 async function kubeProxyTable(netns: string | undefined): Promise<boolean> {
   const { NativeNftables } = await import('../nftables/native.js');
-  const client = new NativeNftables(netns ? { netns } : {});
-  try {
-    return client.tableExists('kube-proxy');
-  } finally {
-    client.close();
+  const { NFT_IPV4, NFT_IPV6 } = await import('../nftables/layout.js');
+  for (const family of [NFT_IPV4, NFT_IPV6]) {
+    const client = new NativeNftables({ ...(netns ? { netns } : {}), family });
+    try {
+      if (client.tableExists('kube-proxy')) return true;
+    } finally {
+      client.close();
+    }
   }
+  return false;
 }

@@ -6,10 +6,11 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
+import type { V1Service } from '@kubernetes/client-node';
+import { importedSlice, withClustersetIPs } from '../support/fixtures.js';
+import { dualStackObjects, localSlice6, v6 } from '../support/dual-stack-objects.js';
 import { Lab, zeroCounters, type AgentProcess } from '../support/lab.js';
 import { waitForLog } from '../support/agent-client.js';
-import type { V1EndpointSlice } from '@kubernetes/client-node';
 
 assert.equal(process.getuid?.(), 0, 'data-plane tests need root: run them as root (CI does)');
 
@@ -27,11 +28,6 @@ COMMIT
 COMMIT
 `;
 
-const dual = (name: string, ip4: string, ip6: string) =>
-  service('default', name, ip4, [{ name: 'http', port: 80 }], { clusterIPs: [ip4, ip6], ipFamilies: ['IPv4', 'IPv6'], ipFamilyPolicy: 'RequireDualStack' });
-const v6 = (s: V1EndpointSlice): V1EndpointSlice => ({ ...s, addressType: 'IPv6' });
-const localSlice6 = (ready = true) => v6(slice('default', 'serve-local6', 'serve', [endpoint('fd00:1::10', { ready })]));
-
 for (const backend of ['nft', 'legacy'] as const) {
   describe(`dual stack over iptables-${backend}: IPv6 ClusterIPs through ip6tables, each family selecting on its own`, () => {
     const lab = new Lab(backend);
@@ -47,17 +43,8 @@ for (const backend of ['nft', 'legacy'] as const) {
       await lab.routeServiceRange('fd00:97::/112');
       await lab.restore(FOREIGN6, 'ipv6');
       pristine6 = zeroCounters(await lab.saveAll('ipv6'));
-      lab.apply(
-        dual('serve', '10.96.0.40', 'fd00:96::40'),
-        slice('default', 'serve-local', 'serve', [endpoint('10.1.0.10')]),
-        localSlice6(),
-        // Its ClusterSet IPs, one per family, as Karmada writes them.
-        withClustersetIPs(dual('derived-serve', '10.96.0.50', 'fd00:96::50'), ['10.97.0.50', 'fd00:97::50']),
-        importedSlice('default', 'chile01', 'serve-1', 'derived-serve', [endpoint('10.2.0.10')]),
-        v6(importedSlice('default', 'chile01', 'serve-6', 'derived-serve', [endpoint('fd00:2::10')])),
-        service('default', 'derived-only6', 'fd00:96::60', [{ name: 'http', port: 80 }], { clusterIPs: ['fd00:96::60'], ipFamilies: ['IPv6'] }),
-        v6(importedSlice('default', 'chile01', 'only6-1', 'derived-only6', [endpoint('fd00:2::10')])),
-      );
+      // derived-serve with its ClusterSet IPs, one per family, as Karmada writes them.
+      lab.apply(...dualStackObjects().map((o) => (o.kind === 'Service' && o.metadata?.name === 'derived-serve' ? withClustersetIPs(o as V1Service, ['10.97.0.50', 'fd00:97::50']) : o)));
       const config = await lab.writeConfig({
         clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], minSyncInterval: '50ms',
         clusterCIDR: ['10.1.0.0/16', 'fd00:1::/48'],

@@ -10,8 +10,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1EndpointSlice } from '@kubernetes/client-node';
-import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { importedSlice } from '../support/fixtures.js';
+import { dualStackObjects, localSlice6, v6 } from '../support/dual-stack-objects.js';
 import { Lab, type AgentProcess } from '../support/lab.js';
 import { netnsExec } from '../support/netns.js';
 
@@ -39,11 +39,6 @@ const KUBE_PROXY_NFT6 = `table ip6 kube-proxy {
   }
 }
 `;
-
-const dual = (name: string, ip4: string, ip6: string) =>
-  service('default', name, ip4, [{ name: 'http', port: 80 }], { clusterIPs: [ip4, ip6], ipFamilies: ['IPv4', 'IPv6'], ipFamilyPolicy: 'RequireDualStack' });
-const v6 = (s: V1EndpointSlice): V1EndpointSlice => ({ ...s, addressType: 'IPv6' });
-const localSlice6 = (ready = true) => v6(slice('default', 'serve-local6', 'serve', [endpoint('fd00:1::10', { ready })]));
 
 describe('nftables mode, dual stack: table ip6 clusterset-proxy serves IPv6 ClusterIPs ahead of kube-proxy\'s ip6 table, each family selecting on its own', () => {
   const lab = new Lab('nft');
@@ -80,16 +75,7 @@ describe('nftables mode, dual stack: table ip6 clusterset-proxy serves IPv6 Clus
     kubeProxy6 = await nft('list', 'table', 'ip6', 'kube-proxy');
     assert.deepEqual((await lab.requests('http://[fd00:96::50]/', 2)).bodies, { 'kube-proxy': 2 }, 'kube-proxy\'s table answers before the agent runs');
     tablesBefore = await nft('list', 'tables');
-    lab.apply(
-      dual('serve', '10.96.0.40', 'fd00:96::40'),
-      slice('default', 'serve-local', 'serve', [endpoint('10.1.0.10')]),
-      localSlice6(),
-      dual('derived-serve', '10.96.0.50', 'fd00:96::50'),
-      importedSlice('default', 'chile01', 'serve-1', 'derived-serve', [endpoint('10.2.0.10')]),
-      v6(importedSlice('default', 'chile01', 'serve-6', 'derived-serve', [endpoint('fd00:2::10')])),
-      service('default', 'derived-only6', 'fd00:96::60', [{ name: 'http', port: 80 }], { clusterIPs: ['fd00:96::60'], ipFamilies: ['IPv6'] }),
-      v6(importedSlice('default', 'chile01', 'only6-1', 'derived-only6', [endpoint('fd00:2::10')])),
-    );
+    lab.apply(...dualStackObjects());
     agent = await lab.startAgent(['--config', await config(), '--proxy-mode', 'nftables']);
     await waitForTable6((t) => t.includes('fd00:96::40 . tcp . 80') && t.includes('fd00:96::60 . tcp . 80') && t.includes('fd00:1::10 . 8080'), 'the IPv6 ClusterIPs');
   });

@@ -9,7 +9,7 @@ import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
 import { decode, encode } from '../../src/nftables/codec.js';
 import { FakeNftables } from '../../src/nftables/fake.js';
-import { nftablesDataplanes, planOnlyNftables } from '../../src/nftables/families.js';
+import { nftablesDataplanes, planOnlyNftables, readNftablesForExplain } from '../../src/nftables/families.js';
 import { NFT_IPV4, NFT_IPV6, planSkeleton, shardOf, shardSet } from '../../src/nftables/layout.js';
 import { renderSkeletonScript } from '../../src/nftables/render.js';
 import { explain } from '../../src/ops/explain.js';
@@ -115,4 +115,15 @@ test('--dry-run in nftables mode prints table ip, then table ip6 under a comment
   assert.ok((await v4.read()) && (await v6.read()));
   await live.cleanup();
   assert.deepEqual([await v4.read(), await v6.read()], [null, null]);
+});
+
+test('offline explain reads table ip, then table ip6; on a node without IPv6 (no ip6 client) the ip6 table reads as absent', async () => {
+  const v4 = new FakeNftables(NFT_IPV4);
+  const engine = new SyncEngine({ config, dataplane: nftablesDataplanes([v4]), log: silentLogger() });
+  engine.upsertService(dual('derived-web', '10.96.0.5', 'fd00:96::5'));
+  await engine.syncFull();
+  const reads = await readNftablesForExplain([v4]);
+  assert.equal(reads.length, 2);
+  assert.ok(reads[0]!.table?.sets.some((s) => s.elements.some((e) => e.key === '10.96.0.5 . tcp . 80')));
+  assert.equal(reads[1]!.table, null);
 });

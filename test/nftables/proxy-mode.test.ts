@@ -49,7 +49,7 @@ test('auto follows kube-proxy: its nftables table, else its iptables chains, els
 const topology = new Topology();
 after(() => topology.teardown());
 
-test('auto reads a real kernel: an empty namespace, iptables KUBE-SERVICES, then a kube-proxy nftables table', async () => {
+test('auto reads a real kernel: an empty namespace, iptables KUBE-SERVICES, then a kube-proxy nftables table (ip6 alone, as on an IPv6-only cluster, then ip)', async () => {
   const ns = await topology.namespace('mode');
   const log = silentLogger();
   assert.equal((await resolveProxyMode('auto', { netns: ns, log })).mode, 'iptables');
@@ -57,6 +57,11 @@ test('auto reads a real kernel: an empty namespace, iptables KUBE-SERVICES, then
   const ipt = await resolveProxyMode('auto', { netns: ns, log });
   assert.equal(ipt.mode, 'iptables');
   assert.match(ipt.reason, /1 KUBE- chains/);
+  await netnsExec(ns, 'nft', ['add', 'table', 'ip6', 'kube-proxy']);
+  const nft6 = await resolveProxyMode('auto', { netns: ns, log });
+  assert.equal(nft6.mode, 'nftables');
+  assert.match(nft6.reason, /ip6 kube-proxy/);
+  await netnsExec(ns, 'nft', ['delete', 'table', 'ip6', 'kube-proxy']);
   await netnsExec(ns, 'nft', ['add', 'table', 'ip', 'kube-proxy']);
   const nft = await resolveProxyMode('auto', { netns: ns, log });
   assert.equal(nft.mode, 'nftables');

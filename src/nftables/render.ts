@@ -29,14 +29,20 @@ function chainLines(c: ChainSpec, withRules: boolean): string[] {
   return [`\tchain ${c.name} {`, ...chainHeader(c), ...(withRules ? c.rules.map((r) => `\t\t${r}`) : []), '\t}'];
 }
 
-/** What `nft -f` applies to write or repair the skeleton; existing elements stay. */
-export function renderSkeletonScript(s: Skeleton): string {
-  const lines = [`table ${FAMILY} ${TABLE} {`, `\tcomment ${q(s.comment)}`];
+/**
+ * What `nft -f` applies to write or repair the skeleton; existing elements
+ * stay. nft sets the table's flags from the script: `dormant` creates the
+ * table (or keeps it) unhooked, and a script without it wakes the table.
+ */
+export function renderSkeletonScript(s: Skeleton, dormant = false): string {
+  // Every table block of the script sets the flags, the second one too.
+  const flags = dormant ? ['\tflags dormant'] : [];
+  const lines = [`table ${FAMILY} ${TABLE} {`, ...flags, `\tcomment ${q(s.comment)}`];
   for (const set of s.sets) lines.push(...setLines(set, null));
   for (const c of s.chains) lines.push(...chainLines(c, false));
   lines.push('}');
   for (const c of s.chains) lines.push(`flush chain ${FAMILY} ${TABLE} ${c.name}`);
-  lines.push(`table ${FAMILY} ${TABLE} {`);
+  lines.push(`table ${FAMILY} ${TABLE} {`, ...flags);
   for (const c of s.chains) lines.push(`\tchain ${c.name} {`, ...c.rules.map((r) => `\t\t${r}`), '\t}');
   lines.push('}');
   return lines.join('\n') + '\n';

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "nftables_batch",
-      "sources": ["nftables_batch.c"],
+      "sources": ["nftables_batch.c", "nf_monitor.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags libnftnl libmnl)"],
       "libraries": ["<!@(pkg-config --libs libnftnl libmnl)"]
     }

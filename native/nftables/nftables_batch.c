@@ -18,6 +18,7 @@
 //   moveFirst(handle, family, table, chain, keep, drop: number[]) -> undefined
 //     one transaction: a copy of rule `keep` inserted first in its chain, `keep` and `drop` deleted;
 //     throws Error{ errno, code } (ENOENT when a rule is gone) and changes nothing
+//   monitorOpen, monitorUnref, monitorClose: the nf_tables event monitor (nf_monitor.c)
 //
 // Op (family defaults to NFPROTO_IPV4):
 //   { op: 'addTable' | 'delTable', table, flags? }
@@ -52,6 +53,8 @@
 #include <libnftnl/udata.h>
 
 #include <node_api.h>
+
+#include "nf_monitor.h"
 
 #define CHECK(env, call)                                                     \
   do {                                                                       \
@@ -1160,6 +1163,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"portid", NULL, js_portid, NULL, NULL, NULL, napi_default, NULL},
       {"chainRules", NULL, js_chain_rules, NULL, NULL, NULL, napi_default, NULL},
       {"moveFirst", NULL, js_move_first, NULL, NULL, NULL, napi_default, NULL},
+      {"monitorOpen", NULL, nf_monitor_open, NULL, NULL, NULL, napi_default, NULL},
+      {"monitorUnref", NULL, nf_monitor_unref, NULL, NULL, NULL, napi_default, NULL},
+      {"monitorClose", NULL, nf_monitor_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -137,8 +137,14 @@ export class DriftWatch {
     this.running = true;
     if (this.opts.mode === 'nft') {
       const handlers: NfMonitorHandlers = { onEvents: (events) => this.onVerdicts(this.filter.push(events)), onLost: (reason) => this.onLost(reason) };
-      this.source = (this.opts.source ?? ((h) => new NfTablesMonitor(h)))(handlers);
-      this.source.start();
+      const source = (this.opts.source ?? ((h) => new NfTablesMonitor(h)))(handlers);
+      try {
+        source.start();
+        this.source = source;
+      } catch (err) {
+        this.opts.log.error({ err: (err as Error).message }, 'drift watch: cannot read nf_tables events; changes to our jumps and chains are repaired at the next full sync only');
+        return;
+      }
     } else {
       this.noteOwnChains();
       this.schedulePoll(this.opts.pollIntervalMs ?? 1000);

@@ -5,8 +5,6 @@
 // read: the kind of object, created or deleted, family, table, chain, and for
 // NEWGEN the generation id and the committing process.
 
-/** NETLINK_NETFILTER, the netlink protocol of nfnetlink. */
-export const NETLINK_NETFILTER = 12;
 /** The multicast group of nf_tables' notifications. */
 export const NFNLGRP_NFTABLES = 7;
 

@@ -3,22 +3,27 @@
 // any nf_tables table (iptables-nft included) arrives here as its objects and
 // a closing NEWGEN. Reading costs nothing while nothing changes.
 
-import { RawNetlinkSocket } from 'netlink';
-import { decodeNfMessages, NETLINK_NETFILTER, NFNLGRP_NFTABLES, type NfEvent } from './nf-events.js';
+import { loadAddon } from '../nftables/native.js';
+import { decodeNfMessages, NFNLGRP_NFTABLES, type NfEvent } from './nf-events.js';
 
 export interface NfEventSource {
   start(): void;
   stop(): void;
 }
 
-/** What the monitor uses of the netlink package's RawNetlinkSocket, whose native callback emits these events. */
+/**
+ * What a monitor socket reports, from the event loop: the datagrams of one
+ * wake in the kernel's order; notifications dropped (ENOBUFS: the receive
+ * buffer overflowed) or truncated (EMSGSIZE); or a failure that closed it.
+ */
+export type MonitorReceiver = (kind: 'datagrams' | 'lost' | 'failed', payload: Buffer[] | string) => void;
+
 export interface MonitorSocket {
-  on(event: 'message' | 'truncatedMessage', listener: (msg: Buffer) => void): unknown;
-  on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): unknown;
-  addMembership(group: number): void;
   unref(): void;
   close(): void;
 }
+
+export type OpenMonitorSocket = (group: number, receive: MonitorReceiver) => MonitorSocket;
 
 export interface NfMonitorHandlers {
   /** The events of one datagram, in the kernel's order. */
@@ -28,31 +33,72 @@ export interface NfMonitorHandlers {
 }
 
 /**
- * Room for a burst: a rule event is about 150-300 bytes, so 8 MiB holds tens
- * of thousands of them while the event loop is busy. Past it the kernel drops
- * events and reports ENOBUFS, which onLost turns into one full check.
+ * Room for a burst: a notification takes about 1 KiB of the buffer, so 16 MiB
+ * holds a kube-proxy rewrite of a few thousand services while the event loop
+ * is busy. Past it the kernel drops events and says so, which becomes one
+ * check of our jumps.
  */
-const RECV_BUFFER = 8 * 1024 * 1024;
+const RECV_BUFFER = 16 * 1024 * 1024;
+/** A failed socket is opened again after this long (the full sync covers the gap). */
+const REOPEN_MS = 1000;
+
+/** The nftables addon's monitor (native/nftables/nf_monitor.c), which survives overflows instead of aborting. */
+export const openNativeMonitor: OpenMonitorSocket = (group, receive) => {
+  const addon = loadAddon();
+  const handle = addon.monitorOpen(group, RECV_BUFFER, receive);
+  return { unref: () => addon.monitorUnref(handle), close: () => addon.monitorClose(handle) };
+};
+
+const LOST_REASONS: Record<string, string> = { ENOBUFS: 'the receive buffer overflowed', EMSGSIZE: 'a notification was truncated' };
 
 export class NfTablesMonitor implements NfEventSource {
   private socket: MonitorSocket | null = null;
+  private running = false;
+  private reopening: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly handlers: NfMonitorHandlers,
-    private readonly open: () => MonitorSocket = () => new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: RECV_BUFFER, sendBufferSize: 4096 }),
+    private readonly open: OpenMonitorSocket = openNativeMonitor,
   ) {}
 
+  /** Throws when the socket cannot be opened (no addon, no permission): the caller decides what watches instead. */
   start(): void {
-    if (this.socket) return;
-    const socket = this.open();
+    if (this.running) return;
+    this.connect();
+    this.running = true;
+  }
+
+  private connect(): void {
     // The native callback only queues: decoding and judging run from the event loop, outside it.
-    socket.on('message', (msg) => this.enqueue(() => this.handlers.onEvents(decodeNfMessages(msg))));
-    socket.on('truncatedMessage', () => this.enqueue(() => this.handlers.onLost('a notification was truncated')));
-    socket.on('error', (err) => this.enqueue(() => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`)));
-    socket.addMembership(NFNLGRP_NFTABLES);
+    const socket = this.open(NFNLGRP_NFTABLES, (kind, payload) => {
+      if (kind === 'datagrams') {
+        for (const msg of payload as Buffer[]) this.enqueue(() => this.handlers.onEvents(decodeNfMessages(msg)));
+      } else if (kind === 'lost') {
+        this.enqueue(() => this.handlers.onLost(LOST_REASONS[payload as string] ?? `notifications lost (${String(payload)})`));
+      } else {
+        this.socket = null;
+        this.enqueue(() => this.handlers.onLost(`the monitor socket failed (${String(payload)}); opening it again`));
+        this.reopenLater();
+      }
+    });
     // The agent's other work keeps the process alive; this socket alone must not.
     socket.unref();
     this.socket = socket;
+  }
+
+  private reopenLater(): void {
+    if (this.reopening) return;
+    this.reopening = setTimeout(() => {
+      this.reopening = null;
+      if (!this.running || this.socket) return;
+      try {
+        this.connect();
+      } catch (err) {
+        this.handlers.onLost(`the monitor socket could not be opened again (${(err as Error).message})`);
+        this.reopenLater();
+      }
+    }, REOPEN_MS);
+    this.reopening.unref();
   }
 
   private queue: (() => void)[] = [];
@@ -91,8 +137,11 @@ export class NfTablesMonitor implements NfEventSource {
   }
 
   stop(): void {
+    this.running = false;
     this.socket?.close();
     this.socket = null;
+    if (this.reopening) clearTimeout(this.reopening);
+    this.reopening = null;
     if (this.draining) clearImmediate(this.draining);
     this.draining = null;
     this.queue = [];

@@ -36,6 +36,9 @@ interface Addon {
   portid(handle: unknown): number;
   chainRules(handle: unknown, family: number, table: string, chain: string): { handle: number; target?: string; comment?: string }[];
   moveFirst(handle: unknown, family: number, table: string, chain: string, keep: number, drop: number[]): void;
+  monitorOpen(group: number, rcvbuf: number, receive: (kind: 'datagrams' | 'lost' | 'failed', payload: Buffer[] | string) => void): unknown;
+  monitorUnref(handle: unknown): void;
+  monitorClose(handle: unknown): void;
 }
 
 let addon: Addon | null = null;

@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { DriftWatch } from '../../src/drift/drift-watch.js';
 import { assessJumps, chainId, fingerprint, parseListing, type ChainReader } from '../../src/drift/kernel-check.js';
 import { decodeNfMessages, type NfEvent } from '../../src/drift/nf-events.js';
-import { NfTablesMonitor, type MonitorSocket, type NfMonitorHandlers } from '../../src/drift/nf-monitor.js';
-import { EventEmitter } from 'node:events';
+import { NfTablesMonitor, type MonitorReceiver, type NfMonitorHandlers, type OpenMonitorSocket } from '../../src/drift/nf-monitor.js';
 import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.js';
 import type { LegacySnapshot } from '../../src/drift/legacy-tables.js';
 import { isJump, jumpMoves, specsOf, type InProcessJumps, type RuleHead } from '../../src/drift/nft-rules.js';
@@ -303,18 +302,21 @@ test('watch: a writer that keeps putting its rule ahead of ours is named once a 
   assert.equal(kernel.restores.length, 25);
 });
 
-/** Stands in for the netlink socket: its native receive callback calls emit() exactly like this. */
-class FakeSocket extends EventEmitter implements MonitorSocket {
-  groups: number[] = [];
-  addMembership(group: number): void {
-    this.groups.push(group);
+/** Stands in for the native monitor socket: its poll callback calls receive() exactly like this. */
+class FakeSockets {
+  readonly opened: { group: number; receive: MonitorReceiver; closed: boolean }[] = [];
+  readonly open: OpenMonitorSocket = (group, receive) => {
+    const socket = { group, receive, closed: false };
+    this.opened.push(socket);
+    return { unref: () => {}, close: () => { socket.closed = true; } };
+  };
+  get last() {
+    return this.opened[this.opened.length - 1]!;
   }
-  unref(): void {}
-  close(): void {}
 }
 
 test('monitor: a handler that throws never reaches the socket\'s native callback; it costs "events lost" instead', async () => {
-  const socket = new FakeSocket();
+  const sockets = new FakeSockets();
   const lost: string[] = [];
   let calls = 0;
   const monitor = new NfTablesMonitor({
@@ -326,13 +328,13 @@ test('monitor: a handler that throws never reaches the socket\'s native callback
       lost.push(reason);
       if (reason.startsWith('the receive buffer')) throw new Error('onLost broke too');
     },
-  }, () => socket);
+  }, sockets.open);
   monitor.start();
-  assert.deepEqual(socket.groups, [7]);
-  // What the native callback runs for a datagram, a truncated one and a socket error.
-  assert.doesNotThrow(() => socket.emit('message', Buffer.from(GEN_DATAGRAM, 'hex')));
-  assert.doesNotThrow(() => socket.emit('truncatedMessage', Buffer.alloc(0)));
-  assert.doesNotThrow(() => socket.emit('error', Object.assign(new Error('recvmsg'), { code: 'ENOBUFS', syscall: 'recvmsg' })));
+  assert.equal(sockets.last.group, 7);
+  // What the native callback runs for a wake's datagrams, a truncated one and dropped ones.
+  assert.doesNotThrow(() => sockets.last.receive('datagrams', [Buffer.from(GEN_DATAGRAM, 'hex')]));
+  assert.doesNotThrow(() => sockets.last.receive('lost', 'EMSGSIZE'));
+  assert.doesNotThrow(() => sockets.last.receive('lost', 'ENOBUFS'));
   assert.equal(calls, 0, 'the native callback only queues the work');
   // An exception escaping from here would fail this test as uncaught.
   await new Promise((resolve) => setImmediate(resolve));
@@ -344,6 +346,28 @@ test('monitor: a handler that throws never reaches the socket\'s native callback
     'handling a notification failed: onLost broke too',
   ]);
   monitor.stop();
+  assert.ok(sockets.last.closed);
+});
+
+test('monitor: a failed socket is reported as events lost and opened again; a stopped monitor opens nothing', async () => {
+  const sockets = new FakeSockets();
+  const lost: string[] = [];
+  const seen: number[] = [];
+  const monitor = new NfTablesMonitor({ onEvents: (events) => seen.push(events.length), onLost: (reason) => lost.push(reason) }, sockets.open);
+  monitor.start();
+  sockets.last.receive('failed', 'ECONNRESET');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(lost, ['the monitor socket failed (ECONNRESET); opening it again']);
+  const deadline = Date.now() + 30_000;
+  while (sockets.opened.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(sockets.opened.length, 2, 'a second socket is opened');
+  sockets.last.receive('datagrams', [Buffer.from(GEN_DATAGRAM, 'hex')]);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(seen.length, 1, 'the new socket delivers');
+  sockets.last.receive('failed', 'ECONNRESET');
+  monitor.stop();
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(sockets.opened.length, 2, 'nothing reopens after stop');
 });
 
 const KUBE_HEAD: RuleHead = { handle: 5, target: 'KUBE-SERVICES', comment: 'kubernetes service portals' };

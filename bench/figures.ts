@@ -97,7 +97,7 @@ export async function measureOurs(workload: Workload, mode: BackendMode, opts: O
     watches = startClusterWatches(kubeConfigFor(api.url), {
       services: { onUpsert: (o) => request(engine.upsertService(o)), onDelete: (o) => request(engine.deleteService(o)) },
       endpointSlices: { onUpsert: (o) => request(engine.upsertSlice(o)), onDelete: (o) => request(engine.deleteSlice(o)) },
-    }, silentLogger());
+    }, silentLogger(), { servicePrefix: config.servicePrefix });
     await watches.whenSynced();
     const ingestMs = performance.now() - ingestStarted;
 

@@ -4,10 +4,15 @@
 // The nftables data plane against this kernel, side by side with iptables
 // mode (nft backend) in the same run, each size in a network namespace of its
 // own. N Services × 10 endpoints over 3 clusters (the bench workload).
+// Both modes run the agent's SyncEngine over their Dataplane (nftables:
+// NftablesDataplane over the addon; iptables: IptablesDataplane over
+// iptables-nft-restore).
 //   cold start: every group planned and written, skeleton included (empty table)
 //   one change: one endpoint replaced, from the EndpointSlice entering the
-//               pipeline (model → selection → plan → diff) to the kernel's ack
+//               engine (model → selection → plan → diff) to the kernel's ack
 //   new service: a Service and its slices added (no jump, no rule: elements only)
+//   restart adoption: a new engine over the same table: one full sync that
+//               reads it back, compares, and writes nothing
 //   agent path: the same workload through the agent's SyncEngine and nftables
 //               data plane: cold start, a periodic full sync over an unchanged
 //               table (read back + compare, nothing written), and a burst of
@@ -25,76 +30,26 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { IptablesDataplane } from '../src/iptables/dataplane.js';
 import { createIptablesBackend } from '../src/iptables/exec-backend.js';
 import { silentLogger } from '../src/log.js';
-import { ClusterResolver } from '../src/model/clusters.js';
-import { buildGroup, type GroupContext } from '../src/model/group.js';
-import { convertService, convertSlice } from '../src/model/records.js';
-import { ModelStore } from '../src/model/store.js';
-import { frontendInputs } from '../test/support/frontend-inputs.js';
-import { ALL_HEALTHY } from '../src/policy/select.js';
 import { SyncEngine } from '../src/sync/engine.js';
-import { NftablesDataplane, type NftSyncResult } from '../src/nftables/dataplane.js';
-import { NftablesDataplane as AgentNftablesDataplane } from '../src/nftables/nftables-dataplane.js';
+import { NftablesDataplane } from '../src/nftables/nftables-dataplane.js';
 import { SyncRunner } from '../src/sync/runner.js';
-import { planSkeleton } from '../src/nftables/layout.js';
 import { NativeNftables } from '../src/nftables/native.js';
-import { planNftGroup, type NftGroup } from '../src/nftables/plan.js';
 import { cleanupStale, netnsExec, startHttpServer, Topology } from '../test/support/netns.js';
 import { percentile, spread, type Spread } from './stats.js';
-import { changeTarget, CLUSTER_CIDR, Workload } from './workload.js';
+import { changeTarget, Workload } from './workload.js';
 import { describeMachine } from './report.js';
 
-/** API objects → groups → nftables state, as the agent's pipeline does it. */
-class NftPipeline {
-  private readonly store: ModelStore;
-  private readonly groupCtx: GroupContext;
-  private readonly config;
-
-  constructor(workload: Workload, readonly dataplane: NftablesDataplane) {
-    this.config = workload.config();
-    this.store = new ModelStore(this.config.servicePrefix);
-    this.groupCtx = { servicePrefix: this.config.servicePrefix, clusters: new ClusterResolver(this.config.clusterName, this.config.clusters.map((c) => c.name)) };
-  }
-
-  ingest(obj: V1Service | V1EndpointSlice): string[] {
-    if (!('addressType' in obj)) return this.store.upsertService(convertService(obj as V1Service).record!);
-    const { record } = convertSlice(obj as V1EndpointSlice);
-    return this.store.upsertSlice(record!);
-  }
-
-  plan(keys: Iterable<string>): Map<string, NftGroup | null> {
-    const out = new Map<string, NftGroup | null>();
-    for (const key of keys) {
-      const { group } = buildGroup(key, this.store, this.groupCtx);
-      if (!group) {
-        out.set(key, null);
-        continue;
-      }
-      const frontends = frontendInputs(group, { policy: this.config.trafficPolicy, localCluster: this.config.clusterName, health: ALL_HEALTHY });
-      out.set(key, planNftGroup(key, frontends, { localCluster: this.config.clusterName }));
-    }
-    return out;
-  }
-
-  async coldStart(): Promise<NftSyncResult> {
-    const planned = this.plan(this.store.allGroupKeys());
-    const groups = new Map<string, NftGroup>();
-    for (const [k, g] of planned) if (g) groups.set(k, g);
-    return this.dataplane.syncAll(planSkeleton({ clusterCIDR: CLUSTER_CIDR }), groups);
-  }
-
-  async apply(objects: readonly (V1Service | V1EndpointSlice)[]): Promise<NftSyncResult> {
-    const keys = new Set<string>();
-    for (const o of objects) for (const k of this.ingest(o)) keys.add(k);
-    return this.dataplane.applyGroups(this.plan(keys));
+/** Services and slices into an engine. */
+function upsert(engine: SyncEngine, objects: Iterable<V1Service | V1EndpointSlice>): void {
+  for (const o of objects) {
+    if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
+    else engine.upsertService(o as V1Service);
   }
 }
 
 /** Every Service and slice of the workload into an engine. */
 function feed(engine: SyncEngine, workload: Workload): void {
-  for (const o of workload.objects()) {
-    if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
-    else engine.upsertService(o as V1Service);
-  }
+  upsert(engine, workload.objects());
 }
 
 async function slabKb(): Promise<number> {
@@ -122,13 +77,13 @@ async function measureNft(n: number, changes: number): Promise<NftFigures> {
   try {
     const ns = await topology.namespace('nft');
     const client = new NativeNftables({ netns: ns });
-    const pipeline = new NftPipeline(workload, new NftablesDataplane(client));
+    const engine = new SyncEngine({ config: workload.config(), dataplane: new NftablesDataplane(client), log: silentLogger() });
     const t0 = performance.now();
-    for (const o of workload.objects()) pipeline.ingest(o);
+    feed(engine, workload);
     const ingestMs = performance.now() - t0;
     const slabBefore = await slabKb();
     const t1 = performance.now();
-    const cold = await pipeline.coldStart();
+    const cold = await engine.syncFull();
     const coldMs = performance.now() - t1;
     const slabAfter = await slabKb();
 
@@ -137,31 +92,36 @@ async function measureNft(n: number, changes: number): Promise<NftFigures> {
     for (let i = 0; i < changes; i++) {
       const change = workload.change(changeTarget(i, n));
       const started = performance.now();
-      const r = await pipeline.apply([change.slice]);
+      engine.upsertSlice(change.slice);
+      const r = await engine.syncPartial();
       times.push(performance.now() - started);
-      elements.push(r.elements);
+      elements.push(r.chainsWritten);
     }
     // New services: a Service and its three slices, applied together.
     const added: number[] = [];
     const extra = new Workload({ n: n + 20, e: 10, c: 3 });
+    const extraObjects = (s: (typeof extra.services)[number]) => [extra.serviceObject(s), ...extra.clusters.map((_, c) => extra.sliceObject(s, c))];
     for (const s of extra.services.slice(n)) {
       const started = performance.now();
-      await pipeline.apply([extra.serviceObject(s), ...extra.clusters.map((_, c) => extra.sliceObject(s, c))]);
+      upsert(engine, extraObjects(s));
+      await engine.syncPartial();
       added.push(performance.now() - started);
     }
     // A restarted agent over the same table: one dump, compare, nothing written.
-    const again = new NftPipeline(workload, new NftablesDataplane(client));
-    for (const o of workload.objects()) again.ingest(o);
-    for (const s of extra.services.slice(n)) again.ingest(extra.serviceObject(s));
+    const again = new SyncEngine({ config: workload.config(), dataplane: new NftablesDataplane(client), log: silentLogger() });
+    // The workload holds its changed endpoints: its objects are the table's state now.
+    feed(again, workload);
+    for (const s of extra.services.slice(n)) upsert(again, extraObjects(s));
     const t2 = performance.now();
-    await again.coldStart();
+    const adopted = await again.syncFull();
     const adoptMs = performance.now() - t2;
+    if (adopted.chainsWritten !== 0) throw new Error(`restart adoption wrote ${adopted.chainsWritten} elements: the restarted engine planned another table`);
 
     client.close();
     await topology.teardown();
     const slabGone = await slabKb();
     return {
-      n, ingestMs, coldMs, coldElements: cold.elements, coldBatches: cold.batches, change: spread(times), changeElements: spread(elements),
+      n, ingestMs, coldMs, coldElements: cold.chainsWritten, coldBatches: cold.restores, change: spread(times), changeElements: spread(elements),
       newService: spread(added), adoptMs, slabMb: (slabAfter - slabBefore) / 1024, slabReleasedMb: (slabAfter - slabGone) / 1024,
     };
   } finally {
@@ -201,7 +161,7 @@ async function measureAgent(n: number, burst: number): Promise<AgentFigures> {
   try {
     const ns = await topology.namespace('nfa');
     const client = new NativeNftables({ netns: ns });
-    const engine = new SyncEngine({ config: { ...workload.config(), minSyncInterval: MIN_SYNC_INTERVAL }, dataplane: new AgentNftablesDataplane(client), log: silentLogger() });
+    const engine = new SyncEngine({ config: { ...workload.config(), minSyncInterval: MIN_SYNC_INTERVAL }, dataplane: new NftablesDataplane(client), log: silentLogger() });
     feed(engine, workload);
     let cpu = process.cpuUsage();
     let t = performance.now();
@@ -323,18 +283,12 @@ async function measurePerPacket(n: number, connections: number, rounds: number):
       const first = workload.services[0]!;
       const last = workload.services[n - 1]!;
       for (const s of [first, last]) s.endpoints.forEach((list) => list.splice(0, list.length, SERVER));
-      if (mode === 'nftables') {
-        const c = new NativeNftables({ netns: node });
-        const pipeline = new NftPipeline(workload, new NftablesDataplane(c));
-        for (const o of workload.objects()) pipeline.ingest(o);
-        await pipeline.coldStart();
-        c.close();
-      } else {
-        const backend = await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() });
-        const engine = new SyncEngine({ config: workload.config(), dataplane: new IptablesDataplane(backend), log: silentLogger() });
-        feed(engine, workload);
-        await engine.syncFull();
-      }
+      const nft = mode === 'nftables' ? new NativeNftables({ netns: node }) : null;
+      const dataplane = nft ? new NftablesDataplane(nft) : new IptablesDataplane(await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() }));
+      const engine = new SyncEngine({ config: workload.config(), dataplane, log: silentLogger() });
+      feed(engine, workload);
+      await engine.syncFull();
+      nft?.close();
       labs.push({ mode, node, client, first: first.clusterIP, last: last.clusterIP, rates: { first: [], last: [] } });
     }
     const rate = async (lab: (typeof labs)[number], which: 'first' | 'last') => {
@@ -391,7 +345,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const f of nft) {
-    lines.push(`| ${f.n.toLocaleString('en')} | nftables | ${ms(f.coldMs)} (${f.coldElements.toLocaleString('en')} elements, ${f.coldBatches} batch${f.coldBatches === 1 ? '' : 'es'}) | ${ms(f.change.p50)} | ${ms(f.change.p99)} | ${ms(f.change.max)} | ${f.changeElements.p50} | ${ms(f.newService.p50)} | ${ms(f.adoptMs)} | ${f.slabMb.toFixed(0)} MB (${f.slabReleasedMb.toFixed(0)} MB freed with the namespace) |`);
+    lines.push(`| ${f.n.toLocaleString('en')} | nftables | ${ms(f.coldMs)} (${f.coldElements.toLocaleString('en')} elements, ${f.coldBatches} commit${f.coldBatches === 1 ? "" : "s"}) | ${ms(f.change.p50)} | ${ms(f.change.p99)} | ${ms(f.change.max)} | ${f.changeElements.p50} | ${ms(f.newService.p50)} | ${ms(f.adoptMs)} | ${f.slabMb.toFixed(0)} MB (${f.slabReleasedMb.toFixed(0)} MB freed with the namespace) |`);
     const i = ipt.get(f.n);
     if (i) lines.push(`| ${f.n.toLocaleString('en')} | iptables (nft) | ${ms(i.coldMs)} | ${ms(i.change.p50)} | ${ms(i.change.p99)} | ${ms(i.change.max)} | – | – | – | ${i.slabMb.toFixed(0)} MB |`);
   }

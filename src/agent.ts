@@ -23,6 +23,7 @@ import { nativeLegacyTables, type LegacyTables } from './drift/legacy-tables.js'
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
 import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
 import type { Fragment } from './iptables/plan-types.js';
+import type { IPFamily } from './selection/selection.js';
 
 export interface AgentOptions {
   readonly config: Config;
@@ -49,8 +50,8 @@ export class Agent {
   /** Cross-cluster routes to the active gateway; status() for metrics and Events. */
   readonly routes: RouteController;
   private readonly runner: SyncRunner;
-  /** Repairs others' changes to our iptables jumps and chains between full syncs; null on a fake backend, in nftables mode (its own table) or with driftWatch off. */
-  readonly drift: DriftWatch | null;
+  /** Repair others' changes to our iptables (and ip6tables) jumps and chains between full syncs; none on a fake backend, in nftables mode (its own table) or with driftWatch off. */
+  readonly drifts: DriftWatch[];
   /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
   readonly config: RunningConfig;
   private started = false;
@@ -78,7 +79,7 @@ export class Agent {
       onSync: (r) => {
         this.logSync(r);
         // Watching starts once the first full sync has put our rules in: before, everything is "missing".
-        if (r.full) this.drift?.start();
+        if (r.full) for (const d of this.drifts) d.start();
         if (r.full) void this.releaseHeapOnce();
       },
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
@@ -86,24 +87,11 @@ export class Agent {
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
     this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine });
-    this.drift = null;
+    this.drifts = [];
     if (config.driftWatch && !opts.dataplane && opts.backend instanceof ExecIptablesBackend) {
-      const backend = opts.backend;
-      let inProcess: InProcessJumps | undefined;
-      let legacy: LegacyTables | undefined;
-      try {
-        if (backend.mode === 'nft') inProcess = nativeJumps();
-        else legacy = nativeLegacyTables(CHAIN_PREFIX);
-      } catch (err) {
-        log.warn({ err: errorText(err) }, `drift watch: the native addon is unavailable; reading the built-in chains with iptables-${backend.mode} instead`);
-      }
-      const drift = new DriftWatch({
-        mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), ...(inProcess ? { inProcess } : {}), ...(legacy ? { legacy } : {}), backend,
-        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
-        requestRepair: () => this.runner.requestRepair(),
-      });
-      backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
-      this.drift = drift;
+      // One watch per family served: ip6tables' jumps decide IPv6 traffic as iptables' decide IPv4.
+      this.drifts.push(this.driftWatch(opts.backend, 'ipv4', 0));
+      if (opts.backend6 instanceof ExecIptablesBackend) this.drifts.push(this.driftWatch(opts.backend6, 'ipv6', 1));
     }
     this.routes = new RouteController({ config, nodeName: opts.nodeName ?? hostname(), kubeConfig: opts.kubeConfig, log, onStatus: (s) => this.ops.routeStatus(s) });
     this.runner = new SyncRunner({
@@ -112,7 +100,9 @@ export class Agent {
       initialBackoff: 1000,
       maxBackoff: 60_000,
       run: (full) => (full ? this.engine.syncFull() : this.engine.syncPartial()),
-      repair: () => this.drift?.repair(() => this.engine.syncFull()) ?? Promise.resolve(),
+      repair: async () => {
+        for (const d of this.drifts) await d.repair(() => this.engine.syncFull());
+      },
       ...(opts.sweep ? { sweep: { run: () => this.sweep(opts.sweep!.run), intervalMs: opts.sweep.intervalMs } } : {}),
       onError: (err, failures, retryInMs) => {
         this.ops.syncFailed(err);
@@ -122,6 +112,7 @@ export class Agent {
     // A live change: planning inputs, routes, intervals, probes and log level now; the next sync is a full one.
     this.config.subscribe((next) => {
       this.engine.updateConfig(next);
+      this.watches?.setServicePrefix(next.servicePrefix);
       this.routes.updateConfig(next);
       this.runner.setIntervals(next.minSyncInterval, next.syncPeriod);
       this.prober.updateSettings(next.healthProbe, next.clusterName);
@@ -141,7 +132,7 @@ export class Agent {
     this.watches = startClusterWatches(this.opts.kubeConfig, {
       services: { onUpsert: (o) => request(this.engine.upsertService(o)), onDelete: (o) => request(this.engine.deleteService(o)) },
       endpointSlices: { onUpsert: (o) => request(this.engine.upsertSlice(o)), onDelete: (o) => request(this.engine.deleteSlice(o)) },
-    }, this.opts.log);
+    }, this.opts.log, { servicePrefix: this.config.current.servicePrefix });
     // Syncing before every list is in would delete the chains of services not yet seen.
     await this.watches.whenSynced();
     this.opts.log.info({ services: this.engine.serviceCount }, 'watches synced; starting the first full sync');
@@ -158,7 +149,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.watches?.stop();
     await this.prober.stop();
-    await this.drift?.stop();
+    for (const d of this.drifts) await d.stop();
     await this.runner.stop();
     await this.routes.stop();
     await this.ops.stop();
@@ -196,13 +187,33 @@ export class Agent {
     this.runner.requestFull();
   }
 
-  /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
-  private appliedDispatch(): Map<string, string[]> {
+  /** A drift watch over one family's iptables backend; `slot` is that family's place in each group's applied state. */
+  private driftWatch(backend: ExecIptablesBackend, family: IPFamily, slot: number): DriftWatch {
+    const log = this.opts.log.child({ family });
+    let inProcess: InProcessJumps | undefined;
+    let legacy: LegacyTables | undefined;
+    try {
+      if (backend.mode === 'nft') inProcess = nativeJumps(undefined, family);
+      else legacy = nativeLegacyTables(CHAIN_PREFIX, family);
+    } catch (err) {
+      log.warn({ err: errorText(err) }, `drift watch: the native addon is unavailable; reading the built-in chains with ${family === 'ipv6' ? 'ip6tables' : 'iptables'}-${backend.mode} instead`);
+    }
+    const drift = new DriftWatch({
+      mode: backend.mode, family, reader: execChainReader(backend.mode, { lockWaitSeconds: this.config.current.iptablesLockWait, family }), ...(inProcess ? { inProcess } : {}), ...(legacy ? { legacy } : {}), backend,
+      jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(slot), log, metrics: this.ops.metrics,
+      requestRepair: () => this.runner.requestRepair(),
+    });
+    backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
+    return drift;
+  }
+
+  /** One family's dispatch rules as last applied, by `table/chain`, sorted: what its drift watch expects to read back. */
+  private appliedDispatch(slot: number): Map<string, string[]> {
     const out = new Map<string, string[]>();
     for (const key of this.engine.groupKeys()) {
-      // The watch reads the IPv4 tables; a dual-stack node keeps one state per family, IPv4 first.
+      // Each group's state holds one slot per family served, IPv4 first.
       const state = this.engine.appliedState(key);
-      const f = (Array.isArray(state) ? state[0] : state) as Fragment | undefined;
+      const f = (Array.isArray(state) ? state[slot] : slot === 0 ? state : undefined) as Fragment | undefined;
       for (const r of f?.setRules ?? []) {
         const id = `${r.table}/${r.chain}`;
         const list = out.get(id) ?? [];

@@ -13,9 +13,7 @@ import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
 import { configMapRefOf, loadStartConfig } from './ops/start-config.js';
 import { SyncEngine } from './sync/engine.js';
-import { FakeNftables } from './nftables/fake.js';
-import { NativeNftables } from './nftables/native.js';
-import { NftablesDataplane } from './nftables/nftables-dataplane.js';
+import { nativeNftablesClients, nftablesDataplanes, planOnlyNftables } from './nftables/families.js';
 import { ProxyModeError, resolveProxyMode } from './ops/proxy-mode.js';
 import { IpvsDataplane } from './ipvs/dataplane.js';
 import { FakeIpvs } from './ipvs/fake.js';
@@ -62,7 +60,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone (IPVS: the table as `ipvsadm -Sn` prints it, then the rules beside it).
-    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
+    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? planOnlyNftables() : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
     const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
@@ -74,8 +72,11 @@ async function run(argv: readonly string[]): Promise<number> {
   const backend6 = !nftables && !ipvs ? await ip6tablesBeside(backend, log) : null;
   // IPVS mode: the kernel's IPVS family must resolve before anything is changed.
   const ipvsDataplane = ipvs ? await startIpvs(backend.mode) : null;
-  const kernelDataplane = (): Dataplane => ipvsDataplane ?? (nftables ? new NftablesDataplane(new NativeNftables()) : iptablesDataplanes(backend, backend6));
-  log.info({ node: nodeName, backend: backend.mode, families: backend6 ? ['ipv4', 'ipv6'] : ['ipv4'], cluster: config.clusterName }, 'clusterset-proxy starting');
+  // nftables mode: table ip clusterset-proxy, and table ip6 clusterset-proxy wherever the kernel has IPv6.
+  const nftClients = nftables ? await nativeNftablesClients(log) : null;
+  const kernelDataplane = (): Dataplane => ipvsDataplane ?? (nftClients ? nftablesDataplanes(nftClients) : iptablesDataplanes(backend, backend6));
+  const families = nftClients ? nftClients.map((c) => c.family.ipFamily) : backend6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+  log.info({ node: nodeName, backend: backend.mode, families, cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
     const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
@@ -96,7 +97,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   const running = new Agent({
     config, backend, backend6: backend6 ?? undefined,
-    ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}),
+    ...(nftClients ? { dataplane: nftablesDataplanes(nftClients) } : {}),
     ...(ipvsDataplane ? { dataplane: ipvsDataplane, sweep: { run: () => ipvsDataplane.sweep(), intervalMs: SWEEP_INTERVAL_MS } } : {}),
     kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });
   agent = running;

@@ -3,8 +3,7 @@ import { planOnlyBackend } from '../iptables/backend.js';
 import { iptablesDataplanes } from '../iptables/families.js';
 import { IpvsDataplane } from '../ipvs/dataplane.js';
 import { FakeIpvs } from '../ipvs/fake.js';
-import { FakeNftables } from '../nftables/fake.js';
-import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
+import { nativeNftablesClients, nftablesDataplanes, planOnlyNftables } from '../nftables/families.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
@@ -55,7 +54,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
   const nftables = mode?.mode === 'nftables';
   const ipvs = mode?.mode === 'ipvs';
-  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
+  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? planOnlyNftables() : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
   const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: unknown;
@@ -69,12 +68,12 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
         client.close();
       }
     } else if (nftables) {
-      const { NativeNftables } = await import('../nftables/native.js');
-      const client = new NativeNftables();
+      // Both families' tables, as the agent's data planes read them for explain.
+      const clients = await nativeNftablesClients(log);
       try {
-        kernel = await new NftablesDataplane(client).readForExplain();
+        kernel = await nftablesDataplanes(clients).readForExplain!();
       } finally {
-        client.close();
+        for (const c of clients) c.close();
       }
     } else {
       // Both families' tables, as the agent's data planes read them for explain.
@@ -98,7 +97,7 @@ export async function snapshotInto(kc: KubeConfig, engine: SyncEngine, log: Logg
   const watches = startClusterWatches(kc, {
     services: { onUpsert: (o) => engine.upsertService(o), onDelete: (o) => engine.deleteService(o) },
     endpointSlices: { onUpsert: (o) => engine.upsertSlice(o), onDelete: (o) => engine.deleteSlice(o) },
-  }, log, { onFailure: deadline.onFailure });
+  }, log, { onFailure: deadline.onFailure, servicePrefix: engine.servicePrefix });
   try {
     await deadline.wait('Services and EndpointSlices', watches.whenSynced());
   } finally {

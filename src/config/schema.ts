@@ -420,7 +420,7 @@ export const FIELDS: Fields = {
   },
   mode: {
     key: 'mode', default: 'iptables', shownDefault: 'iptables', parse: oneOf(PROXY_MODES), restart: true,
-    doc: 'Data plane. `iptables` (the default): chains and rules beside kube-proxy\'s. `nftables`: the agent\'s own `table ip clusterset-proxy`, ahead of kube-proxy in both its modes (see "nftables mode"). `auto`: nftables when kube-proxy\'s `table ip kube-proxy` exists, else iptables; the choice and why are logged; auto never picks ipvs. `ipvs`: the kernel\'s IPVS table through fwmark services (see "IPVS mode"); refused at start when kube-proxy\'s `table ip kube-proxy` exists or the kernel has no IPVS.',
+    doc: 'Data plane. `iptables` (the default): chains and rules beside kube-proxy\'s. `nftables`: the agent\'s own `table ip clusterset-proxy` (and `table ip6 clusterset-proxy`), ahead of kube-proxy in both its modes (see "nftables mode"). `auto`: nftables when kube-proxy\'s `table ip kube-proxy` exists, else iptables; the choice and why are logged; auto never picks ipvs. `ipvs`: the kernel\'s IPVS table through fwmark services (see "IPVS mode"); refused at start when kube-proxy\'s `table ip kube-proxy` exists or the kernel has no IPVS.',
   },
   iptablesBackend: {
     key: 'iptablesBackend', default: 'auto', shownDefault: 'auto', parse: oneOf(['auto', 'nft', 'legacy'] as const), restart: true,

@@ -22,6 +22,7 @@ import type { BackendMode, IptablesBackend } from '../iptables/backend.js';
 import { renderPayload } from '../iptables/render.js';
 import { errorText, type Logger } from '../log.js';
 import type { ChainRef, Jump } from '../iptables/plan-types.js';
+import type { IPFamily } from '../selection/selection.js';
 import { assessJumps, chainId, type ChainReader, type JumpCause, type JumpFinding } from './kernel-check.js';
 import { NfTablesMonitor, type NfEventSource, type NfMonitorHandlers } from './nf-monitor.js';
 import type { LegacySnapshot, LegacyTables } from './legacy-tables.js';
@@ -43,6 +44,8 @@ export interface DriftMetricsSink {
 
 export interface DriftWatchOptions {
   readonly mode: BackendMode;
+  /** The tables watched: iptables' (default) or ip6tables' (nf_tables family ip6 on nft). */
+  readonly family?: IPFamily;
   readonly reader: ChainReader;
   /**
    * nft: the built-in chains read and our jumps moved first in-process (one
@@ -122,7 +125,7 @@ export class DriftWatch {
     this.now = opts.now ?? (() => performance.now());
     const builtins = new Set(opts.jumps.map((j) => chainId(j.table, j.chain)));
     const tables = new Set<string>(opts.jumps.map((j) => j.table));
-    this.filter = new GenerationFilter({ family: 'ip', tables, builtins, prefix: opts.prefix }, (g) => this.isOwn(g.pid, g.portid));
+    this.filter = new GenerationFilter({ family: opts.family === 'ipv6' ? 'ip6' : 'ip', tables, builtins, prefix: opts.prefix }, (g) => this.isOwn(g.pid, g.portid));
     if (opts.inProcess) this.ownPort(opts.inProcess.portid);
   }
 
@@ -149,9 +152,10 @@ export class DriftWatch {
       this.noteOwnChains();
       this.schedulePoll(this.opts.pollIntervalMs ?? 1000);
     }
-    this.opts.log.info({ method: this.method }, this.method === 'events'
-      ? 'watching nf_tables events for changes to the built-in chains holding our jumps and to our MCS- chains'
-      : 'iptables-legacy announces no changes: checking the built-in chains holding our jumps and our dispatch chains every second');
+    const tool = this.opts.family === 'ipv6' ? 'ip6tables' : 'iptables';
+    this.opts.log.info({ method: this.method, family: this.opts.family ?? 'ipv4' }, this.method === 'events'
+      ? `watching nf_tables events for changes to the ${tool} built-in chains holding our jumps and to our MCS- chains`
+      : `${tool}-legacy announces no changes: checking the built-in chains holding our jumps and our dispatch chains every second`);
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,7 @@ import { observe, type TableDump } from '../iptables/observe.js';
 import { jumpTarget } from '../iptables/save-format.js';
 import { diffPlans } from '../iptables/diff.js';
 import { SKELETON_KEY, type ChainRef, type Jump, type Plan, type Table, type UnitChange } from '../iptables/plan-types.js';
+import type { IPFamily } from '../selection/selection.js';
 
 /** Reads chains' rules. */
 export interface ChainReader {
@@ -27,8 +28,8 @@ const MARK = '#clusterset-proxy-chain-end';
  * process start costs more than reading a short chain); inside `netns` when
  * set (tests, benchmarks).
  */
-export function execChainReader(mode: BackendMode, opts: { netns?: string; lockWaitSeconds?: number } = {}): ChainReader {
-  const tool = `iptables-${mode}`;
+export function execChainReader(mode: BackendMode, opts: { netns?: string; lockWaitSeconds?: number; family?: IPFamily } = {}): ChainReader {
+  const tool = `${opts.family === 'ipv6' ? 'ip6tables' : 'iptables'}-${mode}`;
   const wait = String(opts.lockWaitSeconds ?? 5);
   return {
     async read(chains) {

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addonPath } from '../nftables/native.js';
+import type { IPFamily } from '../selection/selection.js';
 import type { RuleHead } from './nft-rules.js';
 
 export interface LegacySnapshot {
@@ -23,20 +24,21 @@ export interface LegacyTables {
 }
 
 interface XtablesAddon {
-  open(netnsPath?: string): unknown;
+  open(family?: 4 | 6): unknown;
   read(handle: unknown, table: string, prefix: string): { builtins: Record<string, { target?: string; comment?: string }[]>; chains: Record<string, string> } | null;
 }
 
 const ADDON_FILE = join('native', 'xtables', 'build', 'Release', 'xtables_legacy.node');
 
-/** Over the xtables addon, in this process's network namespace; throws when it is not built. */
-export function nativeLegacyTables(prefix: string): LegacyTables {
+/** Over the xtables addon, in this process's network namespace (iptables' tables, or ip6tables' for ipv6); throws when it is not built. */
+export function nativeLegacyTables(prefix: string, family: IPFamily = 'ipv4'): LegacyTables {
   const addon = createRequire(import.meta.url)(addonPath(ADDON_FILE)) as XtablesAddon;
-  const handle = addon.open();
+  const handle = addon.open(family === 'ipv6' ? 6 : 4);
+  const names = family === 'ipv6' ? '/proc/net/ip6_tables_names' : '/proc/net/ip_tables_names';
   // Asking the kernel about a table that is not there would create it: only tables it lists are read.
   const listed = (): Set<string> => {
     try {
-      return new Set(readFileSync('/proc/net/ip_tables_names', 'utf8').split('\n').filter(Boolean));
+      return new Set(readFileSync(names, 'utf8').split('\n').filter(Boolean));
     } catch {
       return new Set();
     }

@@ -9,6 +9,7 @@
 import { loadAddon } from '../nftables/native.js';
 import { jumpTarget } from '../iptables/save-format.js';
 import type { Jump } from '../iptables/plan-types.js';
+import type { IPFamily } from '../selection/selection.js';
 import { chainId, type JumpFinding } from './kernel-check.js';
 
 /** One rule of a chain, as far as a drift check looks at it. */
@@ -28,17 +29,18 @@ export interface InProcessJumps {
   moveFirst(table: string, chain: string, keep: number, drop: readonly number[]): void;
 }
 
-/** iptables' tables live in nf_tables family ip (NFPROTO_IPV4). */
-const FAMILY_IP = 2;
+/** iptables' tables live in nf_tables family ip (NFPROTO_IPV4), ip6tables' in ip6 (NFPROTO_IPV6). */
+const NFPROTO: Record<IPFamily, number> = { ipv4: 2, ipv6: 10 };
 
 /** Over the nftables addon; throws when it is not built. Inside `netns` when set (tests, benchmarks). */
-export function nativeJumps(netns?: string): InProcessJumps {
+export function nativeJumps(netns?: string, family: IPFamily = 'ipv4'): InProcessJumps {
   const addon = loadAddon();
   const handle = addon.open(netns ? `/var/run/netns/${netns}` : undefined);
+  const nfproto = NFPROTO[family];
   return {
     portid: addon.portid(handle),
-    rules: (table, chain) => addon.chainRules(handle, FAMILY_IP, table, chain),
-    moveFirst: (table, chain, keep, drop) => addon.moveFirst(handle, FAMILY_IP, table, chain, keep, [...drop]),
+    rules: (table, chain) => addon.chainRules(handle, nfproto, table, chain),
+    moveFirst: (table, chain, keep, drop) => addon.moveFirst(handle, nfproto, table, chain, keep, [...drop]),
   };
 }
 

@@ -13,6 +13,11 @@ import { IpvsError, requestText, serviceText, type DestKey, type DestSpec, type 
 export const MAX_IN_FLIGHT = 64;
 /** A request the kernel never answers must not stall a sync forever. */
 const TIMEOUT_MS = 5000;
+/**
+ * A dump's answer grows with the table (10,000 services are about 1 MB of
+ * replies), and a slow kernel (UML at load 10) took more than 5 s for one.
+ */
+const DUMP_TIMEOUT_MS = 60_000;
 const GET_FAMILY = 3;
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
@@ -96,8 +101,12 @@ export class NetlinkIpvs implements IpvsClient {
       const family = await this.familyId();
       this.requests++;
       const header = formatGenlHeader({ cmd, version: IPVS_GENL_VERSION });
+      const timeout = flags === FlagsGet.DUMP ? DUMP_TIMEOUT_MS : TIMEOUT_MS;
       // checkError off: the package reports a refusal only as text, the errno is needed.
-      const [replies] = await this.genl.socket.request(family, [header, ...payload], { flags, timeout: TIMEOUT_MS, checkError: false });
+      const [replies] = await this.genl.socket.request(family, [header, ...payload], { flags, timeout, checkError: false }).catch((err: unknown) => {
+        // The package's timeout names no request.
+        throw err instanceof Error && err.message === 'Timeout has been reached' ? new Error(`${what}: no answer from the kernel within ${timeout} ms`, { cause: err }) : err;
+      });
       return replies.flatMap((reply) => payloadOf(reply, family, what));
     });
   }

@@ -229,6 +229,16 @@ export class ResilientInformer<T extends KubernetesObject> {
     return this.listWatch.latestResourceVersion();
   }
 
+  /** Whether the cache holds the object: it was listed or watched and not deleted since. */
+  holds(namespace: string, name: string): boolean {
+    return this.listWatch.get(name, namespace) !== undefined;
+  }
+
+  /** The cached objects (only their identity, for a spec with cacheIdentityOnly). */
+  cached(): readonly T[] {
+    return this.listWatch.list();
+  }
+
   /** Failed restarts since the last successful (re)connect; 0 while connected. */
   get reconnectAttempts(): number {
     return this.backoff.attempts;

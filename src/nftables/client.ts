@@ -2,7 +2,7 @@
 // shows. Two implementations with the same semantics: the kernel (through the
 // native addon, and `nft -f` for the skeleton's rules) and a fake.
 
-import { commentText, type ChainSpec, type Hook, type SetName, type Skeleton } from './layout.js';
+import { commentText, type ChainSpec, type Hook, type NftFamily, type SetName, type Skeleton } from './layout.js';
 import type { Element } from './plan.js';
 import type { Packed } from './packed.js';
 
@@ -51,7 +51,9 @@ export interface SkeletonOptions {
   readonly dormant?: boolean;
 }
 
+/** One family's table (`ip` or `ip6` clusterset-proxy) in one kernel. */
 export interface NftablesClient {
+  readonly family: NftFamily;
   /**
    * Makes the table, its sets and base chains exist as the skeleton says and
    * rewrites the chains' rules, atomically; elements of existing sets stay.

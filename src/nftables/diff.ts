@@ -11,8 +11,6 @@ export interface ElementBatch {
   readonly adds: readonly Element[];
 }
 
-export const EMPTY_BATCH: ElementBatch = { deletes: [], adds: [] };
-
 export function diffElements(last: ReadonlyMap<string, Element>, desired: ReadonlyMap<string, Element>): ElementBatch {
   const deletes: Element[] = [];
   const adds: Element[] = [];
@@ -31,20 +29,6 @@ export function diffElements(last: ReadonlyMap<string, Element>, desired: Readon
 export function diffGroup(last: NftGroup | undefined, desired: NftGroup | undefined): ElementBatch {
   const none = new Map<string, Element>();
   return diffElements(last ? groupElements(last) : none, desired ? groupElements(desired) : none);
-}
-
-export function mergeBatches(batches: Iterable<ElementBatch>): ElementBatch {
-  const deletes: Element[] = [];
-  const adds: Element[] = [];
-  for (const b of batches) {
-    for (const e of b.deletes) deletes.push(e);
-    for (const e of b.adds) adds.push(e);
-  }
-  return { deletes, adds };
-}
-
-export function batchSize(b: ElementBatch): number {
-  return b.deletes.length + b.adds.length;
 }
 
 /** Elements grouped by set, in the order of first appearance. */

@@ -1,12 +1,12 @@
-// What explain shows in nftables mode: a group's elements of table ip
-// clusterset-proxy, planned and as the kernel holds them. Each line is one
+// What explain shows in nftables mode: a group's elements of table ip (or
+// ip6) clusterset-proxy, planned and as the kernel holds them. Each line is one
 // element (`set key comment "namespace/name:port" : value`); a port's 64 slot
 // elements read as one line per endpoint with its slot numbers.
 
 import type { GroupText, ServiceName } from '../sync/dataplane.js';
 import type { ObservedTable } from './client.js';
 import { SEPARATOR } from './codec.js';
-import { SETS, SLOTS } from './layout.js';
+import { SET_NAMES, SLOTS } from './layout.js';
 import { groupElements, type Element, type NftGroup } from './plan.js';
 
 /** The group's planned elements and the kernel's (null: the table could not be read). */
@@ -57,7 +57,7 @@ function sameElements(a: readonly Element[], b: readonly Element[]): boolean {
   return text(a) === text(b);
 }
 
-const SET_ORDER = new Map(SETS.map((s, i) => [s.name as string, i]));
+const SET_ORDER = new Map(SET_NAMES.map((name, i) => [name as string, i]));
 
 /** Elements as lines, in the table's set order; slot elements folded per frontend and endpoint. */
 export function elementLines(elements: readonly Element[]): string[] {
@@ -75,7 +75,7 @@ export function elementLines(elements: readonly Element[]): string[] {
     if (!entry) slots.set(id, (entry = { set: e.set, frontend, data: e.data ?? '', slots: [] }));
     entry.slots.push(Number(e.key.slice(at + SEPARATOR.length)));
   }
-  const order = (set: string) => SET_ORDER.get(set) ?? (set.startsWith('slots-') ? SETS.length : SETS.length + 1);
+  const order = (set: string) => SET_ORDER.get(set) ?? (set.startsWith('slots-') ? SET_NAMES.length : SET_NAMES.length + 1);
   const lines = plain
     .sort((x, y) => order(x.set) - order(y.set) || x.set.localeCompare(y.set) || x.key.localeCompare(y.key))
     .map((e) => `${e.set} ${elementText(e)}`);

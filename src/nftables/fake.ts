@@ -1,11 +1,11 @@
 // A fake nf_tables with the kernel's semantics for what the data plane does:
-// one table, its sets and base chains, element add/delete with the kernel's
+// one family's table, its sets and base chains, element add/delete with the kernel's
 // errors (ENOENT for a missing table, set or element; EEXIST for a key that
 // exists with another value), batches that apply whole or not at all, and
 // the dormant flag (set by the skeleton script's flags, cleared by a wake).
 // The conformance suite runs the same cases against it and the kernel.
 
-import { commentText, SET_BY_NAME, type SetName, type SetSpec, type Skeleton } from './layout.js';
+import { commentText, NFT_IPV4, type NftFamily, type SetName, type SetSpec, type Skeleton } from './layout.js';
 import { decode, encode } from './codec.js';
 import type { Element } from './plan.js';
 import { NftError, type NftablesClient, type NftOp, type ObservedChain, type ObservedTable, type SkeletonOptions } from './client.js';
@@ -31,14 +31,16 @@ export class FakeNftables implements NftablesClient {
   /** Elements written by successful batches. */
   elementsWritten = 0;
 
+  constructor(readonly family: NftFamily = NFT_IPV4) {}
+
   async writeSkeleton(skeleton: Skeleton, options: SkeletonOptions = {}): Promise<void> {
     this.skeletonWrites++;
     const table: FakeTable = this.table ? cloneTable(this.table) : { chains: new Map(), sets: new Map(), dormant: false };
+    if (skeleton.family !== this.family) throw new NftError(`nft -f refused the skeleton: table ${skeleton.family.name} is not this client's family ${this.family.name}`, 'EINVAL', -1);
     // nft sets the table's flags from the script: without `flags dormant` it wakes the table.
     table.dormant = options.dormant === true;
     for (const spec of skeleton.sets) {
-      const keyLen = 4 * spec.key.length;
-      const dataLen = 4 * spec.data.length;
+      const { keyLen, dataLen } = spec;
       const have = table.sets.get(spec.name);
       // nft refuses to redeclare a set with another type: the whole script fails.
       if (have && (have.keyLen !== keyLen || have.dataLen !== dataLen)) throw new NftError(`nft -f refused the skeleton: set ${spec.name} exists with another type`, 'EEXIST', -1);
@@ -58,7 +60,7 @@ export class FakeNftables implements NftablesClient {
     let written = 0;
     ops.forEach((op, index) => {
       const fail = (code: 'ENOENT' | 'EEXIST', text: string) => {
-        throw new NftError(`nf_tables batch: ${text} (${describeOp(op)})`, code, index);
+        throw new NftError(`nf_tables batch: ${text} (${describeOp(op, this.family)})`, code, index);
       };
       if (op.op === 'wakeTable') {
         // nf_tables creates a missing table on any NEWTABLE, a wake included: bare, nothing hooked in.
@@ -77,7 +79,7 @@ export class FakeNftables implements NftablesClient {
         set.elements.clear();
         return;
       }
-      const spec = SET_BY_NAME.get(op.set as SetName)!;
+      const spec = this.family.setByName.get(op.set as SetName)!;
       const elements = 'keys' in op ? unpackOp(spec, op.keys, op.data) : op.elements;
       const deleting = op.op === 'deleteElements' || op.op === 'deletePacked';
       for (const e of elements) {
@@ -116,7 +118,7 @@ export class FakeNftables implements NftablesClient {
 
   // ---- what other programs do to the kernel, for drift tests
 
-  /** `nft delete table ip clusterset-proxy` by someone else. */
+  /** `nft delete table ip|ip6 clusterset-proxy` by someone else. */
   dropTable(): void {
     this.table = null;
   }
@@ -129,8 +131,7 @@ export class FakeNftables implements NftablesClient {
 }
 
 function unpackOp(spec: SetSpec, keys: Buffer, data: Buffer | undefined): Element[] {
-  const keyLen = 4 * spec.key.length;
-  const dataLen = 4 * spec.data.length;
+  const { keyLen, dataLen } = spec;
   const out: Element[] = [];
   for (let i = 0; i < keys.length / keyLen; i++) {
     const key = decode(spec.key, keys.subarray(i * keyLen, (i + 1) * keyLen));

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SETS, SET_BY_NAME, FAMILY, FAMILY_NUMBER, HOOK_NUMBER, TABLE, type Hook, type SetSpec, type Skeleton } from './layout.js';
+import { HOOK_NUMBER, NFT_IPV4, TABLE, type Hook, type NftFamily, type SetSpec, type Skeleton } from './layout.js';
 import { CodecError, decode, encodeInto } from './codec.js';
 import { isSetName, type Element } from './plan.js';
 import { NftError, type NftablesClient, type NftErrorCode, type NftOp, type ObservedTable, type SkeletonOptions } from './client.js';
@@ -77,17 +77,22 @@ export interface NativeClientOptions {
   readonly netns?: string;
   /** The nft binary for the skeleton; default `nft`. */
   readonly nft?: string;
+  /** The table's family; default IPv4 (`table ip clusterset-proxy`). */
+  readonly family?: NftFamily;
 }
 
 export class NativeNftables implements NftablesClient {
   private readonly addon = loadAddon();
   private readonly handle: unknown;
+  readonly family: NftFamily;
 
   constructor(private readonly options: NativeClientOptions = {}) {
+    this.family = options.family ?? NFT_IPV4;
     this.handle = this.addon.open(options.netns ? `/var/run/netns/${options.netns}` : undefined);
   }
 
   async writeSkeleton(skeleton: Skeleton, options: SkeletonOptions = {}): Promise<void> {
+    if (skeleton.family !== this.family) throw new NftError(`the skeleton of table ${skeleton.family.name} was handed to the ${this.family.name} client`, 'EINVAL', -1);
     const script = renderSkeletonScript(skeleton, options.dormant);
     const [file, args] = this.options.netns ? ['ip', ['netns', 'exec', this.options.netns, this.options.nft ?? 'nft', '-f', '-']] : [this.options.nft ?? 'nft', ['-f', '-']];
     await new Promise<void>((resolve, reject) => {
@@ -100,19 +105,20 @@ export class NativeNftables implements NftablesClient {
   }
 
   async commit(ops: readonly NftOp[]): Promise<void> {
-    const native = ops.map(toNative);
+    const native = ops.map((op) => toNative(op, this.family));
     try {
       this.addon.commit(this.handle, native);
     } catch (err) {
       const e = err as Error & { code?: string; opIndex?: number };
       if (e.code === undefined) throw err;
       const index = e.opIndex ?? -1;
-      throw new NftError(`${e.message}${index >= 0 ? ` (${describeOp(ops[index]!)})` : ''}`, e.code as NftErrorCode, index);
+      throw new NftError(`${e.message}${index >= 0 ? ` (${describeOp(ops[index]!, this.family)})` : ''}`, e.code as NftErrorCode, index);
     }
   }
 
   async read(): Promise<ObservedTable | null> {
-    const dump = this.addon.dump(this.handle, FAMILY_NUMBER, TABLE);
+    const family = this.family;
+    const dump = this.addon.dump(this.handle, family.number, TABLE);
     if (!dump) return null;
     const rules = new Map<string, number>();
     for (const r of dump.rules) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
@@ -124,8 +130,8 @@ export class NativeNftables implements NftablesClient {
       })),
       // Anonymous sets (`__map0`...) belong to the rules that hold them: not part of the table's named sets.
       sets: dump.sets.filter((s) => !s.name.startsWith('__')).map((s) => {
-        const spec = isSetName(s.name) ? SET_BY_NAME.get(s.name) : undefined;
-        const fits = spec && s.keyLen === 4 * spec.key.length && s.dataLen === 4 * spec.data.length;
+        const spec = isSetName(s.name) ? family.setByName.get(s.name) : undefined;
+        const fits = spec && s.keyLen === spec.keyLen && s.dataLen === spec.dataLen;
         // Elements decode when asked for, set by set: a full sync at 10,000 services reads 650,000.
         // A set of ours with a foreign shape is reported without elements; the sync rewrites the skeleton.
         return {
@@ -143,9 +149,9 @@ export class NativeNftables implements NftablesClient {
     this.addon.close(this.handle);
   }
 
-  /** Whether `table ip <name>` exists (kube-proxy's is `kube-proxy`), without reading it. */
+  /** Whether `table ip <name>` (ip6 for an IPv6 client) exists (kube-proxy's is `kube-proxy`), without reading it. */
   tableExists(name: string): boolean {
-    return this.addon.tableExists(this.handle, FAMILY_NUMBER, name);
+    return this.addon.tableExists(this.handle, this.family.number, name);
   }
 
   /** Milliseconds the last commit spent between sending its batch and the kernel's answer. */
@@ -165,8 +171,8 @@ function unpack(spec: SetSpec, s: NativeDump['sets'][number]): Element[] {
   return out;
 }
 
-function toNative(op: NftOp): NativeOp {
-  const base = { family: FAMILY_NUMBER, table: TABLE };
+function toNative(op: NftOp, family: NftFamily): NativeOp {
+  const base = { family: family.number, table: TABLE };
   switch (op.op) {
     case 'deleteTable':
       return { op: 'delTable', ...base };
@@ -176,17 +182,14 @@ function toNative(op: NftOp): NativeOp {
       return { op: 'flushSet', ...base, set: op.set };
     case 'addPacked':
     case 'deletePacked': {
-      const spec = SET_BY_NAME.get(op.set)!;
-      const keyLen = 4 * spec.key.length;
-      const dataLen = 4 * spec.data.length;
+      const { keyLen, dataLen } = family.setByName.get(op.set)!;
       if (op.op === 'deletePacked') return { op: 'delElems', ...base, set: op.set, keyLen, keys: op.keys };
       return { op: 'addElems', ...base, set: op.set, keyLen, keys: op.keys, ...(dataLen > 0 ? { dataLen, data: op.data ?? Buffer.alloc(0) } : {}) };
     }
     default: {
-      const spec = SET_BY_NAME.get(op.set)!;
+      const spec = family.setByName.get(op.set)!;
       const adding = op.op === 'addElements';
-      const keyLen = 4 * spec.key.length;
-      const dataLen = 4 * spec.data.length;
+      const { keyLen, dataLen } = spec;
       const keys = Buffer.alloc(keyLen * op.elements.length);
       op.elements.forEach((e, i) => encodeInto(spec.key, e.key, keys, i * keyLen));
       if (!adding) return { op: 'delElems', ...base, set: op.set, keyLen, keys };
@@ -205,19 +208,19 @@ function toNative(op: NftOp): NativeOp {
   }
 }
 
-export function describeOp(op: NftOp): string {
+export function describeOp(op: NftOp, family: NftFamily): string {
   switch (op.op) {
     case 'deleteTable':
-      return `delete table ${FAMILY} ${TABLE}`;
+      return `delete table ${family.name} ${TABLE}`;
     case 'wakeTable':
-      return `add table ${FAMILY} ${TABLE} (wake)`;
+      return `add table ${family.name} ${TABLE} (wake)`;
     case 'flushSet':
-      return `flush set ${FAMILY} ${TABLE} ${op.set}`;
+      return `flush set ${family.name} ${TABLE} ${op.set}`;
     case 'addPacked':
     case 'deletePacked': {
-      const spec = SET_BY_NAME.get(op.set)!;
-      const n = op.keys.length / (4 * spec.key.length);
-      const first = n > 0 ? `, first ${decode(spec.key, op.keys.subarray(0, 4 * spec.key.length))}` : '';
+      const spec = family.setByName.get(op.set)!;
+      const n = op.keys.length / spec.keyLen;
+      const first = n > 0 ? `, first ${decode(spec.key, op.keys.subarray(0, spec.keyLen))}` : '';
       return `${op.op === 'addPacked' ? 'add' : 'delete'} ${n} element(s) of ${op.set}${first}`;
     }
     default: {
@@ -228,4 +231,3 @@ export function describeOp(op: NftOp): string {
   }
 }
 
-export const KNOWN_SETS = SETS.map((s) => s.name);

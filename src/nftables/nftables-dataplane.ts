@@ -4,17 +4,19 @@
 // atomic nf_tables batch (apply). The skeleton is written only when a full
 // diff finds it missing or different. A table being filled (new, rebuilt, or
 // left dormant by an interrupted fill) is written dormant, filled in bounded
-// commits and woken by the last: packets see it whole or not at all. Its
-// fake is the same class over FakeNftables.
+// commits and woken by the last: packets see it whole or not at all. Its fake
+// is the same class over FakeNftables. One instance per family: its client's
+// table, `ip` or `ip6` clusterset-proxy, and that family's frontends of each
+// selection.
 
 import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, ServiceName } from '../sync/dataplane.js';
+import { clusterCIDROf, type ApplyOutcome, type ApplyStats, type Dataplane, type DataplaneSettings, type FrontendDescription, type GroupText, type KernelState, type ServiceName } from '../sync/dataplane.js';
 import { nftablesGroupText } from './explain-text.js';
 import { NftError, type NftablesClient, type NftOp, type ObservedTable } from './client.js';
 import { decode } from './codec.js';
-import { checkSkeleton, diffTableByGroup, STALE_PART, toOps, type SkeletonCheck } from './dataplane.js';
+import { checkSkeleton, diffTableByGroup, STALE_PART, toOps, type SkeletonCheck } from './table-diff.js';
 import { diffGroup as diffGroupElements } from './diff.js';
-import { FAMILY, planSkeleton, SET_BY_NAME, shardOf, shardSet, SLOTS, TABLE, type Skeleton } from './layout.js';
+import { planSkeleton, shardOf, shardSet, SLOTS, TABLE, type NftFamily, type Skeleton } from './layout.js';
 import { CLUSTERSET_COMMENT, planNftGroup, type NftGroup, type NftPort } from './plan.js';
 import { renderSkeletonScript } from './render.js';
 import { slotCounts } from './slots.js';
@@ -68,21 +70,25 @@ function transaction(parts: readonly NftPart[], skeleton: Skeleton | null = null
   return { keys, skeleton, recreate, fill, parts };
 }
 
-function countElements(ops: readonly NftOp[]): number {
+function countElements(ops: readonly NftOp[], family: NftFamily): number {
   let n = 0;
   for (const op of ops) {
     if (op.op === 'addElements' || op.op === 'deleteElements') n += op.elements.length;
-    else if (op.op === 'addPacked' || op.op === 'deletePacked') n += op.keys.length / (4 * SET_BY_NAME.get(op.set)!.key.length);
+    else if (op.op === 'addPacked' || op.op === 'deletePacked') n += op.keys.length / family.setByName.get(op.set)!.keyLen;
   }
   return n;
 }
 
 export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, NftablesTransaction> {
   readonly name = 'nftables';
-  readonly family: IPFamily = 'ipv4';
+  /** The family of the client's table. */
+  readonly family: IPFamily;
+  private readonly nft: NftFamily;
   private settings: DataplaneSettings = NO_SETTINGS;
 
   constructor(private readonly client: NftablesClient, settings?: DataplaneSettings) {
+    this.nft = client.family;
+    this.family = client.family.ipFamily;
     if (settings) this.settings = settings;
   }
 
@@ -91,7 +97,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
   }
 
   private skeleton(): Skeleton {
-    return planSkeleton({ clusterCIDR: this.settings.clusterCIDR });
+    return planSkeleton({ clusterCIDR: clusterCIDROf(this.settings, this.family), family: this.nft });
   }
 
   plan(selection: GroupSelection): NftGroup | undefined {
@@ -118,7 +124,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
   diff(last: NftablesKernel | null, desired: ReadonlyMap<string, NftGroup>): NftablesTransaction {
     const check = last ? last.skeleton : { writeSkeleton: true, recreate: false };
     const observed = last && !check.recreate ? last.observed : null;
-    const parts = diffTableByGroup(observed, desired);
+    const parts = diffTableByGroup(observed, desired, this.nft);
     const fill = observed === null || observed.dormant === true;
     return transaction(parts, check.writeSkeleton || check.recreate ? this.skeleton() : null, check.recreate, fill);
   }
@@ -143,7 +149,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
    */
   async apply(tx: NftablesTransaction): Promise<ApplyOutcome> {
     let restores = 0;
-    const written = tx.parts.reduce((n, p) => n + countElements(p.ops), 0);
+    const written = tx.parts.reduce((n, p) => n + countElements(p.ops, this.nft), 0);
     const stats = (): ApplyStats => ({ restores, payloadBytes: 0, chainsWritten: written, units: tx.keys.length });
     try {
       if (tx.recreate) {
@@ -163,7 +169,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
     if (ops.length === 0 && !tx.fill) return { stats: stats(), refused: null };
     let from = 0;
     try {
-      for (const batch of tx.fill ? fillBatches(ops) : [ops]) {
+      for (const batch of tx.fill ? fillBatches(ops, this.nft) : [ops]) {
         await this.client.commit(batch);
         restores++;
         from += batch.length;
@@ -212,10 +218,10 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
   /** The transaction as nft commands: the skeleton script, then element deletions and additions (and the wake of a filled table). */
   render(tx: NftablesTransaction): string {
     const lines: string[] = [];
-    if (tx.recreate) lines.push(`delete table ${FAMILY} ${TABLE}`);
+    if (tx.recreate) lines.push(`delete table ${this.nft.name} ${TABLE}`);
     const head = tx.skeleton ? renderSkeletonScript(tx.skeleton, tx.fill) : '';
-    for (const op of ordered(tx.parts).ops) lines.push(...renderOp(op));
-    if (tx.fill) lines.push('# every element in place: the table hooks in', ...renderOp({ op: 'wakeTable' }));
+    for (const op of ordered(tx.parts).ops) lines.push(...renderOp(op, this.nft));
+    if (tx.fill) lines.push('# every element in place: the table hooks in', ...renderOp({ op: 'wakeTable' }, this.nft));
     return head + (lines.length > 0 ? `${lines.join('\n')}\n` : '');
   }
 
@@ -310,12 +316,12 @@ function ordered(parts: readonly NftPart[]): { ops: NftOp[]; owner: number[] } {
 }
 
 /** A fill's operations in commits of about FILL_BATCH_ELEMENTS elements; the last commit wakes the table. */
-function fillBatches(ops: readonly NftOp[]): NftOp[][] {
+function fillBatches(ops: readonly NftOp[], family: NftFamily): NftOp[][] {
   const batches: NftOp[][] = [];
   let batch: NftOp[] = [];
   let size = 0;
   for (const op of ops) {
-    const n = countElements([op]);
+    const n = countElements([op], family);
     if (batch.length > 0 && size + n > FILL_BATCH_ELEMENTS) {
       batches.push(batch);
       batch = [];
@@ -329,17 +335,18 @@ function fillBatches(ops: readonly NftOp[]): NftOp[][] {
   return batches;
 }
 
-function renderOp(op: NftOp): string[] {
+function renderOp(op: NftOp, family: NftFamily): string[] {
   const verb = op.op === 'addElements' || op.op === 'addPacked' ? 'add' : 'delete';
-  if (op.op === 'deleteTable') return [`delete table ${FAMILY} ${TABLE}`];
+  const table = `${family.name} ${TABLE}`;
+  if (op.op === 'deleteTable') return [`delete table ${table}`];
   // nft sets a table's flags from the command: an `add table` without `flags dormant` wakes it.
-  if (op.op === 'wakeTable') return [`add table ${FAMILY} ${TABLE}`];
-  if (op.op === 'flushSet') return [`flush set ${FAMILY} ${TABLE} ${op.set}`];
-  const spec = SET_BY_NAME.get(op.set)!;
+  if (op.op === 'wakeTable') return [`add table ${table}`];
+  if (op.op === 'flushSet') return [`flush set ${table} ${op.set}`];
+  const spec = family.setByName.get(op.set)!;
   const items: string[] = [];
   if ('keys' in op) {
-    const kl = 4 * spec.key.length;
-    const dl = 4 * spec.data.length;
+    const kl = spec.keyLen;
+    const dl = spec.dataLen;
     for (let i = 0; i < op.keys.length / kl; i++) {
       const key = decode(spec.key, op.keys.subarray(i * kl, (i + 1) * kl));
       items.push(verb === 'add' && dl > 0 && op.data ? `${key} : ${decode(spec.data, op.data.subarray(i * dl, (i + 1) * dl))}` : key);
@@ -347,7 +354,7 @@ function renderOp(op: NftOp): string[] {
   } else {
     for (const e of op.elements) items.push(`${e.key}${verb === 'add' && e.comment ? ` comment "${e.comment}"` : ''}${verb === 'add' && e.data !== undefined ? ` : ${e.data}` : ''}`);
   }
-  return items.length === 0 ? [] : [`${verb} element ${FAMILY} ${TABLE} ${op.set} { ${items.join(', ')} }`];
+  return items.length === 0 ? [] : [`${verb} element ${table} ${op.set} { ${items.join(', ')} }`];
 }
 
 /** The observed table indexed by frontend: slots, affinity, hairpin and names. */

@@ -5,7 +5,7 @@
 
 import type { Protocol } from '../model/records.js';
 import type { FrontendKind } from '../selection/selection.js';
-import { commentText, SET_BY_NAME, shardOf, shardSet, type SetName } from './layout.js';
+import { commentText, SET_NAMES, shardOf, shardSet, type SetName } from './layout.js';
 import { SEPARATOR } from './codec.js';
 import { assignSlots } from './slots.js';
 
@@ -155,6 +155,8 @@ export function sameElement(a: Element, b: Element): boolean {
   return a.data === b.data && (a.comment ?? '') === (b.comment ?? '');
 }
 
+const SET_NAME_SET: ReadonlySet<string> = new Set(SET_NAMES);
+
 export function isSetName(name: string): name is SetName {
-  return SET_BY_NAME.has(name as SetName);
+  return SET_NAME_SET.has(name);
 }

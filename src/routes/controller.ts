@@ -1,6 +1,6 @@
 import type { KubeConfig, V1Node } from '@kubernetes/client-node';
 import type { Config } from '../config/schema.js';
-import { ResilientInformer } from '../kube/informer.js';
+import { ResilientInformer, type ResourceSpec } from '../kube/informer.js';
 import { safely, trimNode } from '../kube/projection.js';
 import type { Logger } from '../log.js';
 import { SyncRunner } from '../sync/runner.js';
@@ -14,6 +14,12 @@ export interface RouteControllerOptions {
   readonly kubeConfig: KubeConfig;
   readonly log: Logger;
   readonly onStatus?: (status: RouteStatus) => void;
+}
+
+/** The Nodes the route half watches: the gateway candidates only, selected by the API server. */
+export function gatewayNodes(config: Config): ResourceSpec {
+  const labelSelector = Object.entries(config.gateway.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',');
+  return { resource: 'nodes', path: '/api/v1/nodes', labelSelector, trim: safely(trimNode) };
 }
 
 /**
@@ -49,10 +55,9 @@ export class RouteController {
     const request = (changed: boolean) => {
       if (changed && this.started) this.runner.request();
     };
-    const labelSelector = Object.entries(config.gateway.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',');
     this.informer = new ResilientInformer<V1Node>(
       opts.kubeConfig,
-      { resource: 'nodes', path: '/api/v1/nodes', labelSelector, trim: safely(trimNode) },
+      gatewayNodes(config),
       { onUpsert: (n) => request(this.reconciler.upsertNode(n)), onDelete: (n) => request(this.reconciler.deleteNode(n)) },
       rlog,
     );

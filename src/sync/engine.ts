@@ -128,6 +128,11 @@ export class SyncEngine {
     return this.store.serviceCount;
   }
 
+  /** Name prefix of derived Services, as configured. */
+  get servicePrefix(): string {
+    return this.store.servicePrefix;
+  }
+
   /** Problems standing now, one line each. */
   currentProblems(): string[] {
     return this.problems.current();

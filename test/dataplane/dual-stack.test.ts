@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { Lab, zeroCounters, type AgentProcess } from '../support/lab.js';
+import { waitForLog } from '../support/agent-client.js';
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 
 assert.equal(process.getuid?.(), 0, 'data-plane tests need root: run them as root (CI does)');
@@ -58,6 +59,8 @@ for (const backend of ['nft', 'legacy'] as const) {
       const config = await lab.writeConfig({
         clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], minSyncInterval: '50ms',
         clusterCIDR: ['10.1.0.0/16', 'fd00:1::/48'],
+        // A full sync only every 10 minutes: a repair of ip6tables seen below was made by the drift watch.
+        syncPeriod: '10m',
       });
       agent = await lab.startAgent(['--config', config]);
       await lab.waitForRules((t) => t.includes('-d fd00:96::40/128') && t.includes('-d fd00:96::60/128'), 'IPv6 ClusterIPs programmed', undefined, 'ipv6');
@@ -90,6 +93,20 @@ for (const backend of ['nft', 'legacy'] as const) {
       const r = await lab.requests('http://[fd00:96::60]/', 1, { timeoutMs: 20_000 });
       assert.equal(r.ok, 0, JSON.stringify(r));
       assert.deepEqual(Object.keys(r.errors), ['ECONNREFUSED'], 'refused, not timed out');
+    });
+
+    it('kube-proxy\'s IPv6 jump re-inserted ahead of ours: the ip6tables drift watch puts ours first again, and IPv6 answers locally', async () => {
+      const head = (nat: string) => nat.split('\n').filter((l) => l.startsWith('-A PREROUTING '))[0] ?? '';
+      assert.match(head(await lab.save('nat', false, 'ipv6')), /-j MCS-SERVICES$/);
+      await waitForLog(agent, /watching nf_tables events for changes to the ip6tables|ip6tables-legacy announces no changes/);
+      const kubeJump = '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES';
+      await lab.restore(`*nat\n-D PREROUTING ${kubeJump}\n-I PREROUTING 1 ${kubeJump}\nCOMMIT\n`, 'ipv6');
+      const repaired = await lab.waitForRules((t) => /-j MCS-SERVICES$/.test(head(t)), 'our IPv6 jump first again in PREROUTING', 30_000, 'ipv6');
+      assert.equal(repaired.split('\n').filter((l) => l.startsWith('-A PREROUTING ')).length, 2, repaired);
+      const logs = await waitForLog(agent, 'our jumps are first again');
+      assert.match(logs, /"family":"ipv6".*nat PREROUTING: .*KUBE-SERVICES.* was ahead of our jump to MCS-SERVICES/);
+      assert.ok(!logs.includes('kernel drift repaired by a full sync'), 'a targeted repair, no full sync');
+      assert.deepEqual((await lab.requests('http://[fd00:96::40]/', 3)).bodies, { brazil: 3 });
     });
 
     it('foreign ip6tables rules are left byte for byte, and --cleanup restores ip6tables exactly', async () => {

@@ -1,6 +1,7 @@
 // The IPVS data plane's cost in a real kernel beside the iptables one's, run
 // inside UML:
-//   npm run test:uml -- --exec node dist/test/ipvs/dataplane-bench.js [services] [endpoints per service] [changes] [failover|active-active] [iptables changes]
+//   npm run bench:ipvs -- [services] [endpoints per service] [changes] [failover|active-active] [iptables changes]
+// (that is `npm run test:uml -- --mem 3072 --exec node dist/test/ipvs/dataplane-bench.js ...`).
 // For each data plane, one after the other in the same kernel and the same
 // workload: cold start (plan, diff from an empty kernel, apply), a full
 // read-back (observe and diff: nothing to do), then single endpoint changes

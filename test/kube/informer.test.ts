@@ -142,34 +142,99 @@ test('objects with odd content reach the handlers as sent, unvalidated, from bot
   }
 });
 
-test('startClusterWatches delivers Services and EndpointSlices of every namespace and syncs both', async (t) => {
-  const server = await startServer(t);
-  server.create(service('ns1', 'web'));
-  server.create({
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { namespace: 'ns2', name: 'web-abc', labels: { 'kubernetes.io/service-name': 'web' } },
+const SLICE = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
+const KARMADA_IMPORT = 'endpointslice-controller.karmada.io';
+const ORDINARY = 'endpointslice-controller.k8s.io';
+const SCOPED = { ...FAST, servicePrefix: 'derived-' };
+
+function endpointSlice(namespace: string, name: string, serviceName: string, managedBy: string): V1EndpointSlice {
+  return {
+    ...SLICE,
+    metadata: { namespace, name, labels: { 'kubernetes.io/service-name': serviceName, 'endpointslice.kubernetes.io/managed-by': managedBy } },
     addressType: 'IPv4',
     endpoints: [{ addresses: ['10.0.0.1'] }],
-  } satisfies V1EndpointSlice);
+  };
+}
+
+function watchPaths(server: TestApiServer, from = 0): string[] {
+  return [...new Set(server.requests.slice(from).filter((r) => r.verb === 'watch').map((r) => `${r.path}?${r.query.labelSelector ?? ''}`))].sort();
+}
+
+test('startClusterWatches: every Service, Karmada\'s slices everywhere, other slices only of namespaces holding a group', async (t) => {
+  const server = await startServer(t);
+  server.create(service('shop', 'derived-web'));
+  server.create(service('shop', 'web'));
+  server.create(endpointSlice('shop', 'web-abc', 'web', ORDINARY));
+  server.create(endpointSlice('shop', 'imported-brazil-web', 'derived-web', KARMADA_IMPORT));
+  server.create(service('mcs', 'api'));
+  server.create(endpointSlice('mcs', 'api-local', 'api', ORDINARY));
+  server.create(endpointSlice('mcs', 'chile-api', 'api', 'endpointslice-dispatch-controller.karmada.io'));
+  server.create(service('own', 'db', 80, { 'service.kubernetes.io/service-proxy-name': 'clusterset-proxy' }));
+  server.create(endpointSlice('own', 'db-1', 'db', ORDINARY));
+  server.create(service('other', 'cache'));
+  server.create(endpointSlice('other', 'cache-1', 'cache', ORDINARY));
   const services = new Recorder<V1Service>();
   const slices = new Recorder<V1EndpointSlice>();
-  const watches = startClusterWatches(kubeConfigFor(server.url), { services, endpointSlices: slices }, silentLogger(), FAST);
+  const watches = startClusterWatches(kubeConfigFor(server.url), { services, endpointSlices: slices }, silentLogger(), SCOPED);
   t.after(() => watches.stop());
   await watches.whenSynced();
-  assert.deepEqual(services.ops(), ['upsert ns1/web']);
-  assert.deepEqual(slices.ops(), ['upsert ns2/web-abc']);
-  server.delete({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, 'ns2', 'web-abc');
-  server.create(service('ns3', 'api'));
-  await waitFor(() => slices.calls.length === 2 && services.calls.length === 2, 'events of both resources');
-  assert.deepEqual(slices.ops(1), ['delete ns2/web-abc']);
-  assert.deepEqual(services.ops(1), ['upsert ns3/api']);
-  assert.deepEqual(
-    [...new Set(server.requests.filter((r) => r.verb === 'watch').map((r) => r.path))].sort(),
-    ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices'],
-  );
+  assert.deepEqual(services.ops().sort(), ['upsert mcs/api', 'upsert other/cache', 'upsert own/db', 'upsert shop/derived-web', 'upsert shop/web']);
+  assert.deepEqual(slices.ops().sort(), ['upsert mcs/api-local', 'upsert mcs/chile-api', 'upsert own/db-1', 'upsert shop/imported-brazil-web', 'upsert shop/web-abc'], 'no slice of a namespace without a group');
+  await waitFor(() => server.openWatches === 5, 'the Service, Karmada and three namespace watches');
+  assert.deepEqual(watchPaths(server), [
+    '/api/v1/services?',
+    '/apis/discovery.k8s.io/v1/endpointslices?endpointslice.kubernetes.io/managed-by in (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
+    '/apis/discovery.k8s.io/v1/namespaces/mcs/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
+    '/apis/discovery.k8s.io/v1/namespaces/own/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
+    '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
+  ]);
+
+  // A namespace gaining its first group is watched from then on; updates elsewhere never arrive.
+  const n = slices.calls.length;
+  server.create(endpointSlice('other', 'cache-2', 'cache', ORDINARY));
+  server.create(service('other', 'derived-cache'));
+  await waitFor(() => slices.calls.length === n + 2, 'the namespace\'s slices listed');
+  assert.deepEqual(slices.ops(n).sort(), ['upsert other/cache-1', 'upsert other/cache-2']);
+
+  // The last group of a namespace gone: its watch stops and its slices leave as deletes.
+  const m = slices.calls.length;
+  server.delete(SLICE, 'mcs', 'chile-api');
+  await waitFor(() => slices.calls.length === m + 2, 'the dispatched slice and the local one deleted');
+  assert.deepEqual(slices.ops(m).sort(), ['delete mcs/api-local', 'delete mcs/chile-api']);
+  await waitFor(() => server.openWatches === 5, 'the mcs namespace no longer watched');
+  server.create(endpointSlice('mcs', 'api-local-2', 'api', ORDINARY));
+
   await watches.stop();
   await waitFor(() => server.openWatches === 0, 'watches closed by stop()');
+  assert.equal(slices.ops(m + 2).length, 0, 'nothing from an unwatched namespace');
+});
+
+test('startClusterWatches: a new servicePrefix chooses the namespaces again; a slice moving between watches is never lost', async (t) => {
+  const server = await startServer(t);
+  server.create(service('a', 'derived-web'));
+  server.create(endpointSlice('a', 'web-1', 'web', ORDINARY));
+  server.create(service('b', 'imported-svc-web'));
+  server.create(endpointSlice('b', 'web-1', 'web', ORDINARY));
+  const slices = new Recorder<V1EndpointSlice>();
+  const watches = startClusterWatches(kubeConfigFor(server.url), { services: new Recorder<V1Service>(), endpointSlices: slices }, silentLogger(), SCOPED);
+  t.after(() => watches.stop());
+  await watches.whenSynced();
+  assert.deepEqual(slices.ops(), ['upsert a/web-1']);
+
+  watches.setServicePrefix('imported-svc-');
+  await waitFor(() => slices.calls.length === 3, 'b listed, a dropped');
+  assert.deepEqual(slices.ops(1).sort(), ['delete a/web-1', 'upsert b/web-1']);
+
+  // Relabelled from Karmada's to an ordinary controller: one watch reports it gone, the other added;
+  // whichever comes first, the slice stays.
+  server.create(endpointSlice('b', 'imported-x-web', 'imported-svc-web', KARMADA_IMPORT));
+  await waitFor(() => slices.calls.length === 4, 'the Karmada slice');
+  server.update({ ...server.get<V1EndpointSlice>(SLICE, 'b', 'imported-x-web')!, metadata: { ...server.get<V1EndpointSlice>(SLICE, 'b', 'imported-x-web')!.metadata, labels: { 'kubernetes.io/service-name': 'imported-svc-web', 'endpointslice.kubernetes.io/managed-by': ORDINARY } } });
+  await waitFor(() => slices.calls.length >= 5, 'the move seen');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const last = new Map<string, string>();
+  for (const c of slices.calls) last.set(c.key, c.op);
+  assert.equal(last.get('b/imported-x-web'), 'upsert', `the moved slice is kept: ${slices.ops(4).join(', ')}`);
 });
 
 test('bookmarks advance the resourceVersion without handler calls, so a re-watch after compaction resumes without relisting', async (t) => {

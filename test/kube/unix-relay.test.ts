@@ -75,7 +75,7 @@ test('the relay script prints "ready" once listening, and the real informers syn
   const seen: string[] = [];
   const record = { onUpsert: (o: V1Service) => seen.push(`upsert ${o.metadata?.name}`), onDelete: (o: V1Service) => seen.push(`delete ${o.metadata?.name}`) };
   const ignore = { onUpsert: (_: V1EndpointSlice) => undefined, onDelete: (_: V1EndpointSlice) => undefined };
-  const watches = startClusterWatches(kubeConfigFor(`http://127.0.0.1:${port}`), { services: record, endpointSlices: ignore }, silentLogger());
+  const watches = startClusterWatches(kubeConfigFor(`http://127.0.0.1:${port}`), { services: record, endpointSlices: ignore }, silentLogger(), { servicePrefix: 'derived-' });
   t.after(() => watches.stop());
   await watches.whenSynced();
   await waitFor(() => server.openWatches === 2, 'both watches open');

@@ -45,6 +45,7 @@ test('nftables fill: a ClusterIP whose elements are in is not DNATed while the t
   const seen: { dormant: boolean; answer: HttpSummary }[] = [];
   // Before the commit that wakes the table: every element is in, the table still dormant.
   const watching: NftablesClient = {
+    family: native.family,
     writeSkeleton: (s, o) => native.writeSkeleton(s, o),
     read: () => native.read(),
     close: () => native.close(),

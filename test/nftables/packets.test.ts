@@ -2,8 +2,8 @@
 //
 //   client 10.3.0.2 ── 10.3.0.1 node 10.1.0.1 ── pods 10.1.0.11-14 (http-echo :8080, udp-echo :5353)
 //
-// The node runs table ip clusterset-proxy, written by NftablesDataplane
-// through the addon. Pods 11 and 12 are cluster brazil (local), 13 and 14
+// The node runs table ip clusterset-proxy, written by the agent's
+// NftablesDataplane through the addon, driven as the reconciler drives it. Pods 11 and 12 are cluster brazil (local), 13 and 14
 // cluster chile. ClusterIP 10.96.0.50. Requests come from the client
 // (prerouting path) or from the node itself (output path).
 
@@ -13,15 +13,15 @@ import { execa } from 'execa';
 import type { ClusterEndpoint, Frontend } from '../../src/model/group.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import type { PolicySettings } from '../../src/policy/policy.js';
-import { NftablesDataplane } from '../../src/nftables/dataplane.js';
-import { planSkeleton } from '../../src/nftables/layout.js';
+import { NftablesDataplane } from '../../src/nftables/nftables-dataplane.js';
 import { NativeNftables } from '../../src/nftables/native.js';
+import type { DataplaneSettings } from '../../src/sync/dataplane.js';
 import { planNftGroup, type FrontendInput, type NftGroup } from '../../src/nftables/plan.js';
 import { httpRequests, netnsExec, startHttpServer, startUdpServer, Topology, udpExchange, type HttpServer } from '../support/netns.js';
 
 const CLUSTER_IP = '10.96.0.50';
 const DEAD_POD = '10.1.0.99';
-const skeleton = planSkeleton({ clusterCIDR: '10.1.0.0/24' });
+const SETTINGS_NFT: DataplaneSettings = { clusterCIDR: '10.1.0.0/24', localCluster: 'brazil', masqueradeBit: 14, maxChainsPerRestore: Infinity };
 const topology = new Topology();
 let node = '';
 let client = '';
@@ -76,10 +76,49 @@ function planned(ips: readonly string[], settings: Partial<PolicySettings> = {},
   return planNftGroup('default/web', selections, { localCluster: 'brazil' });
 }
 
-async function withDataplane<T>(fn: (dp: NftablesDataplane, client: NativeNftables) => Promise<T>): Promise<T> {
+interface Synced {
+  /** Elements deleted and added. */
+  readonly elements: number;
+  /** The skeleton (table, sets, chains, rules) was written. */
+  readonly skeletonWritten: boolean;
+  /** Kernel writes: nft -f of the skeleton and element batches. */
+  readonly commits: number;
+}
+
+/** NftablesDataplane driven as the reconciler drives it: full syncs from the kernel read back, changes against what was applied. */
+class Driver {
+  private applied = new Map<string, NftGroup>();
+
+  constructor(readonly dp: NftablesDataplane) {}
+
+  /** A full sync: the table read back, diffed against `groups`, applied. */
+  async full(groups: ReadonlyMap<string, NftGroup>): Promise<Synced> {
+    const tx = this.dp.diff(await this.dp.observe(groups), groups);
+    const outcome = await this.dp.apply(tx);
+    assert.equal(outcome.refused, null, String((outcome.refused as { error?: unknown } | null)?.error));
+    this.applied = new Map(groups);
+    return { elements: outcome.stats.chainsWritten, skeletonWritten: tx.skeleton !== null, commits: outcome.stats.restores };
+  }
+
+  /** A partial sync of these groups, against what was last applied; nothing read back. */
+  async change(groups: ReadonlyMap<string, NftGroup>): Promise<Synced> {
+    const tx = this.dp.merge([...groups].map(([key, g]) => this.dp.diffGroup(key, this.applied.get(key), g)));
+    const outcome = await this.dp.apply(tx);
+    assert.equal(outcome.refused, null, String((outcome.refused as { error?: unknown } | null)?.error));
+    for (const [key, g] of groups) this.applied.set(key, g);
+    return { elements: outcome.stats.chainsWritten, skeletonWritten: false, commits: outcome.stats.restores };
+  }
+
+  /** --cleanup: true when there was a table to delete. */
+  async cleanup(): Promise<boolean> {
+    return (await this.dp.cleanup()).restores > 0;
+  }
+}
+
+async function withDataplane<T>(fn: (dp: Driver, client: NativeNftables) => Promise<T>): Promise<T> {
   const c = new NativeNftables({ netns: node });
   try {
-    return await fn(new NftablesDataplane(c), c);
+    return await fn(new Driver(new NftablesDataplane(c, SETTINGS_NFT)), c);
   } finally {
     c.close();
   }
@@ -101,7 +140,7 @@ async function reset(): Promise<void> {
 test('local-first: connections from a client and from the node reach only the local cluster\'s endpoints', async () => {
   await reset();
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned(POD_IPS)]]));
+    await dp.full(new Map([['default/web', planned(POD_IPS)]]));
     const r = await fromClient(60);
     assert.equal(r.ok, 60, JSON.stringify(r));
     assert.deepEqual(Object.keys(r.bodies).sort(), ['10.1.0.11', '10.1.0.12']);
@@ -114,7 +153,7 @@ test('local-first: connections from a client and from the node reach only the lo
 test('active-active weights brazil=1 chile=3: the chile share of 400 connections is near 3/4', async () => {
   await reset();
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned(POD_IPS, { mode: 'active-active', clusterWeights: { brazil: 1, chile: 3 } })]]));
+    await dp.full(new Map([['default/web', planned(POD_IPS, { mode: 'active-active', clusterWeights: { brazil: 1, chile: 3 } })]]));
     const r = await fromClient(400);
     assert.equal(r.ok, 400, JSON.stringify(r));
     const chile = (r.bodies['10.1.0.13'] ?? 0) + (r.bodies['10.1.0.14'] ?? 0);
@@ -127,7 +166,7 @@ test('active-active weights brazil=1 chile=3: the chile share of 400 connections
 test('UDP datagrams to the ClusterIP reach a selected endpoint on its target port', async () => {
   await reset();
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned(['10.1.0.13'])]]));
+    await dp.full(new Map([['default/web', planned(['10.1.0.13'])]]));
     const answers = await udpExchange(client, CLUSTER_IP, 53, 3, 50);
     assert.deepEqual(answers, ['10.1.0.13', '10.1.0.13', '10.1.0.13']);
   });
@@ -136,12 +175,12 @@ test('UDP datagrams to the ClusterIP reach a selected endpoint on its target por
 test('ClientIP affinity: every connection of one client lands on the same endpoint', async () => {
   await reset();
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned(POD_IPS, { mode: 'active-active' }, { affinity: true })]]));
+    await dp.full(new Map([['default/web', planned(POD_IPS, { mode: 'active-active' }, { affinity: true })]]));
     const r = await fromClient(40);
     assert.equal(r.ok, 40, JSON.stringify(r));
     assert.equal(Object.keys(r.bodies).length, 1, JSON.stringify(r.bodies));
     // Without affinity the same endpoints share the connections.
-    await dp.applyGroups(new Map([['default/web', planned(POD_IPS, { mode: 'active-active' })]]));
+    await dp.change(new Map([['default/web', planned(POD_IPS, { mode: 'active-active' })]]));
     const spread = await fromClient(40);
     assert.ok(Object.keys(spread.bodies).length > 1, JSON.stringify(spread.bodies));
   });
@@ -150,13 +189,13 @@ test('ClientIP affinity: every connection of one client lands on the same endpoi
 test('failover: chile first; when chile is unhealthy an element update moves new connections to brazil', async () => {
   await reset();
   await withDataplane(async (dp, c) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] })]]));
+    await dp.full(new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] })]]));
     const first = await fromClient(30);
     assert.deepEqual(Object.keys(first.bodies).sort(), ['10.1.0.13', '10.1.0.14']);
     const handles = await nft('-a', 'list', 'chain', 'ip', 'clusterset-proxy', 'dispatch-50');
     const chileDown: HealthView = { clusterHealthy: (name) => name !== 'chile', endpointHealthy: () => true };
-    const r = await dp.applyGroups(new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] }, { health: chileDown })]]));
-    assert.equal(r.batches, 1);
+    const r = await dp.change(new Map([['default/web', planned(POD_IPS, { mode: 'failover', failoverOrder: ['chile', 'brazil'] }, { health: chileDown })]]));
+    assert.equal(r.commits, 1);
     const moved = await fromClient(30);
     assert.deepEqual(Object.keys(moved.bodies).sort(), ['10.1.0.11', '10.1.0.12']);
     // The change touched elements only: the chains and their rule handles are as before.
@@ -168,7 +207,7 @@ test('failover: chile first; when chile is unhealthy an element update moves new
 test('no usable endpoint: new connections are refused at once, from the client and from the node', async () => {
   await reset();
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned([])]]));
+    await dp.full(new Map([['default/web', planned([])]]));
     const r = await fromClient(5, 3000);
     assert.deepEqual(r.errors, { ECONNREFUSED: 5 }, JSON.stringify(r));
     const local = await httpRequests(node, `http://${CLUSTER_IP}/`, 5, { timeoutMs: 3000 });
@@ -180,16 +219,16 @@ test('drift repair: a deleted slot element and then a deleted table come back wi
   await reset();
   await withDataplane(async (dp) => {
     const groups = new Map([['default/web', planned(['10.1.0.13'])]]);
-    await dp.syncAll(skeleton, groups);
+    await dp.full(groups);
     await nft('delete', 'element', 'ip', 'clusterset-proxy', 'slots-50', `{ ${CLUSTER_IP} . tcp . 80 . 5 }`);
-    const repaired = await dp.syncAll(skeleton, groups);
+    const repaired = await dp.full(groups);
     assert.equal(repaired.elements, 1);
     assert.equal(repaired.skeletonWritten, false);
     assert.match(await nft('list', 'map', 'ip', 'clusterset-proxy', 'slots-50'), new RegExp(`${CLUSTER_IP.replace(/\./g, '\\.')} \\. tcp \\. 80 \\. 5 : `));
     await nft('delete', 'table', 'ip', 'clusterset-proxy');
     const down = await fromClient(2, 500);
     assert.equal(down.ok, 0);
-    const rebuilt = await dp.syncAll(skeleton, groups);
+    const rebuilt = await dp.full(groups);
     assert.equal(rebuilt.skeletonWritten, true);
     const r = await fromClient(10);
     assert.deepEqual(r.bodies, { '10.1.0.13': 10 });
@@ -199,12 +238,12 @@ test('drift repair: a deleted slot element and then a deleted table come back wi
 test('restart adoption: a new agent finds its table as desired and writes nothing; traffic never stops', async () => {
   await reset();
   const groups = new Map([['default/web', planned(POD_IPS)]]);
-  await withDataplane((dp) => dp.syncAll(skeleton, groups));
+  await withDataplane((dp) => dp.full(groups));
   const before = await nft('-a', 'list', 'table', 'ip', 'clusterset-proxy');
-  const result = await withDataplane((dp) => dp.syncAll(skeleton, groups));
-  assert.equal(result.adopted, true);
+  const result = await withDataplane((dp) => dp.full(groups));
+  assert.equal(result.skeletonWritten, false);
   assert.equal(result.elements, 0);
-  assert.equal(result.batches, 0);
+  assert.equal(result.commits, 0);
   assert.equal(await nft('-a', 'list', 'table', 'ip', 'clusterset-proxy'), before);
   const r = await fromClient(10);
   assert.equal(r.ok, 10);
@@ -255,7 +294,7 @@ for (const order of ['kube-proxy first', 'agent first'] as const) {
     await withDataplane(async (dp) => {
       let kube = '';
       if (order === 'kube-proxy first') kube = await loadKubeProxy();
-      await dp.syncAll(skeleton, new Map([['default/web', planned(['10.1.0.13'])]]));
+      await dp.full(new Map([['default/web', planned(['10.1.0.13'])]]));
       if (order === 'agent first') kube = await loadKubeProxy();
       const r = await fromClient(10);
       assert.deepEqual(r.bodies, { '10.1.0.13': 10 }, JSON.stringify(r));
@@ -280,7 +319,7 @@ for (const order of ['kube-proxy first', 'agent first'] as const) {
     await withDataplane(async (dp) => {
       let saved = '';
       if (order === 'kube-proxy first') saved = await kubeRules();
-      await dp.syncAll(skeleton, new Map([['default/web', planned(['10.1.0.14'])]]));
+      await dp.full(new Map([['default/web', planned(['10.1.0.14'])]]));
       if (order === 'agent first') saved = await kubeRules();
       const r = await fromClient(10);
       assert.deepEqual(r.bodies, { '10.1.0.14': 10 }, JSON.stringify(r));
@@ -299,7 +338,7 @@ test('no endpoints while kube-proxy DNATs the same ClusterIP to a live pod: the 
   const kubeOnly = await fromClient(3);
   assert.deepEqual(kubeOnly.bodies, { '10.1.0.12': 3 });
   await withDataplane(async (dp) => {
-    await dp.syncAll(skeleton, new Map([['default/web', planned([])]]));
+    await dp.full(new Map([['default/web', planned([])]]));
     const r = await fromClient(5, 3000);
     assert.deepEqual(r.errors, { ECONNREFUSED: 5 }, JSON.stringify(r));
     await dp.cleanup();

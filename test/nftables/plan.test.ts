@@ -4,9 +4,10 @@ import type { FrontendInput } from '../../src/nftables/plan.js';
 type WeightedEndpoint = FrontendInput['endpoints'][number];
 import { decode, encode } from '../../src/nftables/codec.js';
 import { diffGroup } from '../../src/nftables/diff.js';
+import { FakeNftables } from '../../src/nftables/fake.js';
 import { planSkeleton, SLOTS, priorityText } from '../../src/nftables/layout.js';
+import { NftablesDataplane } from '../../src/nftables/nftables-dataplane.js';
 import { groupElements, planNftGroup } from '../../src/nftables/plan.js';
-import { renderTable } from '../../src/nftables/render.js';
 import { assignSlots, slotCounts } from '../../src/nftables/slots.js';
 
 const ctx = { localCluster: 'brazil' };
@@ -116,11 +117,12 @@ test('a ClusterSet IP has the ClusterIP\'s slots under its own key, is masquerad
   assert.deepEqual([...groupElements(none).values()].map((e) => `${e.set} ${e.key}`), ['service_ports 242.1.0.50 . tcp . 80', 'no_endpoints 242.1.0.50 . tcp . 80']);
 });
 
-test('the rendered table names what each element serves', () => {
+test('the dry-run text names what each element serves', () => {
   const g = planNftGroup('default/web', selection([ep('10.2.0.1', 'chile')]), ctx);
-  const text = renderTable(planSkeleton({ clusterCIDR: '10.244.0.0/16' }), groupElements(g).values());
+  const dp = new NftablesDataplane(new FakeNftables(), { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 14, maxChainsPerRestore: Infinity });
+  const text = dp.render(dp.diff(null, new Map([['default/web', g]])));
   assert.match(text, /^table ip clusterset-proxy \{/);
   assert.match(text, /10\.96\.0\.50 \. tcp \. 80 \. 0 : 10\.2\.0\.1 \. 8080/);
-  assert.match(text, /set service_ips \{[^}]*elements = \{ 10\.96\.0\.50 comment "default\/derived-web" \}/);
+  assert.match(text, /add element ip clusterset-proxy service_ips \{ 10\.96\.0\.50 comment "default\/derived-web" \}/);
   assert.match(text, /chain dnat-prerouting \{\n\t\tcomment "[^"]+"\n\t\ttype nat hook prerouting priority dstnat - 10; policy accept;/);
 });

@@ -81,6 +81,10 @@ export interface RequestRecord {
   authorization?: string;
   /** HTTP status sent; 0 when the connection was reset (pause('reset')). */
   status: number;
+  /** Bytes of response body sent so far (a watch's grow while it is open). */
+  bytes: number;
+  /** Objects sent so far: list items, and a watch's ADDED, MODIFIED and DELETED events. */
+  objects: number;
 }
 
 export interface TestApiServerOptions {
@@ -131,6 +135,7 @@ interface Route {
 type Matcher = (obj: StoredObject) => boolean;
 
 interface Watcher {
+  record: RequestRecord;
   route: Route;
   matches: Matcher;
   res: http.ServerResponse;
@@ -286,7 +291,7 @@ export class TestApiServer {
     for (const w of this.watchers) {
       if (!w.bookmarks) continue;
       const { type } = w.route;
-      writeEvent(w.res, 'BOOKMARK', { kind: type.kind, apiVersion: apiVersionOf(type), metadata: { resourceVersion: String(this.rv) } });
+      writeEvent(w.res, w.record, 'BOOKMARK', { kind: type.kind, apiVersion: apiVersionOf(type), metadata: { resourceVersion: String(this.rv) } });
     }
   }
 
@@ -306,6 +311,8 @@ export class TestApiServer {
       query: Object.fromEntries(url.searchParams),
       authorization: req.headers.authorization,
       status: 0,
+      bytes: 0,
+      objects: 0,
     };
     this.requestLog.push(record);
     if (this.pausedMode === 'reset') {
@@ -315,7 +322,10 @@ export class TestApiServer {
     const send = (code: number, body: unknown) => {
       record.status = code;
       res.writeHead(code, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(body));
+      const text = JSON.stringify(body);
+      record.bytes += Buffer.byteLength(text);
+      if (verb === 'list' && code === 200) record.objects += (body as { items: unknown[] }).items.length;
+      res.end(text);
     };
     try {
       if (this.pausedMode === 'unavailable') {
@@ -404,14 +414,14 @@ export class TestApiServer {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.flushHeaders();
     if (from !== undefined && from < this.compactedRv) {
-      writeEvent(res, 'ERROR', statusBody(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`));
+      writeEvent(res, record, 'ERROR', statusBody(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`));
       res.end();
       return;
     }
-    const watcher: Watcher = { route, matches, res, bookmarks: params.get('allowWatchBookmarks') === 'true' };
+    const watcher: Watcher = { record, route, matches, res, bookmarks: params.get('allowWatchBookmarks') === 'true' };
     if (from === undefined) {
       for (const obj of this.itemsAt(route.type, this.rv)) {
-        if (inRoute(route, obj) && matches(obj)) writeEvent(res, 'ADDED', obj);
+        if (inRoute(route, obj) && matches(obj)) writeEvent(res, record, 'ADDED', obj);
       }
     } else {
       for (const change of this.history) {
@@ -443,7 +453,7 @@ export class TestApiServer {
     else if (change.eventType === 'DELETED') type = now ? 'DELETED' : undefined;
     else if (now) type = before ? 'MODIFIED' : 'ADDED';
     else if (before) type = 'DELETED';
-    if (type) writeEvent(watcher.res, type, change.object);
+    if (type) writeEvent(watcher.res, watcher.record, type, change.object);
   }
 
   // ---- storage ----
@@ -637,8 +647,12 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
-function writeEvent(res: http.ServerResponse, type: EventType | 'BOOKMARK' | 'ERROR', object: object): void {
-  if (!res.writableEnded && !res.destroyed) res.write(`${JSON.stringify({ type, object })}\n`);
+function writeEvent(res: http.ServerResponse, record: RequestRecord, type: EventType | 'BOOKMARK' | 'ERROR', object: object): void {
+  if (res.writableEnded || res.destroyed) return;
+  const line = `${JSON.stringify({ type, object })}\n`;
+  record.bytes += Buffer.byteLength(line);
+  if (type !== 'BOOKMARK' && type !== 'ERROR') record.objects++;
+  res.write(line);
 }
 
 // ---- objects ----

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { FrontendSelection, GroupSelection } from '../../src/selection/selection.js';
+import type { FrontendSelection, GroupSelection, IPFamily } from '../../src/selection/selection.js';
 import type { Dataplane, DataplaneSettings } from '../../src/sync/dataplane.js';
 
 /** One kernel (a fake, or a network namespace) the scenarios program. */
@@ -51,21 +51,28 @@ export function refusing<T extends object>(inner: T, writes: readonly (keyof T &
   return { executor, refuseNext: () => { armed = true; } };
 }
 
-export const SETTINGS: DataplaneSettings = { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 14, maxChainsPerRestore: 1000 };
+export const SETTINGS: DataplaneSettings = { clusterCIDR: '10.244.0.0/16', clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'], localCluster: 'brazil', masqueradeBit: 14, maxChainsPerRestore: 1000 };
 
 type Endpoint = readonly [cluster: string, ip: string, weight: number];
 
-function frontend(n: number, protocol: 'TCP' | 'UDP', endpoints: readonly Endpoint[], affinity: number | null = null): FrontendSelection {
+/** The scenarios' IPv4 address `a.b.c.d`, or its IPv6 counterpart `fd00:b::d`. */
+function address(ip: string, family: IPFamily): string {
+  if (family === 'ipv4') return ip;
+  const [, b, , d] = ip.split('.');
+  return `fd00:${b}::${Number(d).toString(16)}`;
+}
+
+function frontend(family: IPFamily, n: number, protocol: 'TCP' | 'UDP', endpoints: readonly Endpoint[], affinity: number | null = null): FrontendSelection {
   const clusters = [...new Set(endpoints.map(([c]) => c))];
   return {
     kind: 'cluster-ip',
-    family: 'ipv4',
-    ip: `10.96.0.${n}`,
+    family,
+    ip: address(`10.96.0.${n}`, family),
     port: protocol === 'UDP' ? 53 : 80,
     protocol,
     name: { namespace: 'shop', service: `derived-svc${n}`, port: protocol === 'UDP' ? 'dns' : 'http' },
     affinity,
-    endpoints: endpoints.map(([cluster, ip, weight]) => ({ cluster, ip, port: 8080, weight })),
+    endpoints: endpoints.map(([cluster, ip, weight]) => ({ cluster, ip: address(ip, family), port: 8080, weight })),
     decision: { clusters, target: clusters.length === 0 ? 'none' : clusters.includes('brazil') ? (clusters.length > 1 ? 'mixed' : 'local') : 'remote', failOpen: false },
   };
 }
@@ -80,12 +87,22 @@ function group(n: number, frontends: readonly FrontendSelection[]): GroupSelecti
   };
 }
 
-/** Three groups: weighted endpoints of two clusters, TCP and UDP, affinity, and a frontend with no endpoint. */
-const WEB = group(1, [frontend(1, 'TCP', [['brazil', '10.1.0.1', 1], ['chile', '10.2.0.1', 3]])]);
-const DNS = group(2, [frontend(2, 'UDP', [['chile', '10.2.0.2', 1]]), frontend(2, 'TCP', [['chile', '10.2.0.2', 1]], 600)]);
-const EMPTY = group(3, [frontend(3, 'TCP', [])]);
-/** WEB with one endpoint replaced and another added. */
-const WEB_CHANGED = group(1, [frontend(1, 'TCP', [['brazil', '10.1.0.9', 2], ['chile', '10.2.0.1', 1], ['peru', '10.3.0.1', 1]])]);
+interface Groups {
+  readonly WEB: GroupSelection;
+  readonly DNS: GroupSelection;
+  readonly EMPTY: GroupSelection;
+  readonly WEB_CHANGED: GroupSelection;
+}
+
+/** Three groups: weighted endpoints of two clusters, TCP and UDP, affinity, and a frontend with no endpoint; and WEB with one endpoint replaced and another added. */
+function groupsOf(family: IPFamily): Groups {
+  return {
+    WEB: group(1, [frontend(family, 1, 'TCP', [['brazil', '10.1.0.1', 1], ['chile', '10.2.0.1', 3]])]),
+    DNS: group(2, [frontend(family, 2, 'UDP', [['chile', '10.2.0.2', 1]]), frontend(family, 2, 'TCP', [['chile', '10.2.0.2', 1]], 600)]),
+    EMPTY: group(3, [frontend(family, 3, 'TCP', [])]),
+    WEB_CHANGED: group(1, [frontend(family, 1, 'TCP', [['brazil', '10.1.0.9', 2], ['chile', '10.2.0.1', 1], ['peru', '10.3.0.1', 1]])]),
+  };
+}
 
 function desired(dp: Dataplane, selections: readonly GroupSelection[]): Map<string, unknown> {
   const out = new Map<string, unknown>();
@@ -116,13 +133,13 @@ interface Scenario {
   readonly name: string;
   /** Needs the kernel's foreign state. */
   readonly foreign?: boolean;
-  run(k: KernelUnderTest): Promise<void>;
+  run(k: KernelUnderTest, groups: Groups): Promise<void>;
 }
 
 const SCENARIOS: readonly Scenario[] = [
   {
     name: 'adding groups to an empty kernel: one transaction, read back exactly as planned',
-    async run(k) {
+    async run(k, { WEB, DNS, EMPTY }) {
       const dp = k.dataplane();
       const want = desired(dp, [WEB, DNS, EMPTY]);
       const empty = await dp.observe(want);
@@ -136,7 +153,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: "changing one group's endpoints: its own change applies, the kernel holds the new endpoints and the other groups as they were",
-    async run(k) {
+    async run(k, { WEB, DNS, WEB_CHANGED }) {
       const dp = k.dataplane();
       const before = desired(dp, [WEB, DNS]);
       await reconcile(dp, before);
@@ -150,7 +167,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: "removing a group: its own change removes it, and a full diff removes a group nobody wants any more",
-    async run(k) {
+    async run(k, { WEB, DNS, EMPTY }) {
       const dp = k.dataplane();
       const all = desired(dp, [WEB, DNS, EMPTY]);
       await reconcile(dp, all);
@@ -166,7 +183,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'a restarted data plane adopts what the previous one left: nothing to write, and a held-back group keeps its state',
-    async run(k) {
+    async run(k, { WEB, DNS }) {
       const first = k.dataplane();
       await reconcile(first, desired(first, [WEB, DNS]));
       const second = k.dataplane();
@@ -185,7 +202,7 @@ const SCENARIOS: readonly Scenario[] = [
   {
     name: "another owner's state survives applies, a full diff and cleanup untouched",
     foreign: true,
-    async run(k) {
+    async run(k, { WEB, DNS, WEB_CHANGED }) {
       await k.foreign!.write();
       const theirs = await k.foreign!.read();
       const dp = k.dataplane();
@@ -199,7 +216,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'a refused transaction is reported as refused and the kernel keeps the last good state; the next apply succeeds',
-    async run(k) {
+    async run(k, { WEB, DNS, WEB_CHANGED }) {
       const dp = k.dataplane();
       const good = desired(dp, [WEB, DNS]);
       await reconcile(dp, good);
@@ -216,7 +233,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'cleanup removes everything the data plane owns: a new instance reads the kernel back as empty',
-    async run(k) {
+    async run(k, { WEB, DNS, EMPTY }) {
       const dp = k.dataplane();
       await reconcile(dp, desired(dp, [WEB, DNS, EMPTY]));
       await dp.cleanup();
@@ -233,15 +250,18 @@ const SCENARIOS: readonly Scenario[] = [
  * Registers every scenario as a test named `<label>: <scenario>`, each on a
  * fresh kernel from `open` (closed afterwards, also on failure). `foreign`:
  * the kernels it opens hold others' state (KernelUnderTest.foreign).
+ * `family`: the frontends' and endpoints' addresses (IPv6: `fd00:b::d` for
+ * the IPv4 fixture `a.b.c.d`), for a data plane of that family.
  */
-export function dataplaneConformance(label: string, foreign: boolean, open: () => Promise<KernelUnderTest>): void {
+export function dataplaneConformance(label: string, foreign: boolean, open: () => Promise<KernelUnderTest>, family: IPFamily = 'ipv4'): void {
+  const groups = groupsOf(family);
   for (const s of SCENARIOS) {
     if (s.foreign && !foreign) continue;
     test(`${label}: ${s.name}`, async () => {
       const kernel = await open();
       try {
         if (s.foreign && !kernel.foreign) throw new Error(`${label} opened a kernel without foreign state`);
-        await s.run(kernel);
+        await s.run(kernel, groups);
       } finally {
         await kernel.close();
       }

@@ -27,6 +27,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "napi_errors.h"
 #include "nf_monitor.h"
 
 // A notification is one netlink message of at most a page or two; a larger
@@ -181,13 +182,9 @@ static struct monitor *monitor_of(napi_env env, napi_value v) {
 }
 
 static napi_value throw_monitor(napi_env env, int err, const char *what) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "nf_tables monitor: %s: %s", what, strerror(err));
-  napi_value m, e, c;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &c);
-  napi_create_error(env, c, m, &e);
-  napi_throw(env, e);
+  char context[96];
+  snprintf(context, sizeof context, "nf_tables monitor: %s", what);
+  napi_throw(env, errno_error(env, err, uv_err_name(-err), context));
   return NULL;
 }
 

@@ -54,15 +54,8 @@
 
 #include <node_api.h>
 
+#include "napi_errors.h"
 #include "nf_monitor.h"
-
-#define CHECK(env, call)                                                     \
-  do {                                                                       \
-    if ((call) != napi_ok) {                                                 \
-      napi_throw_error((env), NULL, "N-API call failed: " #call);            \
-      return NULL;                                                           \
-    }                                                                        \
-  } while (0)
 
 // One nested element list must stay below 64 KiB (nla_len is 16 bits).
 #define ELEMS_BYTES_PER_MSG 48000
@@ -123,17 +116,10 @@ static void batch_done(struct batch *b, struct nlmsghdr *nlh) {
 // ---- N-API helpers ------------------------------------------------------
 
 static napi_value throw_errno(napi_env env, int err, int op_index, const char *what) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, e, v;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  napi_create_int32(env, err, &v);
-  napi_set_named_property(env, e, "errno", v);
+  // The codes NftErrorCode names; anything else is EUNKNOWN.
   const char *code = err == EEXIST ? "EEXIST" : err == ENOENT ? "ENOENT" : err == EBUSY ? "EBUSY" : err == EINVAL ? "EINVAL"
                    : err == EPERM ? "EPERM" : err == ENOMEM ? "ENOMEM" : err == EOPNOTSUPP ? "EOPNOTSUPP" : "EUNKNOWN";
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, e, "code", v);
+  napi_value e = errno_error(env, err, code, what), v;
   napi_create_int32(env, op_index, &v);
   napi_set_named_property(env, e, "opIndex", v);
   napi_throw(env, e);

@@ -32,13 +32,7 @@
 
 #include <node_api.h>
 
-#define CHECK(env, call)                                          \
-  do {                                                            \
-    if ((call) != napi_ok) {                                      \
-      napi_throw_error((env), NULL, "N-API call failed: " #call); \
-      return NULL;                                                \
-    }                                                             \
-  } while (0)
+#include "napi_errors.h"
 
 static const char *HOOKS[NF_INET_NUMHOOKS] = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
 
@@ -67,14 +61,7 @@ struct handle {
 };
 
 static napi_value throw_errno(napi_env env, int err, const char *what) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, e, v;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, NULL, m, &e);
-  napi_create_int32(env, err, &v);
-  napi_set_named_property(env, e, "errno", v);
-  napi_throw(env, e);
+  napi_throw(env, errno_error(env, err, NULL, what));
   return NULL;
 }
 

@@ -6,7 +6,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 import { Lab, zeroCounters, type AgentProcess } from '../support/lab.js';
 import { waitForLog } from '../support/agent-client.js';
 import type { V1EndpointSlice } from '@kubernetes/client-node';
@@ -44,13 +44,15 @@ for (const backend of ['nft', 'legacy'] as const) {
       await lab.addPod({ ip: '10.2.0.10', ip6: 'fd00:2::10', body: 'chile01' });
       await lab.routeServiceRange('10.96.0.0/12');
       await lab.routeServiceRange('fd00:96::/112');
+      await lab.routeServiceRange('fd00:97::/112');
       await lab.restore(FOREIGN6, 'ipv6');
       pristine6 = zeroCounters(await lab.saveAll('ipv6'));
       lab.apply(
         dual('serve', '10.96.0.40', 'fd00:96::40'),
         slice('default', 'serve-local', 'serve', [endpoint('10.1.0.10')]),
         localSlice6(),
-        dual('derived-serve', '10.96.0.50', 'fd00:96::50'),
+        // Its ClusterSet IPs, one per family, as Karmada writes them.
+        withClustersetIPs(dual('derived-serve', '10.96.0.50', 'fd00:96::50'), ['10.97.0.50', 'fd00:97::50']),
         importedSlice('default', 'chile01', 'serve-1', 'derived-serve', [endpoint('10.2.0.10')]),
         v6(importedSlice('default', 'chile01', 'serve-6', 'derived-serve', [endpoint('fd00:2::10')])),
         service('default', 'derived-only6', 'fd00:96::60', [{ name: 'http', port: 80 }], { clusterIPs: ['fd00:96::60'], ipFamilies: ['IPv6'] }),
@@ -73,6 +75,19 @@ for (const backend of ['nft', 'legacy'] as const) {
       assert.deepEqual((await lab.requests('http://10.96.0.40/', 5)).bodies, { brazil: 5 });
       assert.deepEqual((await lab.requests('http://[fd00:96::50]/', 5)).bodies, { brazil: 5 });
       assert.deepEqual((await lab.requests('http://[fd00:96::60]/', 5)).bodies, { chile01: 5 });
+    });
+
+    it('the IPv6 ClusterSet IP is served like the IPv6 ClusterIP, and fails over with it', async () => {
+      const nat6 = await lab.save('nat', false, 'ipv6');
+      assert.match(nat6, /-d fd00:97::50\/128 .*clusterset IP/);
+      assert.deepEqual((await lab.requests('http://[fd00:97::50]/', 5)).bodies, { brazil: 5 });
+      lab.apply(localSlice6(false));
+      await lab.waitForRules((t) => !t.includes('-> brazil fd00:1::10:8080'), 'local IPv6 endpoints to leave', undefined, 'ipv6');
+      assert.deepEqual((await lab.requests('http://[fd00:97::50]/', 5)).bodies, { chile01: 5 });
+      assert.deepEqual((await lab.requests('http://[fd00:96::50]/', 5)).bodies, { chile01: 5 });
+      lab.apply(localSlice6(true));
+      await lab.waitForRules((t) => t.includes('-> brazil fd00:1::10:8080'), 'local IPv6 endpoints back', undefined, 'ipv6');
+      assert.deepEqual((await lab.requests('http://[fd00:97::50]/', 5)).bodies, { brazil: 5 });
     });
 
     it('local IPv6 endpoints unready: IPv6 fails over to the other cluster and back, IPv4 stays local', async () => {

@@ -6,7 +6,8 @@
 //   open(netnsPath?: string) -> handle      socket bound in that namespace (or the caller's)
 //   close(handle)
 //   commit(handle, ops: Op[]) -> undefined  throws Error{ errno, code, opIndex } and applies nothing
-//   dump(handle, family: number, table: string) -> null | { chains, rules, sets }
+//   dump(handle, family: number, table: string) -> null | { flags, chains, rules, sets }
+//     flags: the table's (NFT_TABLE_F_DORMANT: its base chains are not hooked in)
 //     each set: { name, keyLen, dataLen, count, keys: Buffer, data: Buffer, comments: (string|undefined)[] }
 //   lastKernelMs(handle) -> ms the last commit spent from send to the kernel's answer
 //   tableExists(handle, family, table) -> boolean
@@ -20,7 +21,9 @@
 //   monitorOpen, monitorUnref, monitorClose: the nf_tables event monitor (nf_monitor.c)
 //
 // Op (family defaults to NFPROTO_IPV4):
-//   { op: 'addTable' | 'delTable', table }
+//   { op: 'addTable' | 'delTable', table, flags? }
+//     addTable sets the flags given: flags 0 wakes a dormant table at commit (and, as any addTable,
+//     creates a missing table: nf_tables ignores NLM_F_CREATE for tables)
 //   { op: 'addChain', table, chain, hook?, priority?, type?, policy? } | { op: 'delChain', table, chain }
 //   { op: 'flushSet', table, set }
 //   { op: 'addElems' | 'delElems', table, set, keyLen, keys: Buffer, dataLen?, data?: Buffer, comments?: string[] }
@@ -269,9 +272,13 @@ static int read_names(napi_env env, napi_value op, struct names *n, const char *
   return 0;
 }
 
-static int build_table(struct batch *b, int op, int cmd, const struct names *n) {
+static int build_table(napi_env env, napi_value opv, struct batch *b, int op, int cmd, const struct names *n) {
+  int32_t flags;
+  int has_flags = get_int(env, opv, "flags", &flags);
+  if (has_flags < 0) return -2;
   struct nftnl_table *t = nftnl_table_alloc();
   nftnl_table_set_str(t, NFTNL_TABLE_NAME, n->table);
+  if (has_flags == 1 && cmd == NFT_MSG_NEWTABLE) nftnl_table_set_u32(t, NFTNL_TABLE_FLAGS, (uint32_t)flags);
   char *at = batch_next(b, 4096, op);
   if (!at) { nftnl_table_free(t); return -1; }
   struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(at, cmd, n->family, cmd == NFT_MSG_NEWTABLE ? NLM_F_CREATE : 0, b->seq);
@@ -521,7 +528,7 @@ static napi_value js_commit(napi_env env, napi_callback_info info) {
     if (get_string(env, opv, "op", kind, sizeof kind) != 1) goto bad;
     if (!strcmp(kind, "addTable") || !strcmp(kind, "delTable")) {
       if (read_names(env, opv, &n, NULL) < 0) goto bad;
-      rc = build_table(&b, i, kind[0] == 'a' ? NFT_MSG_NEWTABLE : NFT_MSG_DELTABLE, &n);
+      rc = build_table(env, opv, &b, i, kind[0] == 'a' ? NFT_MSG_NEWTABLE : NFT_MSG_DELTABLE, &n);
     } else if (!strcmp(kind, "addChain") || !strcmp(kind, "delChain")) {
       if (read_names(env, opv, &n, "chain") < 0) goto bad;
       rc = build_chain(env, opv, &b, i, kind[0] == 'a' ? NFT_MSG_NEWCHAIN : NFT_MSG_DELCHAIN, &n);
@@ -566,6 +573,7 @@ struct dump_ctx {
   napi_value list;
   uint32_t count;
   const char *table;
+  uint32_t table_flags;
   int failed;
 };
 
@@ -632,7 +640,10 @@ static void set_buf(napi_env env, napi_value o, const char *k, const void *p, si
 static int table_cb(const struct nlmsghdr *nlh, void *data) {
   struct dump_ctx *c = data;
   struct nftnl_table *t = nftnl_table_alloc();
-  if (nftnl_table_nlmsg_parse(nlh, t) == 0 && !strcmp(nftnl_table_get_str(t, NFTNL_TABLE_NAME), c->table)) c->count++;
+  if (nftnl_table_nlmsg_parse(nlh, t) == 0 && !strcmp(nftnl_table_get_str(t, NFTNL_TABLE_NAME), c->table)) {
+    c->count++;
+    if (nftnl_table_is_set(t, NFTNL_TABLE_FLAGS)) c->table_flags = nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS);
+  }
   nftnl_table_free(t);
   return MNL_CB_OK;
 }
@@ -783,8 +794,10 @@ static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, con
   if (rc == 0 && c.failed) rc = -ENOMEM;
   *err = rc < 0 ? -rc : 0;
   if (cmd == NFT_MSG_GETTABLE) {
+    // The table's flags; null when it does not exist.
     napi_value v;
-    napi_get_boolean(env, c.count > 0, &v);
+    if (c.count > 0) napi_create_uint32(env, c.table_flags, &v);
+    else napi_get_null(env, &v);
     return v;
   }
   return c.list;
@@ -827,16 +840,14 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
   const char *table = a.table;
 
   int err = 0;
-  napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
+  napi_value flags = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing tables");
-  bool present;
-  napi_get_value_bool(env, exists, &present);
+  napi_valuetype t;
+  napi_typeof(env, flags, &t);
+  if (t == napi_null) return flags;
   napi_value out;
-  if (!present) {
-    napi_get_null(env, &out);
-    return out;
-  }
   napi_create_object(env, &out);
+  napi_set_named_property(env, out, "flags", flags);
   napi_value chains = dump_list(env, h, family, table, NFT_MSG_GETCHAIN, NULL, chain_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing chains");
   napi_set_named_property(env, out, "chains", chains);
@@ -880,8 +891,12 @@ static napi_value js_table_exists(napi_env env, napi_callback_info info) {
   struct table_args a;
   if (!table_args(env, info, "tableExists(handle, family, table)", &a)) return NULL;
   int err = 0;
-  napi_value exists = dump_list(env, a.h, a.family, a.table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
+  napi_value flags = dump_list(env, a.h, a.family, a.table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing tables");
+  napi_valuetype t;
+  napi_typeof(env, flags, &t);
+  napi_value exists;
+  napi_get_boolean(env, t != napi_null, &exists);
   return exists;
 }
 

@@ -12,7 +12,9 @@ export type NftOp =
   /** Elements as the kernel's bytes (count × key length; values count × value length for maps). */
   | { readonly op: 'addPacked' | 'deletePacked'; readonly set: SetName; readonly keys: Buffer; readonly data?: Buffer }
   | { readonly op: 'flushSet'; readonly set: SetName }
-  | { readonly op: 'deleteTable' };
+  | { readonly op: 'deleteTable' }
+  /** Clears the table's dormant flag: its base chains hook in when the batch commits. */
+  | { readonly op: 'wakeTable' };
 
 export interface ObservedChain {
   readonly name: string;
@@ -34,8 +36,19 @@ export interface ObservedSet {
 
 /** The table as read back from the kernel; null when it does not exist. */
 export interface ObservedTable {
+  /** The table is dormant: its base chains are not hooked in, so no packet sees it. */
+  readonly dormant?: boolean;
   readonly chains: readonly ObservedChain[];
   readonly sets: readonly ObservedSet[];
+}
+
+export interface SkeletonOptions {
+  /**
+   * Leave the table dormant (created so, or kept so): a table being filled
+   * is hooked in only by the commit that wakes it, with every element in
+   * place. Without it the script wakes a dormant table.
+   */
+  readonly dormant?: boolean;
 }
 
 /** One family's table (`ip` or `ip6` clusterset-proxy) in one kernel. */
@@ -45,7 +58,7 @@ export interface NftablesClient {
    * Makes the table, its sets and base chains exist as the skeleton says and
    * rewrites the chains' rules, atomically; elements of existing sets stay.
    */
-  writeSkeleton(skeleton: Skeleton): Promise<void>;
+  writeSkeleton(skeleton: Skeleton, options?: SkeletonOptions): Promise<void>;
   /** Applies every operation or none; throws NftError naming the first refused one. */
   commit(ops: readonly NftOp[]): Promise<void>;
   read(): Promise<ObservedTable | null>;

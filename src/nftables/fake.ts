@@ -1,13 +1,14 @@
 // A fake nf_tables with the kernel's semantics for what the data plane does:
 // one family's table, its sets and base chains, element add/delete with the kernel's
 // errors (ENOENT for a missing table, set or element; EEXIST for a key that
-// exists with another value), and batches that apply whole or not at all.
+// exists with another value), batches that apply whole or not at all, and
+// the dormant flag (set by the skeleton script's flags, cleared by a wake).
 // The conformance suite runs the same cases against it and the kernel.
 
 import { commentText, NFT_IPV4, type NftFamily, type SetName, type SetSpec, type Skeleton } from './layout.js';
 import { decode, encode } from './codec.js';
 import type { Element } from './plan.js';
-import { NftError, type NftablesClient, type NftOp, type ObservedChain, type ObservedTable } from './client.js';
+import { NftError, type NftablesClient, type NftOp, type ObservedChain, type ObservedTable, type SkeletonOptions } from './client.js';
 import { describeOp } from './native.js';
 
 interface FakeSet {
@@ -19,6 +20,7 @@ interface FakeSet {
 interface FakeTable {
   readonly chains: Map<string, ObservedChain>;
   readonly sets: Map<string, FakeSet>;
+  dormant: boolean;
 }
 
 export class FakeNftables implements NftablesClient {
@@ -31,10 +33,12 @@ export class FakeNftables implements NftablesClient {
 
   constructor(readonly family: NftFamily = NFT_IPV4) {}
 
-  async writeSkeleton(skeleton: Skeleton): Promise<void> {
+  async writeSkeleton(skeleton: Skeleton, options: SkeletonOptions = {}): Promise<void> {
     this.skeletonWrites++;
-    const table: FakeTable = this.table ? cloneTable(this.table) : { chains: new Map(), sets: new Map() };
+    const table: FakeTable = this.table ? cloneTable(this.table) : { chains: new Map(), sets: new Map(), dormant: false };
     if (skeleton.family !== this.family) throw new NftError(`nft -f refused the skeleton: table ${skeleton.family.name} is not this client's family ${this.family.name}`, 'EINVAL', -1);
+    // nft sets the table's flags from the script: without `flags dormant` it wakes the table.
+    table.dormant = options.dormant === true;
     for (const spec of skeleton.sets) {
       const { keyLen, dataLen } = spec;
       const have = table.sets.get(spec.name);
@@ -52,16 +56,18 @@ export class FakeNftables implements NftablesClient {
 
   async commit(ops: readonly NftOp[]): Promise<void> {
     this.commits++;
-    if (!this.table) {
-      if (ops.length === 0) return;
-      throw new NftError(`nf_tables batch: No such file or directory (${describeOp(ops[0]!, this.family)})`, 'ENOENT', 0);
-    }
-    let table: FakeTable | null = cloneTable(this.table);
+    let table: FakeTable | null = this.table ? cloneTable(this.table) : null;
     let written = 0;
     ops.forEach((op, index) => {
       const fail = (code: 'ENOENT' | 'EEXIST', text: string) => {
         throw new NftError(`nf_tables batch: ${text} (${describeOp(op, this.family)})`, code, index);
       };
+      if (op.op === 'wakeTable') {
+        // nf_tables creates a missing table on any NEWTABLE, a wake included: bare, nothing hooked in.
+        table ??= { chains: new Map(), sets: new Map(), dormant: false };
+        table.dormant = false;
+        return;
+      }
       if (!table) fail('ENOENT', 'No such file or directory');
       if (op.op === 'deleteTable') {
         table = null;
@@ -102,6 +108,7 @@ export class FakeNftables implements NftablesClient {
     const t = this.table;
     if (!t) return null;
     return {
+      dormant: t.dormant,
       chains: [...t.chains.values()],
       sets: [...t.sets].map(([name, s]) => ({ name, keyLen: s.keyLen, dataLen: s.dataLen, elements: [...s.elements.values()] })),
     };
@@ -135,6 +142,7 @@ function unpackOp(spec: SetSpec, keys: Buffer, data: Buffer | undefined): Elemen
 
 function cloneTable(t: FakeTable): FakeTable {
   return {
+    dormant: t.dormant,
     chains: new Map(t.chains),
     sets: new Map([...t.sets].map(([name, s]) => [name, { keyLen: s.keyLen, dataLen: s.dataLen, elements: new Map(s.elements) }])),
   };

@@ -10,15 +10,17 @@ import { fileURLToPath } from 'node:url';
 import { HOOK_NUMBER, NFT_IPV4, TABLE, type Hook, type NftFamily, type SetSpec, type Skeleton } from './layout.js';
 import { CodecError, decode, encodeInto } from './codec.js';
 import { isSetName, type Element } from './plan.js';
-import { NftError, type NftablesClient, type NftErrorCode, type NftOp, type ObservedTable } from './client.js';
+import { NftError, type NftablesClient, type NftErrorCode, type NftOp, type ObservedTable, type SkeletonOptions } from './client.js';
 import { renderSkeletonScript } from './render.js';
 
 type NativeOp =
-  | { op: 'addTable' | 'delTable'; family: number; table: string }
+  | { op: 'addTable'; family: number; table: string; flags?: number }
+  | { op: 'delTable'; family: number; table: string }
   | { op: 'flushSet'; family: number; table: string; set: string }
   | { op: 'addElems' | 'delElems'; family: number; table: string; set: string; keyLen: number; keys: Buffer; dataLen?: number; data?: Buffer; comments?: string[] };
 
 interface NativeDump {
+  flags: number;
   chains: { name: string; hook?: number; priority?: number; type?: string; comment?: string }[];
   rules: { chain: string }[];
   sets: { name: string; keyLen: number; dataLen: number; count: number; keys: Buffer; data: Buffer; comments: (string | undefined)[] }[];
@@ -65,6 +67,9 @@ export function loadAddon(): Addon {
   return addon;
 }
 
+/** The table flag of a table whose base chains are not hooked in. */
+const NFT_TABLE_F_DORMANT = 1;
+
 const HOOK_NAMES = new Map(Object.entries(HOOK_NUMBER).map(([name, n]) => [n, name as Hook]));
 
 export interface NativeClientOptions {
@@ -86,9 +91,9 @@ export class NativeNftables implements NftablesClient {
     this.handle = this.addon.open(options.netns ? `/var/run/netns/${options.netns}` : undefined);
   }
 
-  async writeSkeleton(skeleton: Skeleton): Promise<void> {
+  async writeSkeleton(skeleton: Skeleton, options: SkeletonOptions = {}): Promise<void> {
     if (skeleton.family !== this.family) throw new NftError(`the skeleton of table ${skeleton.family.name} was handed to the ${this.family.name} client`, 'EINVAL', -1);
-    const script = renderSkeletonScript(skeleton);
+    const script = renderSkeletonScript(skeleton, options.dormant);
     const [file, args] = this.options.netns ? ['ip', ['netns', 'exec', this.options.netns, this.options.nft ?? 'nft', '-f', '-']] : [this.options.nft ?? 'nft', ['-f', '-']];
     await new Promise<void>((resolve, reject) => {
       const child = execFile(file, args as string[], { maxBuffer: 1 << 20 }, (err, _out, stderr) => {
@@ -118,6 +123,7 @@ export class NativeNftables implements NftablesClient {
     const rules = new Map<string, number>();
     for (const r of dump.rules) rules.set(r.chain, (rules.get(r.chain) ?? 0) + 1);
     return {
+      dormant: (dump.flags & NFT_TABLE_F_DORMANT) !== 0,
       chains: dump.chains.map((c) => ({
         name: c.name, rules: rules.get(c.name) ?? 0, ...(c.comment === undefined ? {} : { comment: c.comment }),
         ...(c.hook === undefined ? {} : { type: c.type, hook: HOOK_NAMES.get(c.hook), priority: c.priority }),
@@ -170,6 +176,8 @@ function toNative(op: NftOp, family: NftFamily): NativeOp {
   switch (op.op) {
     case 'deleteTable':
       return { op: 'delTable', ...base };
+    case 'wakeTable':
+      return { op: 'addTable', ...base, flags: 0 };
     case 'flushSet':
       return { op: 'flushSet', ...base, set: op.set };
     case 'addPacked':
@@ -204,6 +212,8 @@ export function describeOp(op: NftOp, family: NftFamily): string {
   switch (op.op) {
     case 'deleteTable':
       return `delete table ${family.name} ${TABLE}`;
+    case 'wakeTable':
+      return `add table ${family.name} ${TABLE} (wake)`;
     case 'flushSet':
       return `flush set ${family.name} ${TABLE} ${op.set}`;
     case 'addPacked':

@@ -2,9 +2,12 @@
 // become element states (plan), the agent's table is read back (observe), the
 // difference is element operations per group (diff, diffGroup) sent as one
 // atomic nf_tables batch (apply). The skeleton is written only when a full
-// diff finds it missing or different. Its fake is the same class over
-// FakeNftables. One instance per family: its client's table, `ip` or `ip6`
-// clusterset-proxy, and that family's frontends of each selection.
+// diff finds it missing or different. A table being filled (new, rebuilt, or
+// left dormant by an interrupted fill) is written dormant, filled in bounded
+// commits and woken by the last: packets see it whole or not at all. Its fake
+// is the same class over FakeNftables. One instance per family: its client's
+// table, `ip` or `ip6` clusterset-proxy, and that family's frontends of each
+// selection.
 
 import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
 import { clusterCIDROf, type ApplyOutcome, type ApplyStats, type Dataplane, type DataplaneSettings, type FrontendDescription, type GroupText, type KernelState, type ServiceName } from '../sync/dataplane.js';
@@ -37,17 +40,34 @@ export interface NftablesTransaction {
   readonly skeleton: Skeleton | null;
   /** The table holds a set of ours with another type: deleted first. */
   readonly recreate: boolean;
+  /**
+   * The table is missing, recreated or dormant: the skeleton (if written) is
+   * dormant, the elements go in commits of at most FILL_BATCH_ELEMENTS and
+   * the last commit wakes the table.
+   */
+  readonly fill: boolean;
   readonly parts: readonly NftPart[];
 }
+
+/**
+ * Elements per commit while a dormant table is filled. While anything on the
+ * machine listens to nf_tables events (`nft monitor`, a drift watch: the
+ * kernel's listener check is not per network namespace), the kernel builds
+ * one notification per element of a commit and holds them all until the
+ * commit ends. 660,000 elements in one commit then took 17-24 s of system
+ * time here, against about 1 s with no listener; bounded commits keep that
+ * memory, and the time, proportional to the elements.
+ */
+export const FILL_BATCH_ELEMENTS = 50_000;
 
 export const SKELETON_KEY = '';
 export const STALE_KEY = STALE_PART;
 
 const NO_SETTINGS: DataplaneSettings = { clusterCIDR: '', localCluster: '', masqueradeBit: 14, maxChainsPerRestore: Infinity };
 
-function transaction(parts: readonly NftPart[], skeleton: Skeleton | null = null, recreate = false): NftablesTransaction {
+function transaction(parts: readonly NftPart[], skeleton: Skeleton | null = null, recreate = false, fill = false): NftablesTransaction {
   const keys = [...(skeleton ? [SKELETON_KEY] : []), ...parts.map((p) => p.key)];
-  return { keys, skeleton, recreate, parts };
+  return { keys, skeleton, recreate, fill, parts };
 }
 
 function countElements(ops: readonly NftOp[], family: NftFamily): number {
@@ -105,7 +125,8 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
     const check = last ? last.skeleton : { writeSkeleton: true, recreate: false };
     const observed = last && !check.recreate ? last.observed : null;
     const parts = diffTableByGroup(observed, desired, this.nft);
-    return transaction(parts, check.writeSkeleton || check.recreate ? this.skeleton() : null, check.recreate);
+    const fill = observed === null || observed.dormant === true;
+    return transaction(parts, check.writeSkeleton || check.recreate ? this.skeleton() : null, check.recreate, fill);
   }
 
   diffGroup(key: string, last: NftGroup | undefined, next: NftGroup | undefined): NftablesTransaction {
@@ -115,13 +136,16 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
 
   merge(parts: readonly NftablesTransaction[]): NftablesTransaction {
     const skeleton = parts.find((p) => p.skeleton)?.skeleton ?? null;
-    return transaction(parts.flatMap((p) => p.parts), skeleton, parts.some((p) => p.recreate));
+    return transaction(parts.flatMap((p) => p.parts), skeleton, parts.some((p) => p.recreate), parts.some((p) => p.fill));
   }
 
   /**
    * One atomic batch, deletions before additions. When the kernel refuses an
    * operation, the parts before the one holding it are applied in a second
-   * batch, so the outcome reads as "stopped at the refused part".
+   * batch, so the outcome reads as "stopped at the refused part". A fill
+   * goes in bounded commits to the dormant table, the last waking it; a
+   * refused one leaves it dormant and partly filled (the full sync reads it
+   * back and goes on from there).
    */
   async apply(tx: NftablesTransaction): Promise<ApplyOutcome> {
     let restores = 0;
@@ -135,23 +159,27 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
         restores++;
       }
       if (tx.skeleton) {
-        await this.client.writeSkeleton(tx.skeleton);
+        await this.client.writeSkeleton(tx.skeleton, { dormant: tx.fill });
         restores++;
       }
     } catch (error) {
       return { stats: stats(), refused: { kind: 'error', error } };
     }
     const { ops, owner } = ordered(tx.parts);
-    if (ops.length === 0) return { stats: stats(), refused: null };
+    if (ops.length === 0 && !tx.fill) return { stats: stats(), refused: null };
+    let from = 0;
     try {
-      await this.client.commit(ops);
-      restores++;
+      for (const batch of tx.fill ? fillBatches(ops, this.nft) : [ops]) {
+        await this.client.commit(batch);
+        restores++;
+        from += batch.length;
+      }
       return { stats: stats(), refused: null };
     } catch (error) {
-      if (!(error instanceof NftError) || error.opIndex < 0) return { stats: stats(), refused: { kind: 'error', error } };
-      const blamedPart = owner[error.opIndex]!;
+      const blamedPart = error instanceof NftError && error.opIndex >= 0 ? owner[from + error.opIndex] : undefined;
+      if (blamedPart === undefined) return { stats: stats(), refused: { kind: 'error', error } };
       const before = ordered(tx.parts.slice(0, blamedPart));
-      if (before.ops.length > 0) {
+      if (before.ops.length > 0 && !tx.fill) {
         try {
           await this.client.commit(before.ops);
           restores++;
@@ -163,7 +191,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
       const blamed = tx.parts[blamedPart]!.key;
       return {
         stats: stats(),
-        refused: { kind: 'refused', error, groups: rest, blamed: isGroupKey(blamed) ? blamed : null, reason: `${error.code}: ${error.message.replace(/^nf_tables batch: /, '')}` },
+        refused: { kind: 'refused', error, groups: rest, blamed: isGroupKey(blamed) ? blamed : null, reason: `${(error as NftError).code}: ${(error as NftError).message.replace(/^nf_tables batch: /, '')}` },
       };
     }
   }
@@ -187,12 +215,13 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
     }
   }
 
-  /** The transaction as nft commands: the skeleton script, then element deletions and additions. */
+  /** The transaction as nft commands: the skeleton script, then element deletions and additions (and the wake of a filled table). */
   render(tx: NftablesTransaction): string {
     const lines: string[] = [];
     if (tx.recreate) lines.push(`delete table ${this.nft.name} ${TABLE}`);
-    const head = tx.skeleton ? renderSkeletonScript(tx.skeleton) : '';
+    const head = tx.skeleton ? renderSkeletonScript(tx.skeleton, tx.fill) : '';
     for (const op of ordered(tx.parts).ops) lines.push(...renderOp(op, this.nft));
+    if (tx.fill) lines.push('# every element in place: the table hooks in', ...renderOp({ op: 'wakeTable' }, this.nft));
     return head + (lines.length > 0 ? `${lines.join('\n')}\n` : '');
   }
 
@@ -286,10 +315,32 @@ function ordered(parts: readonly NftPart[]): { ops: NftOp[]; owner: number[] } {
   return { ops, owner };
 }
 
+/** A fill's operations in commits of about FILL_BATCH_ELEMENTS elements; the last commit wakes the table. */
+function fillBatches(ops: readonly NftOp[], family: NftFamily): NftOp[][] {
+  const batches: NftOp[][] = [];
+  let batch: NftOp[] = [];
+  let size = 0;
+  for (const op of ops) {
+    const n = countElements([op], family);
+    if (batch.length > 0 && size + n > FILL_BATCH_ELEMENTS) {
+      batches.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(op);
+    size += n;
+  }
+  batch.push({ op: 'wakeTable' });
+  batches.push(batch);
+  return batches;
+}
+
 function renderOp(op: NftOp, family: NftFamily): string[] {
   const verb = op.op === 'addElements' || op.op === 'addPacked' ? 'add' : 'delete';
   const table = `${family.name} ${TABLE}`;
   if (op.op === 'deleteTable') return [`delete table ${table}`];
+  // nft sets a table's flags from the command: an `add table` without `flags dormant` wakes it.
+  if (op.op === 'wakeTable') return [`add table ${table}`];
   if (op.op === 'flushSet') return [`flush set ${table} ${op.set}`];
   const spec = family.setByName.get(op.set)!;
   const items: string[] = [];

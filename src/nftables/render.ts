@@ -21,15 +21,21 @@ function chainLines(c: ChainSpec): string[] {
   return [`\tchain ${c.name} {`, ...chainHeader(c), '\t}'];
 }
 
-/** What `nft -f` applies to write or repair the skeleton; existing elements stay. */
-export function renderSkeletonScript(s: Skeleton): string {
+/**
+ * What `nft -f` applies to write or repair the skeleton; existing elements
+ * stay. nft sets the table's flags from the script: `dormant` creates the
+ * table (or keeps it) unhooked, and a script without it wakes the table.
+ */
+export function renderSkeletonScript(s: Skeleton, dormant = false): string {
   const family = s.family.name;
-  const lines = [`table ${family} ${TABLE} {`, `\tcomment ${q(s.comment)}`];
+  // Every table block of the script sets the flags, the second one too.
+  const flags = dormant ? ['	flags dormant'] : [];
+  const lines = [`table ${family} ${TABLE} {`, ...flags, `	comment ${q(s.comment)}`];
   for (const set of s.sets) lines.push(...setLines(set));
   for (const c of s.chains) lines.push(...chainLines(c));
   lines.push('}');
   for (const c of s.chains) lines.push(`flush chain ${family} ${TABLE} ${c.name}`);
-  lines.push(`table ${family} ${TABLE} {`);
+  lines.push(`table ${family} ${TABLE} {`, ...flags);
   for (const c of s.chains) lines.push(`\tchain ${c.name} {`, ...c.rules.map((r) => `\t\t${r}`), '\t}');
   lines.push('}');
   return lines.join('\n') + '\n';

@@ -37,6 +37,9 @@ export const CASES: readonly ConformanceCase[] = [
       assert.equal(await c.read(), null);
       await refused(c.commit([{ op: 'addElements', set: 'slots-10', elements: [slot(0, '10.1.0.1')] }]), 'ENOENT', 0);
       await refused(c.commit([{ op: 'deleteTable' }]), 'ENOENT', 0);
+      // A wake creates a missing table, bare (nf_tables ignores NLM_F_CREATE for tables): nothing hooks in.
+      await c.commit([{ op: 'wakeTable' }]);
+      assert.deepEqual(await c.read(), { dormant: false, chains: [], sets: [] });
     },
   },
   {
@@ -127,6 +130,29 @@ export const CASES: readonly ConformanceCase[] = [
       const t = await c.read();
       assert.deepEqual(elements(t, 'slots-10'), [slot(7, '10.1.0.1')]);
       assert.equal(t!.chains.length, skeleton.chains.length);
+    },
+  },
+  {
+    name: 'a skeleton written dormant takes elements unhooked; a wake in a batch, or a script without the flag, hooks it in',
+    async run(c) {
+      await c.writeSkeleton(skeleton, { dormant: true });
+      assert.equal((await c.read())!.dormant, true);
+      await c.commit([{ op: 'addElements', set: 'slots-10', elements: [slot(10, '10.1.0.1')] }]);
+      assert.equal((await c.read())!.dormant, true);
+      // Written again dormant (an interrupted fill resumed): still dormant, elements kept.
+      await c.writeSkeleton(skeleton, { dormant: true });
+      await c.commit([{ op: 'addElements', set: 'slots-10', elements: [slot(11, '10.1.0.2')] }, { op: 'wakeTable' }]);
+      const t = await c.read();
+      assert.equal(t!.dormant, false);
+      assert.deepEqual(elements(t, 'slots-10'), [slot(10, '10.1.0.1'), slot(11, '10.1.0.2')]);
+      await c.writeSkeleton(skeleton, { dormant: true });
+      assert.equal((await c.read())!.dormant, true);
+      await c.writeSkeleton(skeleton);
+      assert.equal((await c.read())!.dormant, false);
+      // A refused batch leaves the flag as it was.
+      await c.writeSkeleton(skeleton, { dormant: true });
+      await refused(c.commit([{ op: 'wakeTable' }, { op: 'deleteElements', set: 'slots-10', elements: [slot(12, '10.1.0.3')] }]), 'ENOENT', 1);
+      assert.equal((await c.read())!.dormant, true);
     },
   },
   {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import type { FrontendSelection, GroupSelection } from '../../src/selection/selection.js';
 import type { DataplaneSettings } from '../../src/sync/dataplane.js';
 import { FakeNftables } from '../../src/nftables/fake.js';
-import { NftablesDataplane } from '../../src/nftables/nftables-dataplane.js';
+import { FILL_BATCH_ELEMENTS, NftablesDataplane } from '../../src/nftables/nftables-dataplane.js';
+import { NftError } from '../../src/nftables/client.js';
 import type { NftGroup } from '../../src/nftables/plan.js';
 
 const SETTINGS: DataplaneSettings = { clusterCIDR: '10.244.0.0/16', localCluster: 'brazil', masqueradeBit: 12, maxChainsPerRestore: 1000 };
@@ -116,4 +117,61 @@ test('nftables data plane: a batch of many groups holds each set\'s operations t
   }
   assert.ok(new Set(ops.slice(firstAdd).map((o) => o.set)).size < ops.length - firstAdd, 'some set has several additions');
   assert.deepEqual(dp.diff(await dp.observe(next), next).keys, []);
+});
+
+/** The fake, noting after each commit whether the table is dormant and how many slot elements it holds. */
+class WatchedFake extends FakeNftables {
+  readonly seen: { dormant: boolean; slots: number }[] = [];
+  failAt = -1;
+  override async commit(ops: Parameters<FakeNftables['commit']>[0]): Promise<void> {
+    if (this.seen.length === this.failAt) {
+      this.failAt = -1;
+      throw new NftError('the batch was refused by the test', 'EINVAL', 0);
+    }
+    await super.commit(ops);
+    const t = await this.read();
+    this.seen.push({ dormant: t?.dormant === true, slots: t ? t.sets.filter((s) => s.name.startsWith('slots-')).reduce((n, s) => n + s.elements.length, 0) : 0 });
+  }
+}
+
+test('nftables data plane: a table filled from nothing stays dormant through bounded commits and the last one wakes it', async () => {
+  const fake = new WatchedFake();
+  const dp = new NftablesDataplane(fake, SETTINGS);
+  // 1,000 frontends × 64 slots: more than one fill batch.
+  const sels = Array.from({ length: 1000 }, (_, i) => ({ ...selection(i, ['10.2.0.1', '10.2.0.2']), key: `shop/svc${i}` }));
+  const want = new Map(sels.map((s, i) => {
+    const fe = { ...s.frontends[0]!, ip: `10.96.${i >> 8}.${i & 255}` };
+    return [s.key, dp.plan({ ...s, frontends: [fe] })!] as const;
+  }));
+  const tx = dp.diff(null, want);
+  assert.equal(tx.fill, true);
+  assert.match(dp.render(tx), /^\tflags dormant$/m);
+  assert.match(dp.render(tx), /^add table ip clusterset-proxy$/m);
+  assert.equal((await dp.apply(tx)).refused, null);
+  const batches = Math.ceil(64_000 / FILL_BATCH_ELEMENTS);
+  assert.ok(fake.seen.length >= batches && batches > 1, `${fake.seen.length} commits`);
+  assert.ok(fake.seen.slice(0, -1).every((s) => s.dormant), 'dormant until the last commit');
+  assert.deepEqual(fake.seen.at(-1), { dormant: false, slots: 64_000 });
+  // Adopted as it is: nothing to write, not a fill.
+  const again = dp.diff(await dp.observe(want), want);
+  assert.deepEqual([again.keys, again.fill], [[], false]);
+});
+
+test('nftables data plane: an interrupted fill leaves the table dormant; the next full diff resumes it and wakes it', async () => {
+  const fake = new WatchedFake();
+  const dp = new NftablesDataplane(fake, SETTINGS);
+  const sels = Array.from({ length: 1000 }, (_, i) => ({ ...selection(i, ['10.2.0.1']), key: `shop/svc${i}` }));
+  const want = new Map(sels.map((s, i) => [s.key, dp.plan({ ...s, frontends: [{ ...s.frontends[0]!, ip: `10.96.${i >> 8}.${i & 255}` }] })!] as const));
+  fake.failAt = 1;
+  const first = await dp.apply(dp.diff(null, want));
+  assert.ok(first.refused && first.refused.kind === 'refused');
+  const kernel = await dp.observe(want);
+  assert.equal(kernel.observed!.dormant, true);
+  const partly = fake.seen.at(-1)!.slots;
+  assert.ok(partly > 0 && partly < 64_000, `${partly} slot elements after the first commit`);
+  const resume = dp.diff(kernel, want);
+  assert.equal(resume.skeleton, null, 'the skeleton is in place');
+  assert.equal(resume.fill, true);
+  assert.equal((await dp.apply(resume)).refused, null);
+  assert.deepEqual(fake.seen.at(-1), { dormant: false, slots: 64_000 });
 });

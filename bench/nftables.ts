@@ -195,6 +195,8 @@ async function measureAgent(n: number, burst: number): Promise<AgentFigures> {
       engine.upsertSlice(workload.change(changeTarget(i, n)).slice);
       arrivals.push(performance.now());
       runner.request();
+      // A watch stream yields between events: so does this feeder, or a loaded machine lets no sync start until the burst ends.
+      await new Promise((r) => setImmediate(r));
     }
     const last = arrivals[arrivals.length - 1]!;
     const appliedAt = (arrival: number) => syncs.find((s) => s.start >= arrival)?.end;

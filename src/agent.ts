@@ -18,7 +18,7 @@ import { RouteController } from './routes/controller.js';
 import { DriftWatch } from './drift/drift-watch.js';
 import { execChainReader } from './drift/kernel-check.js';
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
+import { BUCKET_RULES, CHAIN_PREFIX, JUMPS, POLLED_DISPATCH_CHAINS, SERVICES_CHAIN } from './iptables/layout.js';
 import type { Fragment } from './iptables/plan-types.js';
 
 export interface AgentOptions {
@@ -86,7 +86,7 @@ export class Agent {
       const backend = opts.backend;
       const drift = new DriftWatch({
         mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), backend,
-        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
         requestRepair: () => this.runner.requestRepair(),
       });
       backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
@@ -176,7 +176,7 @@ export class Agent {
 
   /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
   private appliedDispatch(): Map<string, string[]> {
-    const out = new Map<string, string[]>();
+    const out = new Map<string, string[]>([[`nat/${SERVICES_CHAIN}`, [...BUCKET_RULES]]]);
     for (const key of this.engine.groupKeys()) {
       const f = this.engine.appliedState(key) as Fragment | undefined;
       for (const r of f?.setRules ?? []) {

@@ -1,5 +1,5 @@
 import type { FrontendSelection } from '../selection/selection.js';
-import { MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
+import { bucketChain, bucketOf, MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
 import { affinityListName, portComment, serviceChainName } from './names.js';
 import type { WeightedEndpoint } from '../policy/select.js';
 import type { OwnedChain, SetRule } from './plan-types.js';
@@ -50,7 +50,7 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
   const match = `-d ${fe.ip}/32 -p ${proto}`;
   const dport = `-m ${proto} --dport ${fe.port}`;
   const setRules: SetRule[] = [
-    { table: 'nat', chain: SERVICES_CHAIN, spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
+    { table: 'nat', chain: bucketChain(bucketOf(fe.ip)), spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
   ];
 
   if (selected.length === 0) {

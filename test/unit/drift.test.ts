@@ -8,7 +8,7 @@ import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
 import { pino } from 'pino';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/iptables/layout.js';
+import { CHAIN_PREFIX, JUMPS, POLLED_DISPATCH_CHAINS } from '../../src/iptables/layout.js';
 import type { ChainRef } from '../../src/iptables/plan-types.js';
 
 // Datagrams read from the nf_tables group of a fresh namespace (kernel 6.x, iptables 1.8.9):
@@ -196,7 +196,7 @@ function watchOn(kernel: ReturnType<typeof fakeKernel>) {
   const counts = new Map<string, number>();
   const bump = (k: string) => counts.set(k, (counts.get(k) ?? 0) + 1);
   const watch = new DriftWatch({
-    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log: silentLogger(), requestRepair: () => requests.push(1),
     metrics: { generation: (o) => bump(`gen:${o}`), check: (t) => bump(`check:${t}`), detected: (c) => bump(`detected:${c}`), repaired: (c) => bump(`repaired:${c}`) },
     source: (h) => {
@@ -279,7 +279,7 @@ test('watch: a writer that keeps putting its rule ahead of ours is named once a 
   let handlers: NfMonitorHandlers | null = null;
   let t = 0;
   const watch = new DriftWatch({
-    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log, requestRepair: () => {}, now: () => t,
     source: (h) => {
       handlers = h;

@@ -46,14 +46,10 @@ export const SET_CHAINS: readonly ChainRef[] = [
   { table: 'filter', name: SERVICES_CHAIN },
 ];
 
-/**
- * The dispatch chains the legacy drift poll reads: MCS-SERVICES of both
- * tables (a read costs a whole-table fetch, so not the 64 buckets, whose
- * rules each full sync checks).
- */
+/** The dispatch chains the legacy drift poll reads: nat MCS-SERVICES (its bucket rules) and every set chain. */
 export const POLLED_DISPATCH_CHAINS: readonly ChainRef[] = [
   { table: 'nat', name: SERVICES_CHAIN },
-  { table: 'filter', name: SERVICES_CHAIN },
+  ...SET_CHAINS,
 ];
 
 export const JUMPS: readonly Jump[] = [

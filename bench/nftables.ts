@@ -1,5 +1,5 @@
 // npm run bench:nftables [-- --sizes 1000,10000,100000] [--changes 200] [--iptables-sizes 1000,10000]
-//                         [--per-packet 10000] [--connections 2000]   (--per-packet 0 skips that figure)
+//                         [--per-packet 10000] [--connections 2000] [--burst 1000]   (--per-packet 0 skips that figure)
 //
 // The nftables data plane against this kernel, side by side with iptables
 // mode (nft backend) in the same run, each size in a network namespace of its
@@ -8,6 +8,12 @@
 //   one change: one endpoint replaced, from the EndpointSlice entering the
 //               pipeline (model → selection → plan → diff) to the kernel's ack
 //   new service: a Service and its slices added (no jump, no rule: elements only)
+//   agent path: the same workload through the agent's SyncEngine and nftables
+//               data plane: cold start, a periodic full sync over an unchanged
+//               table (read back + compare, nothing written), and a burst of
+//               --burst changes spread over one second through the sync runner
+//               (minSyncInterval 100 ms): how long after its arrival the last
+//               change was in the kernel
 //   kernel memory: /proc/meminfo SUnreclaim before and after the cold start
 //               (the machine is shared: other work moves it too, so it is a rough figure)
 
@@ -25,6 +31,8 @@ import { frontendInputs } from '../test/support/frontend-inputs.js';
 import { ALL_HEALTHY } from '../src/policy/select.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { NftablesDataplane, type NftSyncResult } from '../src/nftables/dataplane.js';
+import { NftablesDataplane as AgentNftablesDataplane } from '../src/nftables/nftables-dataplane.js';
+import { SyncRunner } from '../src/sync/runner.js';
 import { planSkeleton } from '../src/nftables/layout.js';
 import { NativeNftables } from '../src/nftables/native.js';
 import { planNftGroup, type NftGroup } from '../src/nftables/plan.js';
@@ -152,10 +160,96 @@ async function measureNft(n: number, changes: number): Promise<NftFigures> {
   }
 }
 
+interface AgentFigures {
+  readonly n: number;
+  readonly coldMs: number;
+  readonly coldCpuMs: number;
+  readonly fullMs: number;
+  readonly fullCpuMs: number;
+  readonly burst: number;
+  /** From the first change's arrival to the last's. */
+  readonly burstSpanMs: number;
+  readonly syncs: number;
+  /** Duration of the burst's syncs. */
+  readonly syncMs: Spread;
+  /** From the last change's arrival to the end of the sync that applied it. */
+  readonly lastLagMs: number;
+  /** The same for every change: the worst. */
+  readonly maxLagMs: number;
+}
+
+const MIN_SYNC_INTERVAL = 100;
+
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1000;
+};
+
+/** The agent's own path: SyncEngine over the nftables data plane, its sync runner for the burst. */
+async function measureAgent(n: number, burst: number): Promise<AgentFigures> {
+  const topology = new Topology();
+  const workload = new Workload({ n, e: 10, c: 3 });
+  try {
+    const ns = await topology.namespace('nfa');
+    const client = new NativeNftables({ netns: ns });
+    const engine = new SyncEngine({ config: { ...workload.config(), minSyncInterval: MIN_SYNC_INTERVAL }, dataplane: new AgentNftablesDataplane(client), log: silentLogger() });
+    for (const o of workload.objects()) {
+      if ('addressType' in o) engine.upsertSlice(o as V1EndpointSlice);
+      else engine.upsertService(o as V1Service);
+    }
+    let cpu = process.cpuUsage();
+    let t = performance.now();
+    await engine.syncFull();
+    const coldMs = performance.now() - t;
+    const coldCpuMs = cpuMs(cpu);
+    cpu = process.cpuUsage();
+    t = performance.now();
+    await engine.syncFull();
+    const fullMs = performance.now() - t;
+    const fullCpuMs = cpuMs(cpu);
+
+    // Each sync applies what arrived before it started.
+    const syncs: { start: number; end: number }[] = [];
+    const runner = new SyncRunner({
+      minInterval: MIN_SYNC_INTERVAL, period: 3_600_000, initialBackoff: 100, maxBackoff: 1000,
+      run: async (full) => {
+        const start = performance.now();
+        await (full ? engine.syncFull() : engine.syncPartial());
+        syncs.push({ start, end: performance.now() });
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    const arrivals: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < burst; i++) {
+      const due = t0 + (i * 1000) / burst;
+      while (performance.now() < due) await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+      engine.upsertSlice(workload.change(changeTarget(i, n)).slice);
+      arrivals.push(performance.now());
+      runner.request();
+    }
+    const last = arrivals[arrivals.length - 1]!;
+    const appliedAt = (arrival: number) => syncs.find((s) => s.start >= arrival)?.end;
+    for (let waited = 0; appliedAt(last) === undefined && waited < 120_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    await runner.stop();
+    const lags = arrivals.map((a) => (appliedAt(a) ?? NaN) - a);
+    client.close();
+    return {
+      n, coldMs, coldCpuMs, fullMs, fullCpuMs, burst, burstSpanMs: last - arrivals[0]!, syncs: syncs.length, syncMs: spread(syncs.map((x) => x.end - x.start)),
+      lastLagMs: lags[lags.length - 1]!, maxLagMs: Math.max(...lags),
+    };
+  } finally {
+    await topology.teardown();
+  }
+}
+
 interface IptFigures {
   readonly n: number;
   readonly coldMs: number;
   readonly change: Spread;
+  readonly slabMb: number;
 }
 
 async function measureIptables(n: number, changes: number): Promise<IptFigures> {
@@ -169,9 +263,11 @@ async function measureIptables(n: number, changes: number): Promise<IptFigures> 
       engine.upsertService(workload.serviceObject(s));
       for (let c = 0; c < workload.clusters.length; c++) engine.upsertSlice(workload.sliceObject(s, c));
     }
+    const slabBefore = await slabKb();
     const t0 = performance.now();
     await engine.syncFull();
     const coldMs = performance.now() - t0;
+    const slabMb = ((await slabKb()) - slabBefore) / 1024;
     const times: number[] = [];
     for (let i = 0; i < changes; i++) {
       const change = workload.change(changeTarget(i, n));
@@ -180,7 +276,7 @@ async function measureIptables(n: number, changes: number): Promise<IptFigures> 
       await engine.syncPartial();
       times.push(performance.now() - started);
     }
-    return { n, coldMs, change: spread(times) };
+    return { n, coldMs, change: spread(times), slabMb };
   } finally {
     await topology.teardown();
   }
@@ -244,7 +340,7 @@ async function main(): Promise<void> {
     args: process.argv.slice(2),
     options: {
       sizes: { type: 'string', default: '1000,10000,100000' }, changes: { type: 'string', default: '200' }, 'iptables-sizes': { type: 'string', default: '1000,10000' },
-      'per-packet': { type: 'string', default: '10000' }, connections: { type: 'string', default: '2000' },
+      'per-packet': { type: 'string', default: '10000' }, connections: { type: 'string', default: '2000' }, burst: { type: 'string', default: '1000' },
     },
     strict: true,
   });
@@ -255,9 +351,13 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
   const nft: NftFigures[] = [];
   const ipt = new Map<number, IptFigures>();
+  const agent: AgentFigures[] = [];
+  const burst = Number(values.burst);
   for (const n of sizes) {
     log(`nftables: ${n} services`);
     nft.push(await measureNft(n, changes));
+    log(`nftables through the agent's engine: ${n} services`);
+    agent.push(await measureAgent(n, burst));
     if (iptSizes.includes(n)) {
       log(`iptables (nft backend): ${n} services`);
       ipt.set(n, await measureIptables(n, changes));
@@ -272,7 +372,17 @@ async function main(): Promise<void> {
   for (const f of nft) {
     lines.push(`| ${f.n.toLocaleString('en')} | nftables | ${ms(f.coldMs)} (${f.coldElements.toLocaleString('en')} elements, ${f.coldBatches} batch${f.coldBatches === 1 ? '' : 'es'}) | ${ms(f.change.p50)} | ${ms(f.change.p99)} | ${ms(f.change.max)} | ${f.changeElements.p50} | ${ms(f.newService.p50)} | ${ms(f.adoptMs)} | ${f.slabMb.toFixed(0)} MB (${f.slabReleasedMb.toFixed(0)} MB freed with the namespace) |`);
     const i = ipt.get(f.n);
-    if (i) lines.push(`| ${f.n.toLocaleString('en')} | iptables (nft) | ${ms(i.coldMs)} | ${ms(i.change.p50)} | ${ms(i.change.p99)} | ${ms(i.change.max)} | – | – | – | – |`);
+    if (i) lines.push(`| ${f.n.toLocaleString('en')} | iptables (nft) | ${ms(i.coldMs)} | ${ms(i.change.p50)} | ${ms(i.change.p99)} | ${ms(i.change.max)} | – | – | – | ${i.slabMb.toFixed(0)} MB |`);
+  }
+  lines.push(
+    '',
+    `Through the agent's SyncEngine and nftables data plane (CPU: user + system time of this process, the kernel's commit and dump included; minSyncInterval ${MIN_SYNC_INTERVAL} ms). Burst: changes spread evenly over one second through the sync runner.`,
+    '',
+    '| N | cold start (CPU) | periodic full sync, nothing to write (CPU) | burst | syncs (p50 / max duration) | span of arrivals | last change applied after | worst change applied after |',
+    '|---|---|---|---|---|---|---|---|',
+  );
+  for (const a of agent) {
+    lines.push(`| ${a.n.toLocaleString('en')} | ${ms(a.coldMs)} (${ms(a.coldCpuMs)}) | ${ms(a.fullMs)} (${ms(a.fullCpuMs)}) | ${a.burst} | ${a.syncs} (${ms(a.syncMs.p50)} / ${ms(a.syncMs.max)}) | ${ms(a.burstSpanMs)} | ${ms(a.lastLagMs)} | ${ms(a.maxLagMs)} |`);
   }
   const packetN = Number(values['per-packet']);
   if (packetN > 0) {

@@ -14,6 +14,12 @@ await build({
   target: 'node20',
   external: ['netlink'],
   sourcemap: true,
+  // Without whitespace and comments the bundle is ASCII: V8 holds its source (kept for lazy
+  // compilation) in one byte a character rather than two, 2 MB instead of 6. Names are kept,
+  // so a stack trace names its functions even without the source map.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: 'none',
   // Stack traces need the mappings, not a copy of every source file.
   sourcesContent: false,
   // CommonJS dependencies call require() for node's built-in modules.

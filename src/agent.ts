@@ -3,8 +3,8 @@ import { RunningConfig } from './config/running.js';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
 import { IptablesDataplane } from './iptables/dataplane.js';
-import type { ApplyOutcome, Dataplane } from './sync/dataplane.js';
-import { Sweeper } from './ipvs/agent-mode.js';
+import type { Dataplane } from './sync/dataplane.js';
+import type { SweepResult } from './ipvs/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
 import { errorText, type Logger } from './log.js';
 import { flushUdpFlows } from './conntrack/flush.js';
@@ -14,6 +14,7 @@ import { SyncRunner } from './sync/runner.js';
 import { hostname } from 'node:os';
 import type { ConfigMapWatch, ConfigOverrides } from './ops/config-watch.js';
 import { Operations } from './ops/operations.js';
+import { releaseHeap } from './ops/heap-release.js';
 import { RouteController } from './routes/controller.js';
 import { DriftWatch } from './drift/drift-watch.js';
 import { execChainReader } from './drift/kernel-check.js';
@@ -32,8 +33,8 @@ export interface AgentOptions {
   readonly nodeName?: string;
   /** The ConfigMap to take live config changes from, already started, and the flags that override it. */
   readonly configMap?: { readonly watch: ConfigMapWatch; readonly overrides: ConfigOverrides };
-  /** Deferred deletions the data plane runs on a fixed period once syncing started (IPVS: draining real servers). */
-  readonly sweep?: { readonly run: () => Promise<ApplyOutcome>; readonly intervalMs: number };
+  /** Deferred deletions the data plane runs on a fixed period, in the sync loop's slots (IPVS: drained real servers). */
+  readonly sweep?: { readonly run: () => Promise<SweepResult>; readonly intervalMs: number };
 }
 
 /** Watches → engine → runner, running until stopped. */
@@ -48,9 +49,8 @@ export class Agent {
   readonly drift: DriftWatch | null;
   /** The config in force: the start one, changed live by the ConfigMap; components subscribe to it. */
   readonly config: RunningConfig;
-  /** Runs opts.sweep on its period; null without one. */
-  readonly sweeper: Sweeper | null;
   private started = false;
+  private heapReleased = false;
   private watches: Awaited<ReturnType<typeof startClusterWatches>> | null = null;
 
   constructor(private readonly opts: AgentOptions) {
@@ -75,12 +75,13 @@ export class Agent {
         this.logSync(r);
         // Watching starts once the first full sync has put our rules in: before, everything is "missing".
         if (r.full) this.drift?.start();
+        if (r.full) void this.releaseHeapOnce();
       },
       onDecision: (change) => this.ops.decisionChanged(change.group, change.before, change.after),
       onQuarantine: (change) => this.ops.quarantineChanged(change),
       flushUdp: (flows) => flushUdpFlows(flows, log),
     });
-    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine, backend: opts.backend });
+    this.ops = new Operations({ config: this.config, kubeConfig: opts.kubeConfig, nodeName: opts.nodeName ?? hostname(), log, engine: this.engine });
     this.drift = null;
     if (config.driftWatch && !opts.dataplane && opts.backend instanceof ExecIptablesBackend) {
       const backend = opts.backend;
@@ -100,22 +101,12 @@ export class Agent {
       maxBackoff: 60_000,
       run: (full) => (full ? this.engine.syncFull() : this.engine.syncPartial()),
       repair: () => this.drift?.repair(() => this.engine.syncFull()) ?? Promise.resolve(),
+      ...(opts.sweep ? { sweep: { run: () => this.sweep(opts.sweep!.run), intervalMs: opts.sweep.intervalMs } } : {}),
       onError: (err, failures, retryInMs) => {
         this.ops.syncFailed(err);
         log.error({ err: errorText(err), failures, retryInMs }, 'sync failed; the data plane keeps its last applied state; retrying as a full sync');
       },
     });
-    this.sweeper = opts.sweep
-      ? new Sweeper({
-        sweep: opts.sweep.run,
-        intervalMs: opts.sweep.intervalMs,
-        onOutcome: (outcome, err) => {
-          if (err) log.warn({ err: errorText(err) }, 'sweeping drained real servers failed; trying again next period');
-          else if (outcome?.refused) log.warn({ err: errorText(outcome.refused.error) }, 'sweeping drained real servers was refused; trying again next period');
-          else if (outcome && outcome.stats.units > 0) log.info({ requests: outcome.stats.restores }, 'deleted drained real servers');
-        },
-      })
-      : null;
     // A live change: planning inputs, routes, intervals, probes and log level now; the next sync is a full one.
     this.config.subscribe((next) => {
       this.engine.updateConfig(next);
@@ -145,7 +136,6 @@ export class Agent {
     this.started = true;
     this.ops.queued();
     this.runner.start();
-    this.sweeper?.start();
     this.prober.start();
     if (this.opts.configMap) {
       this.ops.watchConfig(this.opts.configMap.watch, this.opts.configMap.overrides, () => this.reconfigured());
@@ -157,10 +147,30 @@ export class Agent {
     await this.watches?.stop();
     await this.prober.stop();
     await this.drift?.stop();
-    await this.sweeper?.stop();
     await this.runner.stop();
     await this.routes.stop();
     await this.ops.stop();
+  }
+
+  /** After the first full sync: the pages taken by listing and planning everything go back to the system. */
+  private async releaseHeapOnce(): Promise<void> {
+    if (this.heapReleased) return;
+    this.heapReleased = true;
+    const before = process.memoryUsage().rss;
+    if (await releaseHeap()) this.opts.log.debug({ rssBefore: before, rssAfter: process.memoryUsage().rss }, 'heap released after the first full sync');
+  }
+
+  /** One sweep, from the sync loop: logged and counted; a failure waits for the next period. */
+  private async sweep(run: () => Promise<SweepResult>): Promise<void> {
+    const log = this.opts.log;
+    try {
+      const { outcome, idle, bound } = await run();
+      this.ops.metrics.drained(idle, bound);
+      if (outcome.refused) log.warn({ err: errorText(outcome.refused.error) }, 'deleting drained real servers was refused; trying again next period');
+      else if (idle + bound > 0) log.info({ idle, bound, requests: outcome.stats.restores }, 'deleted drained real servers');
+    } catch (err) {
+      log.warn({ err: errorText(err) }, 'deleting drained real servers failed; trying again next period');
+    }
   }
 
   private requestSync(): void {

@@ -756,20 +756,41 @@ static napi_value dump_list(napi_env env, struct handle *h, uint16_t family, con
   return c.list;
 }
 
-static napi_value js_dump(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "dump(handle, family, table)");
-    return NULL;
-  }
-  struct handle *h = get_handle(env, argv[0]);
-  if (!h) return NULL;
+// The arguments every read of one table takes: (handle, family, table).
+struct table_args {
+  struct handle *h;
   int32_t family;
   char table[256];
-  CHECK(env, napi_get_value_int32(env, argv[1], &family));
-  CHECK(env, napi_get_value_string_utf8(env, argv[2], table, sizeof table, NULL));
+};
+
+// Parses (handle, family, table) into `a`; false with a JS exception pending when they are missing or wrong.
+static bool table_args(napi_env env, napi_callback_info info, const char *usage, struct table_args *a) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
+  }
+  a->h = get_handle(env, argv[0]);
+  if (!a->h) return false;
+  if (napi_get_value_int32(env, argv[1], &a->family) != napi_ok) {
+    napi_throw_type_error(env, NULL, "family must be a number");
+    return false;
+  }
+  if (napi_get_value_string_utf8(env, argv[2], a->table, sizeof a->table, NULL) != napi_ok) {
+    napi_throw_type_error(env, NULL, "table must be a string");
+    return false;
+  }
+  return true;
+}
+
+static napi_value js_dump(napi_env env, napi_callback_info info) {
+  struct table_args a;
+  if (!table_args(env, info, "dump(handle, family, table)", &a)) return NULL;
+  struct handle *h = a.h;
+  int32_t family = a.family;
+  const char *table = a.table;
 
   int err = 0;
   napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
@@ -822,21 +843,10 @@ static napi_value js_dump(napi_env env, napi_callback_info info) {
 
 // Whether a table exists, without reading its contents.
 static napi_value js_table_exists(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "tableExists(handle, family, table)");
-    return NULL;
-  }
-  struct handle *h = get_handle(env, argv[0]);
-  if (!h) return NULL;
-  int32_t family;
-  char table[256];
-  CHECK(env, napi_get_value_int32(env, argv[1], &family));
-  CHECK(env, napi_get_value_string_utf8(env, argv[2], table, sizeof table, NULL));
+  struct table_args a;
+  if (!table_args(env, info, "tableExists(handle, family, table)", &a)) return NULL;
   int err = 0;
-  napi_value exists = dump_list(env, h, family, table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
+  napi_value exists = dump_list(env, a.h, a.family, a.table, NFT_MSG_GETTABLE, NULL, table_cb, &err, NULL);
   if (err) return throw_errno(env, err, -1, "listing tables");
   return exists;
 }

@@ -1,5 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { IptablesDataplane } from '../iptables/dataplane.js';
+import { IpvsDataplane } from '../ipvs/dataplane.js';
+import { FakeIpvs } from '../ipvs/fake.js';
 import { FakeNftables } from '../nftables/fake.js';
 import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
@@ -10,7 +12,7 @@ import { serverOf } from '../kube/api-failure.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { startClusterWatches } from '../kube/watch.js';
 import { createLogger, type Logger } from '../log.js';
-import { explain, parseServiceArg, readKernelTables, renderExplain, type ExplainReport } from '../ops/explain.js';
+import { explain, parseServiceArg, readKernelForExplain, renderExplain, type ExplainReport } from '../ops/explain.js';
 import { configMapRefOf, loadStartConfig } from '../ops/start-config.js';
 import { SyncEngine } from '../sync/engine.js';
 import { EXPLAIN_USAGE, parseExplainFlags, UsageError, type ExplainFlags } from './flags.js';
@@ -42,7 +44,7 @@ async function fromAgent(agent: string, service: string): Promise<ExplainReport>
   return body;
 }
 
-/** Reads the API itself, plans as the agent would, and reads this node's iptables or nftables table (per `mode`) where it can. */
+/** Reads the API itself, plans as the agent would, and reads this node's iptables, nftables or IPVS table (per `mode`) where it can. */
 async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespace: string; name: string }): Promise<ExplainReport> {
   const log = createLogger('warn');
   const kc = loadKubeConfig(kubeconfig);
@@ -52,12 +54,21 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   // The data plane the agent would run: it plans here (writing nothing) and reads this node's kernel.
   const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
   const nftables = mode?.mode === 'nftables';
-  const dataplane = nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
+  const ipvs = mode?.mode === 'ipvs';
+  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
   const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: unknown;
   try {
-    if (nftables) {
+    if (ipvs) {
+      const { NetlinkIpvs } = await import('../ipvs/netlink-client.js');
+      const client = new NetlinkIpvs();
+      try {
+        kernel = await new IpvsDataplane(client).readForExplain();
+      } finally {
+        client.close();
+      }
+    } else if (nftables) {
       const { NativeNftables } = await import('../nftables/native.js');
       const client = new NativeNftables();
       try {
@@ -66,10 +77,11 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
         client.close();
       }
     } else {
-      kernel = await readKernelTables(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+      const plane = new IptablesDataplane(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
+      kernel = await readKernelForExplain(() => plane.readForExplain());
     }
   } catch (err) {
-    kernel = `could not read the kernel's ${nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;
+    kernel = `could not read the kernel's ${ipvs ? 'IPVS table' : nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;
   }
   return explain(engine, query, kernel, () => 'not probed (offline: the agent\'s prober is not consulted)');
 }

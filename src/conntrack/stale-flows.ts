@@ -1,6 +1,6 @@
 import { endpointAddresses, type FrontendSelection } from '../selection/selection.js';
 
-/** UDP flows from a ClusterIP:port to an endpoint that no longer serves it. */
+/** UDP flows from a frontend (ClusterIP or ClusterSet IP):port to an endpoint that no longer serves it. */
 export interface StaleUdpFlow {
   readonly clusterIP: string;
   readonly port: number;

@@ -11,6 +11,15 @@ export interface NfEventSource {
   stop(): void;
 }
 
+/** What the monitor uses of the netlink package's RawNetlinkSocket, whose native callback emits these events. */
+export interface MonitorSocket {
+  on(event: 'message' | 'truncatedMessage', listener: (msg: Buffer) => void): unknown;
+  on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): unknown;
+  addMembership(group: number): void;
+  unref(): void;
+  close(): void;
+}
+
 export interface NfMonitorHandlers {
   /** The events of one datagram, in the kernel's order. */
   readonly onEvents: (events: NfEvent[]) => void;
@@ -26,13 +35,16 @@ export interface NfMonitorHandlers {
 const RECV_BUFFER = 8 * 1024 * 1024;
 
 export class NfTablesMonitor implements NfEventSource {
-  private socket: RawNetlinkSocket | null = null;
+  private socket: MonitorSocket | null = null;
 
-  constructor(private readonly handlers: NfMonitorHandlers) {}
+  constructor(
+    private readonly handlers: NfMonitorHandlers,
+    private readonly open: () => MonitorSocket = () => new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: RECV_BUFFER, sendBufferSize: 4096 }),
+  ) {}
 
   start(): void {
     if (this.socket) return;
-    const socket = new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: RECV_BUFFER, sendBufferSize: 4096 });
+    const socket = this.open();
     socket.on('message', (msg) => this.guarded(() => this.handlers.onEvents(decodeNfMessages(msg))));
     socket.on('truncatedMessage', () => this.guarded(() => this.handlers.onLost('a notification was truncated')));
     socket.on('error', (err) => this.guarded(() => this.handlers.onLost(err.code === 'ENOBUFS' ? 'the receive buffer overflowed' : `${err.syscall ?? 'socket'}: ${err.code ?? err.message}`)));

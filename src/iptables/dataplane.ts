@@ -13,7 +13,7 @@ import { assemblePlan, EMPTY_PLAN, planFragment } from './planner.js';
 import { SKELETON_KEY, TABLES, type Fragment, type OwnedChain, type Plan, type SetRule, type Table, type UnitChange } from './plan-types.js';
 import { batchUnits, renderPayload, unitAtLine } from './render.js';
 import { parseSave } from './save-format.js';
-import { frontendChain, probability } from './service-rules.js';
+import { externalChain, frontendChain, probability } from './service-rules.js';
 import { FRONTEND_SET } from './layout.js';
 import {
   diffGroupMembers, diffSet, mergeSetChanges, NO_SET_CHANGE, parseSetSave, renderSetAfter, renderSetBefore,
@@ -212,7 +212,7 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
       remaining -= share;
       weightLeft -= ep.weight;
     });
-    return { handle: frontendChain(fe), shares };
+    return { handle: fe.kind === 'clusterset-ip' ? externalChain(fe) : frontendChain(fe), shares };
   }
 
   /** iptables-save text of each table. */

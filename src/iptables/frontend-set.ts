@@ -33,7 +33,7 @@ export const NO_SET_CHANGE: SetChange = { create: false, add: new Map(), del: []
 // maxelem: ipset's default (65536) is below the service ports a large cluster has.
 const CREATE = `create ${FRONTEND_SET} hash:ip,port family inet hashsize 1024 maxelem 1048576 comment`;
 
-const DISPATCH = /^-d (\d+\.\d+\.\d+\.\d+)\/32 -p (tcp|udp|sctp) -m comment --comment "([^"]*) cluster IP" -m \2 --dport (\d+) -j /;
+const DISPATCH = /^-d (\d+\.\d+\.\d+\.\d+)\/32 -p (tcp|udp|sctp) -m comment --comment "([^"]*) cluster(?:set)? IP" -m \2 --dport (\d+) -j /;
 
 /** The member a nat dispatch rule needs, or null for any other rule. */
 export function dispatchMember(rule: SetRule): [entry: string, comment: string] | null {

@@ -7,7 +7,8 @@ import { SKELETON_KEY } from './plan-types.js';
 //   nat    PREROUTING, OUTPUT -> MCS-SERVICES, only for destinations in MCS-FRONTENDS (ahead of KUBE-SERVICES)
 //          POSTROUTING        -> MCS-POSTROUTING
 //          MCS-SERVICES: 64 rules by the ClusterIP's low six bits -> MCS-DISPATCH-00 .. MCS-DISPATCH-63
-//          MCS-DISPATCH-NN: one dispatch rule per ClusterIP:port of that bucket -> MCS-SVC-<hash>
+//          MCS-DISPATCH-NN: one dispatch rule per ClusterIP:port of that bucket -> MCS-SVC-<hash>,
+//                           and per ClusterSet IP:port -> MCS-EXT-<hash> (mark for masquerade) -> MCS-SVC-<hash>
 //   filter FORWARD, OUTPUT (new connections to MCS-FRONTENDS) -> MCS-SERVICES: REJECT for ports without endpoints
 //
 // A connection to anything else costs one hashed set lookup per hook, whatever
@@ -19,6 +20,7 @@ export const SERVICES_CHAIN = 'MCS-SERVICES';
 export const MARK_MASQ_CHAIN = 'MCS-MARK-MASQ';
 export const POSTROUTING_CHAIN = 'MCS-POSTROUTING';
 export const SERVICE_CHAIN_PREFIX = 'MCS-SVC-';
+export const EXTERNAL_CHAIN_PREFIX = 'MCS-EXT-';
 export const BUCKET_CHAIN_PREFIX = 'MCS-DISPATCH-';
 /** The ipset of every frontend (ClusterIP,protocol:port) the agent dispatches; the jumps into MCS-SERVICES match it. */
 export const FRONTEND_SET = 'MCS-FRONTENDS';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SERVICE_CHAIN_PREFIX } from './layout.js';
+import { EXTERNAL_CHAIN_PREFIX, SERVICE_CHAIN_PREFIX } from './layout.js';
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -27,9 +27,16 @@ export function portComment(namespace: string, name: string, portLabel: string):
   return `${namespace}/${name}:${portLabel}`;
 }
 
+const portId = (namespace: string, name: string, portLabel: string, protocol: string) => `${namespace}/${name}:${portLabel}/${protocol.toLowerCase()}`;
+
 /** MCS-SVC-<hash16(namespace/name:port/protocol)>: stable for the life of the service port. */
 export function serviceChainName(namespace: string, name: string, portLabel: string, protocol: string): string {
-  return `${SERVICE_CHAIN_PREFIX}${hash16(`${namespace}/${name}:${portLabel}/${protocol.toLowerCase()}`)}`;
+  return `${SERVICE_CHAIN_PREFIX}${hash16(portId(namespace, name, portLabel, protocol))}`;
+}
+
+/** MCS-EXT-<the same hash>: where the port's ClusterSet IPs enter its service chain. */
+export function externalChainName(namespace: string, name: string, portLabel: string, protocol: string): string {
+  return `${EXTERNAL_CHAIN_PREFIX}${hash16(portId(namespace, name, portLabel, protocol))}`;
 }
 
 /** Name of the xt_recent list remembering clients of one endpoint (session affinity). */

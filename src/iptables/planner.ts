@@ -1,4 +1,3 @@
-import { exact } from '../model/records.js';
 import type { GroupSelection } from '../selection/selection.js';
 import { JUMPS, SET_CHAINS, skeletonFragment } from './layout.js';
 import { servicePortRules, type RuleContext } from './service-rules.js';
@@ -10,19 +9,23 @@ export interface PlanContext extends RuleContext {
 
 /**
  * A group's fragment from its selection: a chain and dispatch rules per
- * selected frontend. A group whose policy is `off` selects no frontend and
+ * selected frontend port, and per ClusterSet IP a dispatch rule and a chain.
+ * A group whose policy is `off` selects no frontend and
  * owns nothing.
  */
 export function planFragment(selection: GroupSelection, ctx: RuleContext): Fragment {
-  const chains: OwnedChain[] = [];
-  const setRules: SetRule[] = [];
-  for (const fe of selection.frontends) {
-    const rules = servicePortRules(fe, ctx);
-    chains.push(rules.chain);
-    setRules.push(...rules.setRules);
-  }
-  // Fragments are kept as applied for every group: without the spare capacity push leaves.
-  return { key: selection.key, chains: exact(chains), setRules: exact(setRules) };
+  const perFrontend = selection.frontends.map((fe) => servicePortRules(fe, ctx));
+  // A port's addresses share its chains (one name, the same rules): each is kept once.
+  const seen = new Set<string>();
+  const firstOfName = (c: OwnedChain) => (seen.has(c.name) ? false : (seen.add(c.name), true));
+  const chains = ([] as OwnedChain[]).concat(...perFrontend.map((r) => r.chains.filter(firstOfName)));
+  // Fragments are kept as applied for every group: map and concat allocate
+  // exactly the elements they hold, where push would leave spare capacity.
+  return {
+    key: selection.key,
+    chains,
+    setRules: ([] as SetRule[]).concat(...perFrontend.map((r) => r.setRules)),
+  };
 }
 
 /** Assembles a whole plan from per-group fragments. */

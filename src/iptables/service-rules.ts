@@ -1,6 +1,6 @@
 import type { FrontendSelection } from '../selection/selection.js';
 import { bucketChain, bucketOf, MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
-import { affinityListName, portComment, serviceChainName } from './names.js';
+import { affinityListName, externalChainName, portComment, serviceChainName } from './names.js';
 import type { WeightedEndpoint } from '../policy/select.js';
 import type { OwnedChain, SetRule } from './plan-types.js';
 
@@ -10,9 +10,13 @@ export interface RuleContext {
   readonly localCluster: string;
 }
 
-/** What one service port contributes: its chain and its dispatch/reject rules. */
+/**
+ * What one frontend contributes: its chains and its dispatch/reject rules.
+ * A ClusterSet IP's frontend shares the service chain of its port with the
+ * ClusterIP's (the same chain, the same rules: planFragment keeps one).
+ */
 export interface ServicePortRules {
-  readonly chain: OwnedChain;
+  readonly chains: readonly OwnedChain[];
   readonly setRules: SetRule[];
 }
 
@@ -41,27 +45,46 @@ function comment(text: string): string {
   return `-m comment --comment "${text.slice(0, 255)}"`;
 }
 
-/** The chain and dispatch rules of one frontend, from its selection. */
+/**
+ * The chains and dispatch rules of one frontend, from its selection. A
+ * ClusterIP dispatches to its port's service chain; a ClusterSet IP to an
+ * MCS-EXT- chain that marks every connection for masquerade (as kube-proxy's
+ * KUBE-EXT- chain does for a load-balancer IP) and continues in that same
+ * service chain.
+ */
 export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): ServicePortRules {
-  const selected = fe.endpoints;
   const base = portComment(fe.name.namespace, fe.name.service, fe.name.port);
   const chainName = frontendChain(fe);
   const proto = fe.protocol.toLowerCase();
   const match = `-d ${fe.ip}/32 -p ${proto}`;
   const dport = `-m ${proto} --dport ${fe.port}`;
+  const chain = serviceChain(fe, chainName, base, ctx);
+  const clusterset = fe.kind === 'clusterset-ip';
+  const dispatchTo = clusterset ? externalChain(fe) : chainName;
   const setRules: SetRule[] = [
-    { table: 'nat', chain: bucketChain(bucketOf(fe.ip)), spec: rule(match, comment(`${base} cluster IP`), dport, '-j', chainName) },
+    { table: 'nat', chain: bucketChain(bucketOf(fe.ip)), spec: rule(match, comment(`${base} ${clusterset ? 'clusterset IP' : 'cluster IP'}`), dport, '-j', dispatchTo) },
   ];
-
-  if (selected.length === 0) {
-    // ACCEPT ends nat processing, so no later DNAT (kube-proxy's) rewrites the
-    // ClusterIP and the filter rule below rejects the connection at once.
+  if (fe.endpoints.length === 0) {
+    // The service chain ACCEPTs (ending nat, so no later DNAT of kube-proxy's
+    // rewrites the address) and this filter rule rejects the connection at once.
     setRules.push({
       table: 'filter', chain: SERVICES_CHAIN,
       spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with icmp-port-unreachable'),
     });
-    return { chain: { table: 'nat', name: chainName, rules: [rule(comment(`${base} has no endpoints`), '-j ACCEPT')] }, setRules };
   }
+  if (!clusterset) return { chains: [chain], setRules };
+  const external: OwnedChain = {
+    table: 'nat', name: dispatchTo,
+    rules: [rule(comment(`${base} masquerade traffic to the clusterset IP`), '-j', MARK_MASQ_CHAIN), rule('-j', chainName)],
+  };
+  return { chains: [chain, external], setRules };
+}
+
+/** The service chain of a frontend's port: DNAT to the selected endpoints, or ACCEPT when there are none. */
+function serviceChain(fe: FrontendSelection, chainName: string, base: string, ctx: RuleContext): OwnedChain {
+  const selected = fe.endpoints;
+  const proto = fe.protocol.toLowerCase();
+  if (selected.length === 0) return { table: 'nat', name: chainName, rules: [rule(comment(`${base} has no endpoints`), '-j ACCEPT')] };
 
   const rules: string[] = [];
   if (ctx.clusterCIDR !== '') {
@@ -90,10 +113,15 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
     rules.push(rule(...parts));
     remaining -= ep.weight;
   });
-  return { chain: { table: 'nat', name: chainName, rules }, setRules };
+  return { table: 'nat', name: chainName, rules };
 }
 
 /** The service chain of a frontend. */
 export function frontendChain(fe: Pick<FrontendSelection, 'name' | 'protocol'>): string {
   return serviceChainName(fe.name.namespace, fe.name.service, fe.name.port, fe.protocol);
+}
+
+/** The chain a ClusterSet IP of a frontend's port dispatches to. */
+export function externalChain(fe: Pick<FrontendSelection, 'name' | 'protocol'>): string {
+  return externalChainName(fe.name.namespace, fe.name.service, fe.name.port, fe.protocol);
 }

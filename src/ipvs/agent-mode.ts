@@ -1,13 +1,14 @@
 // How the agent runs the IPVS data plane (`--proxy-mode ipvs`): the table
 // through the netlink client, the rules beside it (aux.ts) applied with the
 // table whenever the frontends they name change, the draining real servers
-// swept on a fixed period, and a clear refusal at start when the kernel has
-// no IPVS.
+// swept on a fixed period (the sync loop runs the sweep in its slots, so the
+// kernel is written from one place), and a clear refusal at start when the
+// kernel has no IPVS.
 
 import { execFile } from 'node:child_process';
 import type { ApplyOutcome } from '../sync/dataplane.js';
 import { applyAux, auxState, removeAux, renderAux, type AuxFrontend, type AuxState, type AuxTools } from './aux.js';
-import { IpvsDataplane, type IpvsDataplaneOptions, type IpvsGroup, type IpvsKernel, type IpvsTransaction } from './dataplane.js';
+import { auxFrontends, IpvsDataplane, type IpvsDataplaneOptions, type IpvsGroup, type IpvsKernel, type IpvsTransaction } from './dataplane.js';
 import { NetlinkIpvs } from './netlink-client.js';
 import type { IpvsClient } from './types.js';
 
@@ -104,11 +105,7 @@ export class AgentIpvsDataplane extends IpvsDataplane {
   /** The auxiliary state for the frontends of the desired state last diffed. */
   auxState(): AuxState {
     const frontends: AuxFrontend[] = [];
-    for (const g of this.groups.values()) {
-      for (const fe of g.frontends) {
-        if (fe.ip !== '') frontends.push({ ip: fe.ip, port: fe.port, protocol: fe.protocol, comment: fe.comment, mark: fe.mark, reject: fe.service === null });
-      }
-    }
+    for (const g of this.groups.values()) for (const fe of g.frontends) frontends.push(...auxFrontends(fe));
     return auxState(frontends);
   }
 
@@ -126,41 +123,5 @@ export class AgentIpvsDataplane extends IpvsDataplane {
     await this.cleanup();
     await removeAux(auxState([]), this.tools);
     this.appliedAux = null;
-  }
-}
-
-/** Runs `sweep` every `intervalMs`, one run at a time, until stopped. */
-export class Sweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
-
-  constructor(private readonly opts: { readonly sweep: () => Promise<ApplyOutcome>; readonly intervalMs: number; readonly onOutcome: (outcome: ApplyOutcome | null, error: unknown) => void }) {}
-
-  start(): void {
-    if (this.stopped || this.timer) return;
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.running = this.opts.sweep().then(
-        (outcome) => this.opts.onOutcome(outcome, null),
-        (err: unknown) => this.opts.onOutcome(null, err),
-      ).finally(() => {
-        this.running = null;
-        this.schedule();
-      });
-    }, this.opts.intervalMs);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
   }
 }

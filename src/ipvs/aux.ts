@@ -1,8 +1,10 @@
 // What IPVS mode needs beside the IPVS table, as desired-state values:
 //
 //   mangle PREROUTING, OUTPUT -> MCS-IPVS-MARK: each owned frontend's packets
-//          (ClusterIP, protocol, port) get the frontend's mark, so IPVS finds
-//          the agent's fwmark service before kube-proxy's address service.
+//          (ClusterIP or ClusterSet IP, protocol, port) get the frontend's mark,
+//          so IPVS finds the agent's fwmark service before kube-proxy's address
+//          service (kube-proxy's for a ClusterSet IP, a load-balancer IP to it,
+//          included).
 //   nat    PREROUTING, OUTPUT: ACCEPT for the agent's marks, first, so
 //          kube-proxy's KUBE-SERVICES never DNATs them.
 //   nat    POSTROUTING: MASQUERADE for the agent's marks (IPVS forwards with

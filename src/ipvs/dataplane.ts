@@ -1,4 +1,5 @@
-// The IPVS data plane: per frontend (ClusterIP:port) one virtual service
+// The IPVS data plane: per frontend (ClusterIP:port, and the port's ClusterSet
+// IPs, marked alike) one virtual service
 // keyed by a firewall mark of the agent's own (IPVS consults fwmark services
 // before address services, so kube-proxy's service for the same ClusterIP:port
 // stays in the table, untouched and unused), whose real servers are the
@@ -16,11 +17,12 @@
 // from aux.ts, rendered with the table for a dry run.
 
 import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, KernelState, Refusal } from '../sync/dataplane.js';
+import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
 import { auxState, renderAux, type AuxFrontend, type AuxState } from './aux.js';
-import { frontendIdentity, isAgentMark, MarkAllocator, markHex } from './marks.js';
+import { ipvsGroupText, isIpvsExplainRead, type IpvsExplainRead } from './explain-text.js';
+import { frontendIdentity, isAgentMark, MarkAllocator, markHex, preferredMark } from './marks.js';
 import { destLine, renderIpvsadmSave, serviceArgs, serviceLine, type IpvsTableEntry } from './save-format.js';
-import { hostPort, IpvsError, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
+import { hostPort, IpvsError, sameDest, sameService, serviceText, type DestKey, type DestSpec, type IpvsClient, type ObservedDest, type ServiceKey, type ServiceSpec } from './types.js';
 import { integerWeights } from './weights.js';
 
 const IP_VS_SVC_F_PERSISTENT = 0x0001;
@@ -31,8 +33,10 @@ export interface IpvsFrontend {
   /** `namespace/service:port/protocol`: what the mark is derived from. */
   readonly id: string;
   readonly mark: number;
-  /** Empty for a frontend adopted from the kernel, which does not know it. */
+  /** The ClusterIP; empty for a frontend adopted from the kernel, which does not know it. */
   readonly ip: string;
+  /** ClusterSet IPs of the same port: marked for the same virtual service. */
+  readonly clustersetIPs: readonly string[];
   readonly port: number;
   readonly protocol: string;
   readonly comment: string;
@@ -95,6 +99,13 @@ export const DEFAULT_DRAIN_BOUND_MS = 900_000;
 /** The key of sweep's deletions and of deletions of owned services no group holds. */
 export const DRAIN_KEY = '~drain';
 
+/** What a sweep did: its apply's outcome and the real servers it deleted, idle or past their drain bound (0 when refused). */
+export interface SweepResult {
+  readonly outcome: ApplyOutcome;
+  readonly idle: number;
+  readonly bound: number;
+}
+
 const destId = (d: DestKey) => `${d.address}/${d.port}`;
 const fwmarkKey = (family: 4 | 6, mark: number): ServiceKey => ({ kind: 'fwmark', family, fwmark: mark });
 
@@ -106,14 +117,6 @@ function compareDest(a: DestKey, b: DestKey): number {
     if (d !== 0 && !Number.isNaN(d)) return d;
   }
   return a.address.localeCompare(b.address) || a.port - b.port;
-}
-
-function sameService(a: ServiceSpec, b: ServiceSpec): boolean {
-  return a.scheduler === b.scheduler && a.flags === b.flags && a.timeout === b.timeout && a.netmask >>> 0 === b.netmask >>> 0;
-}
-
-function sameDest(a: DestSpec, b: DestSpec): boolean {
-  return a.weight === b.weight && a.forward === b.forward && a.upperThreshold === b.upperThreshold && a.lowerThreshold === b.lowerThreshold;
 }
 
 function isGroupKey(key: string): boolean {
@@ -134,7 +137,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
   private readonly now: () => number;
   private readonly marks = new MarkAllocator();
   /** Real servers at weight 0 waiting to be deleted, by mark and `address/port`. */
-  private readonly draining = new Map<number, Map<string, Drain>>();
+  private readonly drains = new Map<number, Map<string, Drain>>();
 
   constructor(private readonly client: IpvsClient, options: IpvsDataplaneOptions = {}) {
     this.scheduler = options.scheduler ?? DEFAULT_SCHEDULER;
@@ -151,14 +154,21 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     return this.marks.markOf(frontendIdentity(fe));
   }
 
+  /** One frontend per port: its ClusterSet IPs select alike, so they share its mark and virtual service. */
   plan(selection: GroupSelection): IpvsGroup | undefined {
     if (selection.settings.mode === 'off') return undefined;
-    return { key: selection.key, frontends: selection.frontends.map((fe) => this.planFrontend(fe)) };
+    const byId = new Map<string, IpvsFrontend>();
+    for (const fe of selection.frontends) {
+      const id = frontendIdentity(fe);
+      const planned = byId.get(id);
+      if (!planned) byId.set(id, this.planFrontend(fe));
+      else if (fe.kind === 'clusterset-ip') byId.set(id, { ...planned, clustersetIPs: [...planned.clustersetIPs, fe.ip] });
+    }
+    return { key: selection.key, frontends: [...byId.values()] };
   }
 
-  private planFrontend(fe: FrontendSelection): IpvsFrontend {
+  private planFrontend(fe: FrontendSelection, mark = this.marks.markOf(frontendIdentity(fe))): IpvsFrontend {
     const id = frontendIdentity(fe);
-    const mark = this.marks.markOf(id);
     const family = fe.family === 'ipv6' ? 6 : 4;
     const weights = integerWeights(fe.endpoints.map((e) => e.weight));
     const dests = fe.endpoints
@@ -172,7 +182,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
       netmask: family === 6 ? 128 : FULL_NETMASK,
     };
     const comment = `${fe.name.namespace}/${fe.name.service}:${fe.name.port}`;
-    return { id, mark, ip: fe.ip, port: fe.port, protocol: fe.protocol.toLowerCase(), comment, service, dests };
+    return { id, mark, ip: fe.ip, clustersetIPs: [], port: fe.port, protocol: fe.protocol.toLowerCase(), comment, service, dests };
   }
 
   async observe(desired: ReadonlyMap<string, IpvsGroup>): Promise<IpvsKernel> {
@@ -206,7 +216,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     }
     const frontends = [...desired.values()].flatMap((g) => g.frontends);
     const initial = last === null ? frontends.flatMap((fe) => (fe.service ? [{ service: fe.service, dests: fe.dests }] : [])) : null;
-    return { keys: parts.map((p) => p.key), parts, initial, aux: auxState(frontends.filter((fe) => fe.ip !== '').map(auxFrontend)) };
+    return { keys: parts.map((p) => p.key), parts, initial, aux: auxState(frontends.flatMap(auxFrontends)) };
   }
 
   diffGroup(key: string, last: IpvsGroup | undefined, next: IpvsGroup | undefined): IpvsTransaction {
@@ -246,7 +256,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     const ops: IpvsOp[] = [];
     const old = new Map(oldDests.map((d) => [destId(d), d]));
     const next = new Set(fe.dests.map(destId));
-    const draining = this.draining.get(fe.mark);
+    const draining = this.drains.get(fe.mark);
     for (const d of oldDests) {
       if (next.has(destId(d))) continue;
       if (fe.protocol === 'udp') ops.push({ op: 'deleteDest', key, dest: { address: d.address, port: d.port } });
@@ -324,7 +334,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
         return;
       case 'deleteService':
         await tolerate(() => c.deleteService(op.key), 'ESRCH');
-        this.draining.delete(op.key.kind === 'fwmark' ? op.key.fwmark >>> 0 : -1);
+        this.drains.delete(op.key.kind === 'fwmark' ? op.key.fwmark >>> 0 : -1);
         return;
       case 'addDest':
         await tolerate(() => c.addDest(op.key, op.dest), 'EEXIST', () => c.updateDest(op.key, op.dest));
@@ -344,21 +354,21 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
 
   private drain(key: ServiceKey, dest: DestKey): void {
     if (key.kind !== 'fwmark') return;
-    let map = this.draining.get(key.fwmark >>> 0);
-    if (!map) this.draining.set(key.fwmark >>> 0, (map = new Map()));
+    let map = this.drains.get(key.fwmark >>> 0);
+    if (!map) this.drains.set(key.fwmark >>> 0, (map = new Map()));
     if (!map.has(destId(dest))) map.set(destId(dest), { key, dest: { address: dest.address, port: dest.port }, until: this.now() + this.drainBoundMs });
   }
 
   private undrain(key: ServiceKey, dest: DestKey): void {
     if (key.kind !== 'fwmark') return;
-    const map = this.draining.get(key.fwmark >>> 0);
+    const map = this.drains.get(key.fwmark >>> 0);
     map?.delete(destId(dest));
-    if (map?.size === 0) this.draining.delete(key.fwmark >>> 0);
+    if (map?.size === 0) this.drains.delete(key.fwmark >>> 0);
   }
 
   /** Real servers at weight 0 waiting for their connections to end, as `fwmark 0x… ip:port`. */
   drainingDests(): string[] {
-    return [...this.draining.values()].flatMap((m) => [...m.values()].map((d) => `${serviceText(d.key)} ${hostPort(d.dest.address, d.dest.port)}`));
+    return [...this.drains.values()].flatMap((m) => [...m.values()].map((d) => `${serviceText(d.key)} ${hostPort(d.dest.address, d.dest.port)}`));
   }
 
   /**
@@ -366,17 +376,31 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
    * drain bound has passed: one dump per service with draining servers, one
    * request per deletion.
    */
-  async sweep(): Promise<ApplyOutcome> {
+  async sweep(): Promise<SweepResult> {
     const now = this.now();
     const ops: IpvsOp[] = [];
-    for (const [, map] of this.draining) {
+    let idle = 0;
+    let bound = 0;
+    for (const [, map] of this.drains) {
       const first = map.values().next().value as Drain;
       const conns = new Map((await this.client.dests(first.key)).map((d) => [destId(d), d.activeConns + d.inactiveConns]));
       for (const d of map.values()) {
-        if (d.until <= now || (conns.get(destId(d.dest)) ?? 0) === 0) ops.push({ op: 'deleteDest', key: d.key, dest: d.dest });
+        const unused = (conns.get(destId(d.dest)) ?? 0) === 0;
+        if (!unused && d.until > now) continue;
+        ops.push({ op: 'deleteDest', key: d.key, dest: d.dest });
+        if (unused) idle++;
+        else bound++;
       }
     }
-    return this.apply({ keys: ops.length > 0 ? [DRAIN_KEY] : [], parts: ops.length > 0 ? [{ key: DRAIN_KEY, ops }] : [], initial: null, aux: null });
+    const outcome = await this.apply({ keys: ops.length > 0 ? [DRAIN_KEY] : [], parts: ops.length > 0 ? [{ key: DRAIN_KEY, ops }] : [], initial: null, aux: null });
+    return outcome.refused ? { outcome, idle: 0, bound: 0 } : { outcome, idle, bound };
+  }
+
+  /** Real servers at weight 0 waiting to be deleted. */
+  draining(): number {
+    let n = 0;
+    for (const map of this.drains.values()) n += map.size;
+    return n;
   }
 
   async works(): Promise<boolean> {
@@ -393,7 +417,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     const start = this.requestCount();
     const owned = (await this.client.services()).filter((s) => s.key.kind === 'fwmark' && isAgentMark(s.key.fwmark));
     await Promise.all(owned.map((s) => tolerate(() => this.client.deleteService(s.key), 'ESRCH')));
-    this.draining.clear();
+    this.drains.clear();
     return { restores: this.requestCount() - start, payloadBytes: 0, chainsWritten: owned.length, units: owned.length };
   }
 
@@ -417,7 +441,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
       const entry = kernel.services.get(mark);
       if (!entry || !stale.has(mark)) continue;
       const dests = [...entry.dests].map(destSpec).sort(compareDest);
-      found.push({ id, mark, ip: '', port: 0, protocol: fe.protocol.toLowerCase(), comment: '', service: entry.service, dests });
+      found.push({ id, mark, ip: '', clustersetIPs: [], port: 0, protocol: fe.protocol.toLowerCase(), comment: '', service: entry.service, dests });
     }
     return found.length === 0 ? undefined : { key, frontends: found };
   }
@@ -447,14 +471,39 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
     fe.endpoints.forEach((ep, i) => shares.set(`${ep.cluster} ${ep.ip}:${ep.port}`, total === 0 ? 0 : weights[i]! / total));
     return { handle: serviceText(fwmarkKey(fe.family === 'ipv6' ? 6 : 4, mark)), shares };
   }
+
+  /**
+   * Every service in the table and the real servers of the agent's own: one
+   * dump per owned service (explain shares one read between its requests).
+   */
+  async readForExplain(): Promise<IpvsExplainRead> {
+    const services = await this.client.services();
+    const owned = services.filter((s) => s.key.kind === 'fwmark' && isAgentMark(s.key.fwmark));
+    const dests = new Map(await Promise.all(owned.map(async (s) => [(s.key as { fwmark: number }).fwmark >>> 0, await this.client.dests(s.key)] as const)));
+    return { services, dests };
+  }
+
+  /** The group's virtual services and real servers, planned and in `kernel` (a readForExplain() value; null: unreadable). */
+  explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
+    // Planning here takes no mark: a frontend the agent does not hold shows the mark it would first try.
+    const frontends = selection.settings.mode === 'off' ? [] : selection.frontends.map((fe) => {
+      const id = frontendIdentity(fe);
+      return this.planFrontend(fe, this.marks.peek(id) ?? preferredMark(id));
+    });
+    return ipvsGroupText(selection, frontends, services, isIpvsExplainRead(kernel) ? kernel : null,
+      (mark, dest) => this.drains.get(mark)?.get(destId(dest))?.until);
+  }
 }
 
 function destSpec(d: ObservedDest | DestSpec): DestSpec {
   return { address: d.address, port: d.port, weight: d.weight, forward: d.forward, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold };
 }
 
-function auxFrontend(fe: IpvsFrontend): AuxFrontend {
-  return { ip: fe.ip, port: fe.port, protocol: fe.protocol, comment: fe.comment, mark: fe.mark, reject: fe.service === null };
+/** The addresses whose packets get a frontend's mark: its ClusterIP and ClusterSet IPs (none for an adopted one). */
+export function auxFrontends(fe: IpvsFrontend): AuxFrontend[] {
+  if (fe.ip === '') return [];
+  const at = (ip: string, comment: string): AuxFrontend => ({ ip, port: fe.port, protocol: fe.protocol, comment, mark: fe.mark, reject: fe.service === null });
+  return [at(fe.ip, fe.comment), ...fe.clustersetIPs.map((ip) => at(ip, `${fe.comment} clusterset IP`))];
 }
 
 function servicesOf(ops: readonly IpvsOp[]): Set<string> {

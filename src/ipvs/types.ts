@@ -47,6 +47,16 @@ export interface ObservedDest extends DestSpec {
   readonly persistentConns: number;
 }
 
+/** Same scheduler, flags and persistence: no update needed. */
+export function sameService(a: ServiceSpec, b: ServiceSpec): boolean {
+  return a.scheduler === b.scheduler && a.flags === b.flags && a.timeout === b.timeout && a.netmask >>> 0 === b.netmask >>> 0;
+}
+
+/** Same weight, forwarding and thresholds: no update needed. */
+export function sameDest(a: DestSpec, b: DestSpec): boolean {
+  return a.weight === b.weight && a.forward === b.forward && a.upperThreshold === b.upperThreshold && a.lowerThreshold === b.lowerThreshold;
+}
+
 /** An IPVS request the kernel (or the fake) refused, with the kernel's errno name. */
 export class IpvsError extends Error {
   constructor(readonly code: string, readonly request: string) {

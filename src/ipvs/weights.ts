@@ -1,7 +1,13 @@
 // IPVS weights are integers; a selection's are shares (a cluster's weight
-// spread evenly over its endpoints: 3/2 and 1/1). Scaling every share by the
-// least common denominator keeps the ratios exact, so wrr sends exactly
-// `brazil=3,chile01=1` rather than an approximation of it.
+// spread evenly over its endpoints: 3/2 and 1/1). Equal shares are weight 1.
+// Unequal shares are scaled by one fixed factor, WEIGHT_SCALE, whenever that
+// keeps them exact integers: a weight then depends on its own share alone, so
+// a cluster's endpoint count changing rewrites that cluster's real servers
+// and no other's. (Scaling by the shares' least common denominator, the
+// fallback for shares the fixed scale cannot express, rewrites every real
+// server of the service whenever that denominator moves.) Either way the
+// ratios are exact, so wrr sends exactly `brazil=3,chile01=1`; wrr steps by
+// the weights' greatest common divisor, so large weights cost it nothing.
 
 const MAX_WEIGHT = 0x7fffffff;
 const MAX_DENOMINATOR = 1_000_000;
@@ -28,9 +34,32 @@ function fraction(x: number): [number, number] {
   return [h1, k1];
 }
 
-/** Integer weights in the same ratios as `shares` (positive shares stay positive), reduced by their common divisor. */
+/** lcm(1..16): a share of n endpoints, n up to 16 (and many larger), scales to an exact integer. */
+export const WEIGHT_SCALE = 720_720;
+
+/** `shares` times WEIGHT_SCALE when each is an integer there (positive shares staying positive), else null. */
+function fixedScale(shares: readonly number[]): number[] | null {
+  const weights: number[] = [];
+  for (const s of shares) {
+    const scaled = s * WEIGHT_SCALE;
+    const w = Math.round(scaled);
+    if (w > MAX_WEIGHT || Math.abs(scaled - w) > 1e-3 || (s > 0 && w === 0)) return null;
+    weights.push(s > 0 ? w : 0);
+  }
+  return weights;
+}
+
+/**
+ * Integer weights in the same ratios as `shares` (positive shares stay
+ * positive): 1 for equal shares, else on the fixed scale, else the shares'
+ * least common denominator reduced by the weights' common divisor.
+ */
 export function integerWeights(shares: readonly number[]): number[] {
   if (shares.length === 0) return [];
+  const positive = shares.filter((s) => s > 0);
+  if (positive.every((s) => s === positive[0])) return shares.map((s) => (s > 0 ? 1 : 0));
+  const fixed = fixedScale(shares);
+  if (fixed) return fixed;
   const fractions = shares.map((s) => (s > 0 ? fraction(s) : ([0, 1] as [number, number])));
   let lcd = 1;
   for (const [, q] of fractions) lcd = (lcd / gcd(lcd, q)) * q;

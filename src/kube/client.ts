@@ -138,11 +138,15 @@ export async function requestJson(kc: KubeConfig, method: string, pathAndQuery: 
   const what = `${method} ${url.pathname}`;
   return new Promise((resolve, reject) => {
     const req = transport.request(url, { ...reqOpts, signal: opts.signal }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      // Decoded chunk by chunk into one string: a list page (about 1 MB) is never copied whole
+      // into a native buffer, whose memory the allocator would keep after the list.
+      res.setEncoding('utf8');
+      let text = '';
+      res.on('data', (chunk: string) => {
+        text += chunk;
+      });
       res.on('error', reject);
       res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
         const status = res.statusCode ?? 0;
         let body: unknown;
         try {

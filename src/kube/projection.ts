@@ -13,7 +13,9 @@ import {
 //   detection); uid is kept too (Events name their object by it).
 // - Service (convertService): labels[service-proxy-name], annotations
 //   clusterset-proxy.io/*, spec.clusterIP, .clusterIPs, .ports[].name/.port/
-//   .protocol, .sessionAffinity, .sessionAffinityConfig.
+//   .protocol, .sessionAffinity, .sessionAffinityConfig, and
+//   status.loadBalancer.ingress[].ip/.ipMode (a derived Service's ClusterSet
+//   IPs, which Karmada writes as status: a status change is a watch event).
 // - EndpointSlice (convertSlice): labels[service-name, managed-by],
 //   annotations[provision-cluster] and clusterset-proxy.io/*, addressType,
 //   ports[].name/.port/.protocol, endpoints[].addresses and .conditions.
@@ -86,6 +88,18 @@ export function trimService(svc: V1Service): V1Service {
   } else {
     assign(out, 'spec', spec);
   }
+  const ingress = svc.status?.loadBalancer?.ingress;
+  if (ingress !== undefined) out.status = { loadBalancer: { ingress: Array.isArray(ingress) ? ingress.map(ingressPoint) : ingress } };
+  return out;
+}
+
+type Ingress = NonNullable<NonNullable<NonNullable<V1Service['status']>['loadBalancer']>['ingress']>[number];
+
+function ingressPoint(entry: Ingress): Ingress {
+  if (typeof entry !== 'object' || entry === null) return entry;
+  const out: Ingress = {};
+  assign(out, 'ip', entry.ip);
+  assign(out, 'ipMode', entry.ipMode);
   return out;
 }
 

@@ -1,4 +1,4 @@
-import { cidrContains, mustParseCidr, parseAddress, type Cidr } from '../network/address.js';
+import { cidrContains, familyOf, mustParseCidr, parseAddress, type Cidr } from '../network/address.js';
 import { parseIPv4 } from '../network/ipv4.js';
 
 // Every value the agent takes from the API server is checked here for what it
@@ -188,4 +188,17 @@ export function endpointIPv6AddressProblem(value: unknown): string | null {
   const address = parseAddress(value as string);
   if (address?.family !== 'IPv6') return 'is not a valid IPv6 address';
   return IPV6_REFUSED.find(([range]) => cidrContains(range, address))?.[1] ?? null;
+}
+
+/**
+ * A ClusterSet IP (a derived Service's load-balancer ingress IP): an address
+ * of either family that endpointAddressProblem or its IPv6 counterpart would
+ * take, since the agent DNATs from it as it DNATs to those.
+ */
+export function clustersetIPProblem(value: unknown): string | null {
+  const wrong = notString(value);
+  if (wrong) return wrong;
+  const family = familyOf(value as string);
+  if (family === null) return 'is not a valid IP address';
+  return family === 'IPv6' ? endpointIPv6AddressProblem(value) : endpointAddressProblem(value);
 }

@@ -1,3 +1,4 @@
+import { familyOf } from '../network/address.js';
 import { withheldRange, type ClusterRange } from '../network/overlap.js';
 import { ClusterResolver } from './clusters.js';
 import type { ModelStore } from './store.js';
@@ -24,11 +25,13 @@ export interface FrontendPort {
   readonly endpoints: readonly ClusterEndpoint[];
 }
 
-/** A Service whose ClusterIP carries the group's traffic. */
+/** A Service whose ClusterIP (and ClusterSet IPs) carry the group's traffic. */
 export interface Frontend {
   readonly namespace: string;
   readonly name: string;
   readonly clusterIP: string;
+  /** The clusterset's addresses for this Service (a derived Service's load-balancer ingress IPs); empty for others. */
+  readonly clustersetIPs: readonly string[];
   readonly affinitySeconds: number | null;
   readonly ports: readonly FrontendPort[];
   readonly annotations: Readonly<Record<string, string>>;
@@ -101,7 +104,7 @@ export function buildGroup(key: string, store: ModelStore, ctx: GroupContext): G
   }
 
   if (primary.headless) return NONE;
-  const frontend = toFrontend(primary, store, ctx, problems);
+  const frontend = toFrontend(primary, store, ctx, problems, source === 'service-import');
   if (!frontend) return { group: null, problems };
   const localFrontend = local && !local.headless ? toFrontend(local, store, ctx, problems) : null;
   return {
@@ -110,8 +113,15 @@ export function buildGroup(key: string, store: ModelStore, ctx: GroupContext): G
   };
 }
 
-function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, problems: Problem[]): Frontend | null {
+/** `withClustersetIPs`: the Service is a derived one, whose ingress IPs are its ClusterSet IPs. */
+function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, problems: Problem[], withClustersetIPs = false): Frontend | null {
   if (svc.clusterIP === null) return null; // reported when the Service was converted
+  const clustersetIPs = withClustersetIPs ? svc.ingressIPs : [];
+  for (const ip of clustersetIPs) {
+    if (familyOf(ip) !== familyOf(svc.clusterIP)) {
+      problems.push({ object: serviceRef(svc.namespace, svc.name), message: `ClusterSet IP ${ip} (status.loadBalancer.ingress) is not of the family of ClusterIP ${svc.clusterIP}; not served` });
+    }
+  }
   const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.addressType === 'IPv4');
   const origins = slices.map((slice) => {
     const origin = ctx.clusters.originOf(slice);
@@ -151,5 +161,5 @@ function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, pr
     });
     return { label, port: sp.port, protocol: sp.protocol, endpoints };
   });
-  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
+  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, clustersetIPs, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
 }

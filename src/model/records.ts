@@ -2,7 +2,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { parseAddress, type IPFamily } from '../network/address.js';
 import { parseIPv4 } from '../network/ipv4.js';
 import {
-  bare, booleanProblem, clusterNameProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
+  bare, booleanProblem, clusterNameProblem, clustersetIPProblem, dnsLabelProblem, dnsSubdomainProblem, endpointAddressProblem, endpointIPv6AddressProblem, integerProblem,
   portNameProblem, portNumberProblem, serviceNameProblem, shown, stringValueProblem, typeName,
 } from './api-values.js';
 
@@ -22,10 +22,20 @@ export const KARMADA_DISPATCH_CONTROLLER = 'endpointslice-dispatch-controller.ka
 export const PROXY_NAME = 'clusterset-proxy';
 export const AGENT_ANNOTATION_PREFIX = 'clusterset-proxy.io/';
 
+/**
+ * The API object a problem is about. `namespace` and `name` are the object's
+ * own when they are strings (valid names or not: reports escape them), else
+ * the shown form of what it carried.
+ */
+export interface ObjectRef {
+  readonly kind: 'Service' | 'EndpointSlice';
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /** A problem with one object: the object is skipped (or partly), never the agent. */
 export interface Problem {
-  /** e.g. "EndpointSlice default/imported-brazil-abc". */
-  readonly object: string;
+  readonly object: ObjectRef;
   readonly message: string;
 }
 
@@ -44,6 +54,13 @@ export interface ServiceRecord {
   /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. Not served yet. */
   readonly clusterIPv6: string | null;
   readonly headless: boolean;
+  /**
+   * status.loadBalancer.ingress IPs of either family (canonical text, each
+   * once): a derived Service's ClusterSet IPs. Hostname-only entries and
+   * ipMode Proxy ones (the load balancer answers them itself) are left out,
+   * as kube-proxy leaves them.
+   */
+  readonly ingressIPs: readonly string[];
   readonly ports: readonly ServicePortRecord[];
   /** ClientIP affinity timeout in seconds, null without affinity. */
   readonly affinitySeconds: number | null;
@@ -93,30 +110,63 @@ const MAX_AFFINITY_SECONDS = 86_400;
  * slots (152 bytes) for its first element, and records are kept for every
  * object of the cluster.
  */
-export function exact<T>(items: T[]): T[] {
+function exact<T>(items: T[]): T[] {
   return items.slice();
 }
+
+/**
+ * Values most records share (namespaces, a slice's controller and cluster,
+ * its Service's name, port names) as one string each: JSON decoding gives
+ * every object its own copy, and records are kept for every object of the
+ * cluster (at 10,000 Services, 30,000 copies of the controller's name alone).
+ * Bounded, so names that come and go cannot grow it without end: past the
+ * bound a value is kept as it came.
+ */
+class Interner {
+  private readonly values = new Map<string, string>();
+
+  constructor(private readonly limit: number) {}
+
+  intern(value: string): string {
+    const known = this.values.get(value);
+    if (known !== undefined) return known;
+    if (this.values.size < this.limit) this.values.set(value, value);
+    return value;
+  }
+}
+
+const shared = new Interner(50_000);
 
 function protocolOf(value: unknown): Protocol | null {
   const protocol = value ?? 'TCP';
   return PROTOCOLS.includes(protocol as string) ? (protocol as Protocol) : null;
 }
 
-/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
-function objectRef(kind: string, namespace: unknown, name: unknown): string {
-  const part = (v: unknown) => (typeof v === 'string' && PLAIN_NAME.test(v) ? v : shown(v ?? ''));
-  return `${kind} ${part(namespace)}/${part(name)}`;
+function refOf(kind: ObjectRef['kind'], namespace: unknown, name: unknown): ObjectRef {
+  const text = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : shown(v));
+  return { kind, namespace: text(namespace), name: text(name) };
 }
 
 /** What a name may be and still be shown as it is (the check of its kind comes first). */
 const PLAIN_NAME = /^[a-z0-9][-a-z0-9.]{0,252}$/;
 
-export function serviceRef(namespace: unknown, name: unknown): string {
-  return objectRef('Service', namespace, name);
+/** An object's identity as reports show it: `Kind ns/name`, each part escaped unless it is a plain name. */
+export function objectText(ref: ObjectRef): string {
+  const part = (v: string) => (PLAIN_NAME.test(v) ? v : shown(v));
+  return `${ref.kind} ${part(ref.namespace)}/${part(ref.name)}`;
 }
 
-export function sliceRef(namespace: unknown, name: unknown): string {
-  return objectRef('EndpointSlice', namespace, name);
+/** A problem as reports, logs and explain show it: the object, then what is wrong with it. */
+export function problemText(p: Problem): string {
+  return `${objectText(p.object)} ${p.message}`;
+}
+
+export function serviceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('Service', namespace, name);
+}
+
+export function sliceRef(namespace: unknown, name: unknown): ObjectRef {
+  return refOf('EndpointSlice', namespace, name);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -124,7 +174,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** A list field: absent is empty; anything but an array is reported and read as empty. */
-function listOf(value: unknown, field: string, object: string, problems: Problem[]): unknown[] {
+function listOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): unknown[] {
   if (value === undefined || value === null) return [];
   if (Array.isArray(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a list, got ${typeName(value)}; ignored` });
@@ -132,7 +182,7 @@ function listOf(value: unknown, field: string, object: string, problems: Problem
 }
 
 /** A map of labels or annotations: absent is empty; anything but an object is reported and read as empty. */
-function mapOf(value: unknown, field: string, object: string, problems: Problem[]): Record<string, unknown> {
+function mapOf(value: unknown, field: string, object: ObjectRef, problems: Problem[]): Record<string, unknown> {
   if (value === undefined || value === null) return {};
   if (isObject(value)) return value;
   problems.push({ object, message: `${field} ${shown(value)} has the wrong type: expected a map, got ${typeName(value)}; ignored` });
@@ -140,7 +190,7 @@ function mapOf(value: unknown, field: string, object: string, problems: Problem[
 }
 
 /** A label or annotation the agent reads: its string value, or null when absent or (reported) not a string. */
-function stringEntry(map: Record<string, unknown>, field: string, key: string, object: string, problems: Problem[], consequence: string): string | null {
+function stringEntry(map: Record<string, unknown>, field: string, key: string, object: ObjectRef, problems: Problem[], consequence: string): string | null {
   const value = map[key];
   if (value === undefined || value === null) return null;
   const wrong = stringValueProblem(value);
@@ -152,7 +202,7 @@ function stringEntry(map: Record<string, unknown>, field: string, key: string, o
 }
 
 /** Checks an object's namespace and name; a problem for each bad one. */
-function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: string): Problem[] {
+function identityProblems(kind: string, meta: Record<string, unknown>, nameCheck: (v: unknown) => string | null, object: ObjectRef): Problem[] {
   const problems: Problem[] = [];
   const ns = dnsLabelProblem(meta.namespace);
   if (ns) problems.push({ object, message: `metadata.namespace ${shown(meta.namespace)} ${ns}; ${kind} skipped` });
@@ -167,7 +217,7 @@ interface PortSource {
 }
 
 /** A port of a Service or a slice, or null (reported) when any of its fields is bad. */
-function convertPort(raw: unknown, at: PortSource, object: string, problems: Problem[]): SlicePortRecord | null {
+function convertPort(raw: unknown, at: PortSource, object: ObjectRef, problems: Problem[]): SlicePortRecord | null {
   if (!isObject(raw)) {
     problems.push({ object, message: `${at.field} ${shown(raw)} has the wrong type: expected a port, got ${typeName(raw)}; port skipped` });
     return null;
@@ -189,7 +239,7 @@ function convertPort(raw: unknown, at: PortSource, object: string, problems: Pro
     problems.push({ object, message: `${label}: unsupported protocol ${bare(raw.protocol)}; port skipped` });
     return null;
   }
-  return { name: rawName as string, port: raw.port as number, protocol };
+  return { name: shared.intern(rawName as string), port: raw.port as number, protocol };
 }
 
 /**
@@ -202,7 +252,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
   const object = serviceRef(meta.namespace, meta.name);
   const identity = identityProblems('Service', meta, serviceNameProblem, object);
   if (identity.length > 0) return { record: null, problems: identity };
-  const namespace = meta.namespace as string;
+  const namespace = shared.intern(meta.namespace as string);
   const name = meta.name as string;
   const problems: Problem[] = [];
   const spec: Record<string, unknown> = isObject(svc.spec) ? svc.spec : {};
@@ -218,6 +268,7 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
       problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.map(bare).join(', ')})` });
     }
   }
+  const ingressIPs = convertIngress(svc.status, object, problems);
   const ports: ServicePortRecord[] = [];
   listOf(spec.ports, 'spec.ports', object, problems).forEach((raw, i) => {
     const port = convertPort(raw, { label: isObject(raw) ? String(shown(raw.port)) : String(i), field: `spec.ports[${i}]` }, object, problems);
@@ -242,15 +293,41 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     if (kept !== null) annotations[key] = kept;
   }
   return {
-    record: { namespace, name, clusterIP, clusterIPv6, headless, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
+    record: { namespace, name, clusterIP, clusterIPv6, headless, ingressIPs, ports: exact(ports), affinitySeconds: affinity, proxyName, annotations },
     problems,
   };
+}
+
+/** Shared by every Service without ingress IPs (nearly all of them). */
+const NO_IPS: readonly string[] = Object.freeze([]);
+
+/** status.loadBalancer.ingress[].ip, each checked (clustersetIPProblem); a bad one is reported and left out. */
+function convertIngress(rawStatus: unknown, object: ObjectRef, problems: Problem[]): readonly string[] {
+  const status = isObject(rawStatus) ? rawStatus : {};
+  const lb = isObject(status.loadBalancer) ? status.loadBalancer : {};
+  const ips: string[] = [];
+  listOf(lb.ingress, 'status.loadBalancer.ingress', object, problems).forEach((entry, i) => {
+    const at = `status.loadBalancer.ingress[${i}]`;
+    if (!isObject(entry)) {
+      problems.push({ object, message: `${at} ${shown(entry)} has the wrong type: expected an ingress point, got ${typeName(entry)}; ignored` });
+      return;
+    }
+    if (entry.ip === undefined || entry.ip === null || entry.ip === '' || entry.ipMode === 'Proxy') return;
+    const wrong = clustersetIPProblem(entry.ip);
+    if (wrong) {
+      problems.push({ object, message: `${at}.ip ${shown(entry.ip)} ${wrong}; not served` });
+      return;
+    }
+    const ip = parseAddress(entry.ip as string)!.text;
+    if (!ips.includes(ip)) ips.push(ip);
+  });
+  return ips.length === 0 ? NO_IPS : ips;
 }
 
 /** What a wrong-typed condition reads as: the direction that never sends traffic to an endpoint it should not. */
 const SAFE_CONDITION = { ready: false, serving: false, terminating: true } as const;
 
-function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: string, problems: Problem[]): boolean | undefined {
+function condition(conditions: Record<string, unknown>, key: keyof typeof SAFE_CONDITION, at: string, object: ObjectRef, problems: Problem[]): boolean | undefined {
   const value = conditions[key];
   if (value === undefined || value === null) return undefined;
   const wrong = booleanProblem(value);
@@ -281,7 +358,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   const provisionWrong = provision === undefined || provision === null ? null : clusterNameProblem(provision);
   if (provisionWrong) problems.push({ object, message: `metadata.annotations[${ANNOTATION_PROVISION_CLUSTER}] ${shown(provision)} ${provisionWrong}; slice skipped` });
   if (problems.length > 0) return { record: null, problems };
-  const namespace = meta.namespace as string;
+  const namespace = shared.intern(meta.namespace as string);
   const name = meta.name as string;
 
   const family = slice.addressType === 'IPv4' || slice.addressType === 'IPv6' ? slice.addressType : null;
@@ -323,10 +400,10 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   const managedBy = labels[LABEL_MANAGED_BY];
   return {
     record: {
-      namespace, name, serviceName: serviceName as string,
-      managedBy: typeof managedBy === 'string' ? managedBy : '',
-      provisionCluster: (provision as string | undefined | null) ?? null,
-      addressType: typeof slice.addressType === 'string' ? slice.addressType : '',
+      namespace, name, serviceName: shared.intern(serviceName as string),
+      managedBy: typeof managedBy === 'string' ? shared.intern(managedBy) : '',
+      provisionCluster: typeof provision === 'string' ? shared.intern(provision) : null,
+      addressType: typeof slice.addressType === 'string' ? shared.intern(slice.addressType) : '',
       family,
       ports: exact(ports), endpoints: exact(endpoints),
     },

@@ -7,7 +7,7 @@
 
 import { chainMatches, NftError, type NftablesClient, type NftOp, type ObservedSet, type ObservedTable } from './client.js';
 import { diffElements, diffGroup, mergeBatches, batchSize, bySet, type ElementBatch } from './diff.js';
-import { SETS, SET_BY_NAME, SHARDS, TABLE, FAMILY, shardOf, shardSet, type SetName, type Skeleton } from './layout.js';
+import { SETS, SET_BY_NAME, SHARDS, SLOTS, TABLE, FAMILY, shardOf, shardSet, type SetName, type Skeleton } from './layout.js';
 import { encodeInto } from './codec.js';
 import { diffPacked, packSlots, SLOT_DATA_LEN, SLOT_KEY_LEN, type Packed } from './packed.js';
 import { elementId, groupElements, sharedElements, type Element, type NftGroup, type NftPort } from './plan.js';
@@ -105,15 +105,12 @@ export function diffTableByGroup(observed: ObservedTable | null, desired: Readon
   const have = new Map((observed?.sets ?? []).map((s) => [s.name, s]));
   const shared = new Map<string, Element>();
   for (const name of SHARED_SETS) for (const e of have.get(name)?.elements ?? []) shared.set(elementId(e.set, e.key), e);
-  const shards = new Map<string, { packed: Packed; index: Map<string, number> }>();
+  const shards = new Map<string, KernelShard>();
   const shard = (set: SetName) => {
     let s = shards.get(set);
     if (!s) {
       const seen = have.get(set);
-      const packed = seen ? packedOf(seen) : { keys: Buffer.alloc(0), data: Buffer.alloc(0), count: 0 };
-      const index = new Map<string, number>();
-      for (let i = 0; i < packed.count; i++) index.set(packed.keys.toString('latin1', i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN), i);
-      shards.set(set, (s = { packed, index }));
+      shards.set(set, (s = indexShard(seen ? packedOf(seen) : { keys: Buffer.alloc(0), data: Buffer.alloc(0), count: 0 })));
     }
     return s;
   };
@@ -132,42 +129,81 @@ export function diffTableByGroup(observed: ObservedTable | null, desired: Readon
     for (const p of g.ports) {
       if (p.slots.length === 0) continue;
       const set = shardSet(shardOf(p.clusterIP));
-      const { packed, index } = shard(set);
-      const wantSlots = packSlots([p]);
+      const { packed, byFrontend, used } = shard(set);
+      const want = packSlots([p]);
+      const slots = byFrontend.get(want.keys.toString('latin1', 0, FRONTEND_LEN));
+      if (!slots) {
+        // Nothing of this frontend in the kernel (a cold start): every slot is an addition.
+        ops.push({ op: 'addPacked', set, keys: want.keys, data: want.data });
+        continue;
+      }
       const del: number[] = [];
       const add: number[] = [];
-      for (let j = 0; j < wantSlots.count; j++) {
-        const k = wantSlots.keys.toString('latin1', j * SLOT_KEY_LEN, (j + 1) * SLOT_KEY_LEN);
-        const i = index.get(k);
-        if (i === undefined) {
+      for (let j = 0; j < want.count; j++) {
+        const i = slots[want.keys.readUInt32LE(j * SLOT_KEY_LEN + FRONTEND_LEN)]!;
+        if (i < 0 || used[i]) {
           add.push(j);
           continue;
         }
-        index.delete(k);
-        if (packed.data.compare(wantSlots.data, j * SLOT_DATA_LEN, (j + 1) * SLOT_DATA_LEN, i * SLOT_DATA_LEN, (i + 1) * SLOT_DATA_LEN) !== 0) {
+        used[i] = 1;
+        const a = i * SLOT_DATA_LEN;
+        const b = j * SLOT_DATA_LEN;
+        if (packed.data.readUInt32LE(a) !== want.data.readUInt32LE(b) || packed.data.readUInt32LE(a + 4) !== want.data.readUInt32LE(b + 4)) {
           del.push(i);
           add.push(j);
         }
       }
-      if (del.length > 0) ops.unshift({ op: 'deletePacked', set, keys: Buffer.concat(del.map((i) => packed.keys.subarray(i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN))) });
-      if (add.length > 0) {
-        ops.push({
-          op: 'addPacked', set,
-          keys: Buffer.concat(add.map((j) => wantSlots.keys.subarray(j * SLOT_KEY_LEN, (j + 1) * SLOT_KEY_LEN))),
-          data: Buffer.concat(add.map((j) => wantSlots.data.subarray(j * SLOT_DATA_LEN, (j + 1) * SLOT_DATA_LEN))),
-        });
-      }
+      if (del.length > 0) ops.unshift({ op: 'deletePacked', set, keys: rows(packed.keys, del, SLOT_KEY_LEN) });
+      if (add.length > 0) ops.push({ op: 'addPacked', set, keys: rows(want.keys, add, SLOT_KEY_LEN), data: rows(want.data, add, SLOT_DATA_LEN) });
     }
     if (ops.length > 0) parts.push({ key, ops });
   }
   const stale: NftOp[] = toOps({ deletes: [...shared.values()], adds: [] });
   for (const set of SETS.map((x) => x.name).filter((n) => n.startsWith('slots-'))) {
-    const { packed, index } = shard(set);
-    if (index.size === 0) continue;
-    stale.push({ op: 'deletePacked', set, keys: Buffer.concat([...index.values()].map((i) => packed.keys.subarray(i * SLOT_KEY_LEN, (i + 1) * SLOT_KEY_LEN))) });
+    const { packed, used } = shard(set);
+    const left: number[] = [];
+    for (let i = 0; i < packed.count; i++) if (!used[i]) left.push(i);
+    if (left.length > 0) stale.push({ op: 'deletePacked', set, keys: rows(packed.keys, left, SLOT_KEY_LEN) });
   }
   if (stale.length > 0) parts.push({ key: STALE_PART, ops: stale });
   return parts;
+}
+
+/** Bytes of a slot key before the slot: ClusterIP, protocol and port, 4 bytes each. */
+const FRONTEND_LEN = SLOT_KEY_LEN - 4;
+
+/**
+ * A kernel slot map indexed by frontend: the element index of each of its
+ * slots (-1: none). One map entry per frontend, not per element, keeps a full
+ * sync's compare of 640,000 elements to integer reads. `used` marks the
+ * elements a desired slot matched; the rest are stale.
+ */
+interface KernelShard {
+  readonly packed: Packed;
+  readonly byFrontend: Map<string, Int32Array>;
+  readonly used: Uint8Array;
+}
+
+function indexShard(packed: Packed): KernelShard {
+  const byFrontend = new Map<string, Int32Array>();
+  const used = new Uint8Array(packed.count);
+  for (let i = 0; i < packed.count; i++) {
+    const at = i * SLOT_KEY_LEN;
+    const slot = packed.keys.readUInt32LE(at + FRONTEND_LEN);
+    if (slot >= SLOTS) continue; // no desired slot has it: stale
+    const frontend = packed.keys.toString('latin1', at, at + FRONTEND_LEN);
+    let slots = byFrontend.get(frontend);
+    if (!slots) byFrontend.set(frontend, (slots = new Int32Array(SLOTS).fill(-1)));
+    slots[slot] = i;
+  }
+  return { packed, byFrontend, used };
+}
+
+/** The rows `indexes` of a packed column of `width`-byte rows. */
+function rows(column: Buffer, indexes: readonly number[], width: number): Buffer {
+  const out = Buffer.allocUnsafe(indexes.length * width);
+  indexes.forEach((i, k) => column.copy(out, k * width, i * width, (i + 1) * width));
+  return out;
 }
 
 function packedOf(s: ObservedSet): Packed {

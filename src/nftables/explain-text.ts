@@ -36,7 +36,7 @@ function kernelElements(table: ObservedTable | null, planned: NftGroup, services
       const element: Element = { ...e, set: s.name as Element['set'] };
       if (s.name.startsWith('slots-')) {
         if (ofFrontend(e.key.slice(0, e.key.lastIndexOf(SEPARATOR)))) out.push(element);
-      } else if (s.name === 'service_ips') {
+      } else if (s.name === 'service_ips' || s.name === 'clusterset_ips') {
         if (clusterIPs.has(e.key) || named(e.comment)) out.push(element);
       } else if (s.name === 'hairpin') {
         if (clusterIPs.has(e.key.split(SEPARATOR)[1] ?? '') || named(e.comment)) out.push(element);

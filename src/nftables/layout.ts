@@ -8,7 +8,8 @@
 //                                   there dnat to @slots-NN[ClusterIP . proto . port . slot]
 //                                   slot = jhash(saddr) mod 64 for frontends in @affinity, else random
 //   nat    postrouting         90   masquerade DNATed connections to @service_ips from outside the
-//                                   cluster CIDR, and hairpin connections in @hairpin
+//                                   cluster CIDR, hairpin connections in @hairpin, and every one
+//                                   to @clusterset_ips (ClusterSet IPs, as kube-proxy does LB IPs)
 //
 // kube-proxy hooks nat at -100 (iptables and nftables modes alike) and its
 // nftables filter chains at -110; the first nat chain that DNATs a new
@@ -55,7 +56,7 @@ export interface SetSpec {
   readonly data: readonly Field[];
 }
 
-export type SetName = 'service_ports' | 'affinity' | 'no_endpoints' | 'service_ips' | 'hairpin' | `slots-${string}`;
+export type SetName = 'service_ports' | 'affinity' | 'no_endpoints' | 'service_ips' | 'hairpin' | 'clusterset_ips' | `slots-${string}`;
 
 function slotMap(shard: number): SetSpec {
   return {
@@ -92,6 +93,11 @@ export const SETS: readonly SetSpec[] = [
     name: 'hairpin', key: ['ipv4', 'ipv4'], data: [],
     declaration: 'type ipv4_addr . ipv4_addr',
     comment: 'local endpoint . ClusterIP: hairpin masquerade',
+  },
+  {
+    name: 'clusterset_ips', key: ['ipv4'], data: [],
+    declaration: 'type ipv4_addr',
+    comment: 'ClusterSet IPs dispatched here: masquerade always',
   },
   ...Array.from({ length: SHARDS }, (_, i) => slotMap(i)),
 ];
@@ -150,6 +156,7 @@ export function planSkeleton(ctx: SkeletonContext): Skeleton {
     masquerade.push(`ct status dnat ct original ip daddr @service_ips ip saddr != ${ctx.clusterCIDR} masquerade fully-random comment "from outside the cluster"`);
   }
   masquerade.push('ct status dnat ip saddr . ct original ip daddr @hairpin masquerade fully-random comment "hairpin"');
+  masquerade.push('ct status dnat ct original ip daddr @clusterset_ips masquerade fully-random comment "clusterset IP"');
   return {
     comment: 'clusterset-proxy: multi-cluster Service dispatch, owned by clusterset-proxy (deleted by --cleanup)',
     sets: SETS,

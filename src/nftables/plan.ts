@@ -4,23 +4,25 @@
 // endpoint strings, 64 pointers per service port).
 
 import type { Protocol } from '../model/records.js';
+import type { FrontendKind } from '../selection/selection.js';
 import { commentText, SET_BY_NAME, shardOf, shardSet, type SetName } from './layout.js';
 import { SEPARATOR } from './codec.js';
 import { assignSlots } from './slots.js';
 
-/** One ClusterIP:port of one programmed frontend. */
+/** One ClusterIP:port (or ClusterSet IP:port) of one programmed frontend. */
 export interface NftPort {
+  /** The frontend's address: a ClusterIP, or a ClusterSet IP when `clusterset`. */
   readonly clusterIP: string;
+  /** A ClusterSet IP: every connection to it is masqueraded (@clusterset_ips), as kube-proxy does a load-balancer IP's. */
+  readonly clusterset: boolean;
   readonly protocol: 'tcp' | 'udp' | 'sctp';
   readonly port: number;
-  /** `namespace/name:port`, the comment of its elements. */
+  /** `namespace/name:port`, the comment of its elements (portComment adds the kind of a ClusterSet IP's). */
   readonly name: string;
   readonly affinity: boolean;
   /** Endpoint `ip:port` of each slot; empty when the port has no usable endpoint (rejected). */
   readonly slots: readonly string[];
-  /** Cluster of each endpoint in `slots`, for comments and explain. */
-  readonly clusters: Readonly<Record<string, string>>;
-  /** IPs of this cluster's endpoints among the selected: hairpin sources. */
+  /** IPs of this cluster's endpoints among the selected: hairpin sources (none for a ClusterSet IP, masqueraded anyway). */
   readonly localIPs: readonly string[];
 }
 
@@ -34,8 +36,10 @@ export interface NftPlanContext {
   readonly localCluster: string;
 }
 
-/** One frontend (ClusterIP:port) and the endpoints the policy selected for it: backend-neutral input. */
+/** One frontend (ClusterIP:port or ClusterSet IP:port) and the endpoints the policy selected for it: backend-neutral input. */
 export interface FrontendInput {
+  /** Default: a ClusterIP. */
+  readonly kind?: FrontendKind;
   readonly ip: string;
   readonly port: number;
   readonly protocol: Protocol;
@@ -50,23 +54,21 @@ export interface FrontendInput {
 export function planNftGroup(key: string, frontends: readonly FrontendInput[], ctx: NftPlanContext): NftGroup {
   const ports: NftPort[] = [];
   for (const fe of frontends) {
-    const clusters: Record<string, string> = {};
     const local = new Set<string>();
     const weighted = fe.endpoints.map((ep) => {
-      const id = [ep.ip, ep.port].join(':');
-      clusters[id] = ep.cluster;
+      const id = `${ep.ip}:${ep.port}`;
       if (ep.cluster === ctx.localCluster) local.add(ep.ip);
       return { id, weight: ep.weight };
     });
     ports.push({
       clusterIP: fe.ip,
+      clusterset: fe.kind === 'clusterset-ip',
       protocol: fe.protocol.toLowerCase() as NftPort['protocol'],
       port: fe.port,
       name: `${fe.name.namespace}/${fe.name.service}:${fe.name.port}`,
       affinity: fe.affinity !== null,
       slots: assignSlots(weighted),
-      clusters,
-      localIPs: [...local].sort(),
+      localIPs: fe.kind === 'clusterset-ip' ? [] : [...local].sort(),
     });
   }
   return { key, ports };
@@ -108,17 +110,30 @@ export function sharedElements(group: NftGroup): Element[] {
   };
   for (const p of group.ports) {
     const frontend = frontendKey(p);
-    put({ set: 'service_ports', key: frontend, comment: commentText(p.name) });
+    const comment = commentText(portComment(p));
+    put({ set: 'service_ports', key: frontend, comment });
     if (p.slots.length === 0) {
-      put({ set: 'no_endpoints', key: frontend, comment: commentText(p.name) });
+      put({ set: 'no_endpoints', key: frontend, comment });
       continue;
     }
-    if (p.affinity) put({ set: 'affinity', key: frontend, comment: commentText(p.name) });
-    put({ set: 'service_ips', key: p.clusterIP, comment: commentText(p.name.slice(0, p.name.lastIndexOf(':'))) });
+    if (p.affinity) put({ set: 'affinity', key: frontend, comment });
+    const service = p.name.slice(0, p.name.lastIndexOf(':'));
+    if (p.clusterset) {
+      put({ set: 'clusterset_ips', key: p.clusterIP, comment: commentText(service) });
+      continue;
+    }
+    put({ set: 'service_ips', key: p.clusterIP, comment: commentText(service) });
     for (const ip of p.localIPs) put({ set: 'hairpin', key: ip + SEPARATOR + p.clusterIP, comment: commentText(`${p.name} local endpoint`) });
   }
   return out;
 }
+
+/** The comment of a port's elements: `namespace/name:port`, and `clusterset IP` after a ClusterSet IP's. */
+export function portComment(p: Pick<NftPort, 'name' | 'clusterset'>): string {
+  return p.clusterset ? `${p.name} ${CLUSTERSET_COMMENT}` : p.name;
+}
+
+export const CLUSTERSET_COMMENT = 'clusterset IP';
 
 /**
  * The slot elements of one port, in its ClusterIP's shard. They carry no

@@ -1,6 +1,5 @@
-import type { IptablesBackend } from '../iptables/backend.js';
 import type { SyncEngine } from '../sync/engine.js';
-import { explain, parseServiceArg, readKernelForExplain, readKernelTables, type ClusterHealthLookup } from './explain.js';
+import { explain, parseServiceArg, readKernelForExplain, type ClusterHealthLookup } from './explain.js';
 import { SharedKernelRead } from './kernel-read.js';
 
 /** How long one read of the kernel answers /explain unless a sync changes it first. */
@@ -18,12 +17,11 @@ export class ExplainEndpoint {
 
   constructor(
     private readonly engine: SyncEngine,
-    /** iptables tables to save, or the data plane's own read (Dataplane.readForExplain). */
-    kernel: Pick<IptablesBackend, 'save'> | (() => Promise<unknown>),
+    /** The data plane's own read of its kernel objects (Dataplane.readForExplain). */
+    read: () => Promise<unknown>,
     private readonly health: ClusterHealthLookup,
   ) {
-    const read = typeof kernel === 'function' ? () => readKernelForExplain(kernel) : () => readKernelTables(kernel);
-    this.kernel = new SharedKernelRead<unknown>(read, KERNEL_READ_MAX_AGE_MS);
+    this.kernel = new SharedKernelRead<unknown>(() => readKernelForExplain(read), KERNEL_READ_MAX_AGE_MS);
   }
 
   /** A sync changed the kernel: the next request reads it again. */

@@ -1,6 +1,5 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
-import type { IptablesBackend } from '../iptables/backend.js';
-import { TABLES, type Table } from '../iptables/plan-types.js';
+import { problemText } from '../model/records.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { EndpointState } from './metrics.js';
 
@@ -33,6 +32,8 @@ export interface ExplainPort {
   readonly protocol: string;
   /** null when this Service's ClusterIP is not programmed (kube-proxy serves it). */
   readonly chain: string | null;
+  /** The port at each ClusterSet IP of the Service, and the kernel object serving it (same selection as the ClusterIP's); absent without one. */
+  readonly clusterset?: readonly { readonly ip: string; readonly handle: string }[];
   readonly clusters: readonly ExplainCluster[];
 }
 
@@ -41,6 +42,8 @@ export interface ExplainService {
   readonly name: string;
   readonly role: 'multi-cluster' | 'local';
   readonly clusterIP: string;
+  /** ClusterSet IPs programmed for this Service (a derived Service's load-balancer ingress IPs); absent without one. */
+  readonly clustersetIPs?: readonly string[];
   readonly affinitySeconds: number | null;
   readonly ports: readonly ExplainPort[];
 }
@@ -86,17 +89,6 @@ export async function readKernelForExplain(read: () => Promise<unknown>): Promis
   }
 }
 
-/** Reads the agent's iptables tables; a failure is reported in the explanation rather than thrown. */
-export async function readKernelTables(backend: Pick<IptablesBackend, 'save'>): Promise<Map<Table, string> | string> {
-  try {
-    const dumps = new Map<Table, string>();
-    for (const table of TABLES) dumps.set(table, await backend.save(table));
-    return dumps;
-  } catch (err) {
-    return `could not read the kernel's rules: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
-  }
-}
-
 /**
  * The explanation of the group `namespace/name` belongs to. `kernel` is what
  * the engine's data plane read for explain (readForExplain(): iptables-save
@@ -106,7 +98,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
   const key = engine.groupKeyOf(query.namespace, query.name);
   const { build, selection, config } = engine.inspectGroup(key);
   const group = build.group;
-  const problems = [...build.problems, ...(selection?.problems ?? [])].map((p) => `${p.object} ${p.message}`);
+  const problems = [...build.problems, ...(selection?.problems ?? [])].map(problemText);
   const base = { query: `${query.namespace}/${query.name}`, group: key, localCluster: config.clusterName };
   if (!group || !selection) {
     return {
@@ -119,14 +111,16 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     ...group.frontends.map((fe) => ({ fe, role: 'multi-cluster' as const })),
     ...(group.local ? [{ fe: group.local, role: 'local' as const }] : []),
   ];
+  const clustersetOf = (fe: Frontend) => selection.frontends.filter((f) => f.kind === 'clusterset-ip' && f.name.namespace === fe.namespace && f.name.service === fe.name);
   const services = members.map(({ fe, role }): ExplainService => ({
     namespace: fe.namespace,
     name: fe.name,
     role,
     clusterIP: fe.clusterIP,
+    ...nonEmpty('clustersetIPs', [...new Set(clustersetOf(fe).map((f) => f.ip))]),
     affinitySeconds: fe.affinitySeconds,
     ports: fe.ports.map((port): ExplainPort => {
-      const selected = selection.frontends.find((f) => f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
+      const selected = selection.frontends.find((f) => f.kind === 'cluster-ip' && f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
       const described = selected ? engine.plane.describe(selected) : undefined;
       const shares = described?.shares ?? new Map<string, number>();
       // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
@@ -137,6 +131,7 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
         port: port.port,
         protocol: port.protocol,
         chain: described?.handle ?? null,
+        ...nonEmpty('clusterset', clustersetOf(fe).filter((f) => f.port === port.port && f.protocol === port.protocol).map((f) => ({ ip: f.ip, handle: engine.plane.describe(f).handle }))),
         clusters: clusters.map((name): ExplainCluster => {
           const eps = dedupe(candidates.filter((ep) => ep.cluster === name)).map((ep) => ({
             address: `${ep.ip}:${ep.port}`,
@@ -174,6 +169,11 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     },
     problems,
   };
+}
+
+/** `{ [key]: list }`, or nothing for an empty list: reports of Services without ClusterSet IPs read as before. */
+function nonEmpty<K extends string, V>(key: K, list: readonly V[]): Partial<Record<K, readonly V[]>> {
+  return list.length === 0 ? {} : ({ [key]: list } as Record<K, readonly V[]>);
 }
 
 function dedupe(eps: readonly ClusterEndpoint[]): ClusterEndpoint[] {
@@ -234,9 +234,12 @@ export function renderExplain(r: ExplainReport): string {
   for (const s of r.services) {
     const affinity = s.affinitySeconds === null ? '' : `, session affinity ClientIP ${s.affinitySeconds}s`;
     out.push('');
-    out.push(`${s.role === 'local' ? 'Local Service' : 'Service'} ${s.namespace}/${s.name}: ClusterIP ${s.clusterIP}${affinity}`);
+    const ips = s.clustersetIPs ?? [];
+    const clusterset = ips.length === 0 ? '' : `, clusterset IP${ips.length > 1 ? 's' : ''} ${ips.join(', ')}`;
+    out.push(`${s.role === 'local' ? 'Local Service' : 'Service'} ${s.namespace}/${s.name}: ClusterIP ${s.clusterIP}${clusterset}${affinity}`);
     for (const p of s.ports) {
       out.push(`  port ${p.label} ${p.port}/${p.protocol} -> ${p.chain ?? '(not programmed: kube-proxy serves it)'}`);
+      for (const c of p.clusterset ?? []) out.push(`    at clusterset IP ${c.ip}:${p.port} -> ${c.handle} (the same selection)`);
       for (const c of p.clusters) {
         const weight = c.weight === null ? '' : `, weight ${c.weight}`;
         out.push(`    cluster ${c.name}${c.local ? ' (local)' : ''}: health ${c.health}${weight}: ${c.verdict}`);

@@ -44,6 +44,8 @@ export const METRIC_DEFS = {
   driftChecks: def('drift_checks_total', 'counter', ['trigger'], 'Reads of the watched chains (iptables -S per chain, never a full save), by trigger: event (nft, after a watched change) or poll (legacy, every second).'),
   driftDetected: def('drift_detected_total', 'counter', ['cause'], 'Drift found between full syncs, by cause: jump_order (a foreign rule ahead of our jump), jump_missing, chain_deleted, chain_changed (an MCS- chain changed by someone else), table_deleted, events_lost (nf_tables events dropped in a burst: our jumps are checked at once, the rest at the next full sync).'),
   driftRepaired: def('drift_repaired_total', 'counter', ['cause'], 'Drift repaired between full syncs, by cause: jumps put first again by one small restore, deleted or changed chains by an early full sync; events_lost once our jumps were checked.'),
+  ipvsDraining: def('ipvs_draining_real_servers', 'gauge', [], 'IPVS mode: removed TCP real servers kept at weight 0 (their connections finish, no new ones) until they are idle or their drain bound passes; 0 in other modes.'),
+  ipvsDrained: def('ipvs_drained_real_servers_total', 'counter', ['reason'], 'IPVS mode: draining real servers deleted by the periodic sweep, by reason: idle (no connection left) or bound (the drain bound passed with connections left).'),
 } as const satisfies Record<string, MetricDef>;
 
 /** README's metrics table, generated from METRIC_DEFS; a test keeps the two identical. */
@@ -66,6 +68,8 @@ export interface ScrapeSources {
   endpointCounts(): readonly EndpointCount[];
   problemCount(): number;
   quarantinedCount(): number;
+  /** Real servers draining now (IPVS mode). */
+  drainingCount(): number;
 }
 
 const SYNC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -92,6 +96,7 @@ export class AgentMetrics implements DriftMetricsSink {
   private readonly driftChecks: Counter<'trigger'>;
   private readonly driftDetected: Counter<'cause'>;
   private readonly driftRepaired: Counter<'cause'>;
+  private readonly ipvsDrained: Counter<'reason'>;
 
   constructor(sources: ScrapeSources, opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -135,6 +140,14 @@ export class AgentMetrics implements DriftMetricsSink {
     this.driftChecks = new Counter(base(m.driftChecks)) as Counter<'trigger'>;
     this.driftDetected = new Counter(base(m.driftDetected)) as Counter<'cause'>;
     this.driftRepaired = new Counter(base(m.driftRepaired)) as Counter<'cause'>;
+    new Gauge({
+      ...base(m.ipvsDraining),
+      collect() {
+        this.set(sources.drainingCount());
+      },
+    });
+    this.ipvsDrained = new Counter(base(m.ipvsDrained)) as Counter<'reason'>;
+    for (const reason of ['idle', 'bound'] as const) this.ipvsDrained.inc({ reason }, 0);
     for (const origin of ['agent', 'watched', 'other'] as const) this.nftGenerations.inc({ origin }, 0);
     for (const trigger of ['event', 'poll'] as const) this.driftChecks.inc({ trigger }, 0);
     for (const cause of DRIFT_CAUSES) {
@@ -209,6 +222,12 @@ export class AgentMetrics implements DriftMetricsSink {
 
   repaired(cause: DriftCause): void {
     this.driftRepaired.inc({ cause });
+  }
+
+  /** A sweep deleted drained real servers: `idle` with no connection left, `bound` past their drain bound. */
+  drained(idle: number, bound: number): void {
+    this.ipvsDrained.inc({ reason: 'idle' }, idle);
+    this.ipvsDrained.inc({ reason: 'bound' }, bound);
   }
 
   /** The exposition text and its content type. */

@@ -1,7 +1,6 @@
 import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { RunningConfig } from '../config/running.js';
 import { ConfigError, type Config } from '../config/schema.js';
-import type { IptablesBackend } from '../iptables/backend.js';
 import type { Logger } from '../log.js';
 import type { QuarantineChange, SyncEngine, SyncResult } from '../sync/engine.js';
 import { configFromConfigMap, planConfigChange, type ConfigChange, type ConfigMapWatch, type ConfigOverrides } from './config-watch.js';
@@ -23,8 +22,6 @@ export interface OperationsOptions {
   readonly nodeName: string;
   readonly log: Logger;
   readonly engine: SyncEngine;
-  /** To show the kernel's rules in /explain when the data plane cannot read them itself. */
-  readonly backend: Pick<IptablesBackend, 'save'>;
   /** Tests write Events elsewhere; the default is the API server. */
   readonly eventSink?: EventSink;
 }
@@ -54,6 +51,7 @@ export class Operations {
       endpointCounts: () => endpointCounts(engine),
       problemCount: () => engine.currentProblems().length,
       quarantinedCount: () => engine.quarantinedCount,
+      drainingCount: () => engine.plane.draining?.() ?? 0,
     });
     this.health = new HealthState(config.healthzTimeout, config.syncPeriod);
     this.events = new EventRecorder({ sink: opts.eventSink ?? apiEventSink(opts.kubeConfig), component: COMPONENT, host: opts.nodeName, log });
@@ -61,7 +59,8 @@ export class Operations {
     engine.onProblem = (problem, scope) => this.reporter.problem(problem, scope);
     // The engine's data plane reads its own kernel objects (iptables tables, the nftables table).
     const plane = engine.plane;
-    this.explainer = new ExplainEndpoint(engine, plane.readForExplain ? () => plane.readForExplain!() : opts.backend, (c) => this.healthText(c));
+    // A data plane that shows no kernel objects has nothing to read; explain says so.
+    this.explainer = new ExplainEndpoint(engine, plane.readForExplain ? () => plane.readForExplain!() : async () => null, (c) => this.healthText(c));
     this.servers = new OpsServers({
       metrics: () => this.metrics.exposition(),
       unhealthyReason: () => this.health.unhealthyReason(),

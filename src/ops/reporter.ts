@@ -1,4 +1,4 @@
-import type { Problem } from '../model/records.js';
+import type { ObjectRef as ApiObjectRef, Problem } from '../model/records.js';
 import type { EventRecorder, ObjectRef } from './event-recorder.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -20,17 +20,16 @@ export interface ClusterHealthView {
   readonly since: number;
 }
 
-const API_VERSIONS: Record<string, string> = { Service: 'v1', EndpointSlice: 'discovery.k8s.io/v1', ConfigMap: 'v1', Node: 'v1' };
+const API_VERSIONS: Record<ApiObjectRef['kind'], string> = { Service: 'v1', EndpointSlice: 'discovery.k8s.io/v1' };
 
 /**
- * "EndpointSlice default/imported-x" → its reference; null for a text that
- * names no object, or an object whose namespace or name is not a Kubernetes
- * name (reports show those escaped and quoted: no Event can name them).
+ * The object a problem is about, as an Event names it; null when its
+ * namespace or name is not a Kubernetes name (reports show those escaped:
+ * no Event can name them).
  */
-export function refOfProblemObject(object: string): ObjectRef | null {
-  const m = /^(\w+) ([a-z0-9][-a-z0-9]*)\/([a-z0-9][-a-z0-9.]*)$/.exec(object);
-  const apiVersion = m ? API_VERSIONS[m[1]!] : undefined;
-  return m && apiVersion ? { apiVersion, kind: m[1]!, namespace: m[2]!, name: m[3]! } : null;
+export function eventRefOf(object: ApiObjectRef): ObjectRef | null {
+  if (!/^[a-z0-9][-a-z0-9]*$/.test(object.namespace) || !/^[a-z0-9][-a-z0-9.]*$/.test(object.name)) return null;
+  return { apiVersion: API_VERSIONS[object.kind], kind: object.kind, namespace: object.namespace, name: object.name };
 }
 
 /**
@@ -53,7 +52,7 @@ export class OpsReporter {
 
   /** A problem with an object, reported once while it stands (ProblemLog's onNew). */
   problem(p: Problem, scope: 'object' | 'group'): void {
-    const ref = refOfProblemObject(p.object);
+    const ref = eventRefOf(p.object);
     if (!ref) return;
     // Object scope: the object itself is malformed. Group scope: it does not fit with the others (a missing port, an unknown cluster).
     this.events.record(ref, 'Warning', scope === 'object' ? 'Malformed' : 'Inconsistent', `${p.message} (${scope === 'object' ? 'skipped, or only the bad part' : 'the rest of the service is served'})`);

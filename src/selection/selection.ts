@@ -1,20 +1,37 @@
 // Selection: policy plus a health view turn a service group into one record
-// per frontend (a ClusterIP:port today): which endpoints, with which weights,
-// and why. Plain values, neutral to any kernel interface: every data plane
+// per frontend (a ClusterIP:port, or a ClusterSet IP:port): which endpoints,
+// with which weights, and why. Plain values, neutral to any kernel interface: every data plane
 // programs from these, and explain, metrics, conntrack cleanup and Events
 // read them. Pure: the same group, policy and health give the same records.
 
 import type { Frontend, FrontendPort, ServiceGroup } from '../model/group.js';
+import { familyOf } from '../network/address.js';
 import { serviceRef, type Problem, type Protocol } from '../model/records.js';
 import { resolvePolicy, type PolicyConfig, type PolicySettings } from '../policy/policy.js';
 import { selectByPolicy, type Decision, type HealthView, type WeightedEndpoint } from '../policy/select.js';
 
 export type IPFamily = 'ipv4' | 'ipv6';
 
+/**
+ * Which address of a Service a frontend is: its ClusterIP, or a ClusterSet IP
+ * (the MCS API's address for the whole clusterset, which Karmada writes into
+ * the derived Service's status.loadBalancer.ingress). Both select alike; the
+ * data planes masquerade a ClusterSet IP's traffic as kube-proxy does a
+ * load-balancer IP's.
+ */
+export type FrontendKind = 'cluster-ip' | 'clusterset-ip';
+
+/** One address a Service is served at. */
+export interface FrontendAddress {
+  readonly kind: FrontendKind;
+  readonly family: IPFamily;
+  readonly ip: string;
+}
+
 /** Whose frontend this is: the names chains, comments and explain use. */
 export interface FrontendName {
   readonly namespace: string;
-  /** The Service carrying the ClusterIP (`derived-x`, or `x`). */
+  /** The Service carrying the address (`derived-x`, or `x`). */
   readonly service: string;
   /** The port's name, or its number when unnamed. */
   readonly port: string;
@@ -22,6 +39,7 @@ export interface FrontendName {
 
 /** One frontend and where its new connections go. */
 export interface FrontendSelection {
+  readonly kind: FrontendKind;
   readonly family: IPFamily;
   readonly ip: string;
   readonly port: number;
@@ -58,11 +76,29 @@ export function groupMembers(group: ServiceGroup): Frontend[] {
   return [...group.frontends, ...(group.local ? [group.local] : [])];
 }
 
+const ipFamily = (ip: string): IPFamily => (familyOf(ip) === 'IPv6' ? 'ipv6' : 'ipv4');
+
+/**
+ * The addresses a Service is served at: its ClusterIP, then each of its
+ * ClusterSet IPs of the same family (the family's endpoints are the ones
+ * selected); an address given twice is served once.
+ */
+export function frontendAddresses(fe: Pick<Frontend, 'clusterIP' | 'clustersetIPs'>): FrontendAddress[] {
+  const family = ipFamily(fe.clusterIP);
+  const out: FrontendAddress[] = [{ kind: 'cluster-ip', family, ip: fe.clusterIP }];
+  for (const ip of fe.clustersetIPs) {
+    if (ipFamily(ip) === family && !out.some((a) => a.ip === ip)) out.push({ kind: 'clusterset-ip', family, ip });
+  }
+  return out;
+}
+
 /**
  * The selection of one group. Every frontend selects from the same
  * candidates, the endpoints of all its Services' ports of the same name and
  * protocol, so `serve` and `derived-serve` lead to the same place. The local
- * Service's ClusterIP is programmed only with `unifiedName`.
+ * Service's ClusterIP is programmed only with `unifiedName`. Each address of
+ * a Service (frontendAddresses) gets a record per port, all with the port's
+ * one selection.
  */
 export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSelection {
   const members = groupMembers(group);
@@ -81,18 +117,21 @@ export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSe
   const programmed: readonly Frontend[] = settings.unifiedName && group.local ? members : group.frontends;
   const frontends: FrontendSelection[] = [];
   for (const fe of programmed) {
+    const addresses = frontendAddresses(fe);
     for (const port of fe.ports) {
       const chosen = selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health);
-      frontends.push({
-        family: 'ipv4',
-        ip: fe.clusterIP,
-        port: port.port,
-        protocol: port.protocol,
-        name: { namespace: fe.namespace, service: fe.name, port: port.label },
-        affinity: fe.affinitySeconds,
-        endpoints: chosen.endpoints,
-        decision: chosen.decision,
-      });
+      const name = { namespace: fe.namespace, service: fe.name, port: port.label };
+      for (const address of addresses) {
+        frontends.push({
+          ...address,
+          port: port.port,
+          protocol: port.protocol,
+          name,
+          affinity: fe.affinitySeconds,
+          endpoints: chosen.endpoints,
+          decision: chosen.decision,
+        });
+      }
     }
   }
   return { key: group.key, settings, decision: combine(frontends.map((f) => f.decision)), frontends, problems };

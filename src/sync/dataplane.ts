@@ -120,6 +120,8 @@ export interface Dataplane<G = unknown, K extends KernelState<G> = KernelState<G
   written(tx: T): { readonly group: string; readonly name: string }[];
   /** How one frontend is programmed (explain). */
   describe(frontend: FrontendSelection): FrontendDescription;
+  /** Removed endpoints still in the kernel while their connections finish (IPVS real servers at weight 0); absent where removal is immediate (metrics). */
+  draining?(): number;
   // A data plane without the two below shows no kernel objects in explain.
   /** One read of the kernel that explainGroup() attributes to any group (explain shares it between requests); throws when it cannot read. */
   readForExplain?(): Promise<unknown>;

@@ -4,7 +4,7 @@ import type { BackoffOptions } from '../kube/backoff.js';
 import { errorText, type Logger } from '../log.js';
 import { ClusterResolver } from '../model/clusters.js';
 import { buildGroup, type GroupContext } from '../model/group.js';
-import { convertService, convertSlice, serviceRef, sliceRef } from '../model/records.js';
+import { convertService, convertSlice, objectText, serviceRef, sliceRef } from '../model/records.js';
 import { EndpointIndex } from '../model/endpoint-index.js';
 import { ModelStore } from '../model/store.js';
 import { ProblemLog } from './problem-log.js';
@@ -137,7 +137,7 @@ export class SyncEngine {
 
   upsertService(svc: V1Service): boolean {
     const { record, problems } = convertService(svc);
-    this.problems.report(serviceRef(svc.metadata?.namespace, svc.metadata?.name), problems);
+    this.problems.report(objectText(serviceRef(svc.metadata?.namespace, svc.metadata?.name)), problems);
     // No record: its identity is not a Kubernetes name (reported); it never entered the model.
     return record ? this.markDirty(this.store.upsertService(record)) : false;
   }
@@ -145,7 +145,7 @@ export class SyncEngine {
   deleteService(svc: V1Service): boolean {
     const namespace = svc.metadata?.namespace ?? '';
     const name = svc.metadata?.name ?? '';
-    this.problems.clear(serviceRef(namespace, name));
+    this.problems.clear(objectText(serviceRef(namespace, name)));
     return this.markDirty(this.store.deleteService(namespace, name));
   }
 
@@ -153,7 +153,7 @@ export class SyncEngine {
     const namespace = slice.metadata?.namespace ?? '';
     const name = slice.metadata?.name ?? '';
     const { record, problems } = convertSlice(slice);
-    this.problems.report(sliceRef(namespace, name), problems);
+    this.problems.report(objectText(sliceRef(namespace, name)), problems);
     // A slice that lost its service-name label leaves its old Service.
     return this.markDirty(record ? this.store.upsertSlice(record) : this.store.deleteSlice(namespace, name));
   }
@@ -161,7 +161,7 @@ export class SyncEngine {
   deleteSlice(slice: V1EndpointSlice): boolean {
     const namespace = slice.metadata?.namespace ?? '';
     const name = slice.metadata?.name ?? '';
-    this.problems.clear(sliceRef(namespace, name));
+    this.problems.clear(objectText(sliceRef(namespace, name)));
     return this.markDirty(this.store.deleteSlice(namespace, name));
   }
 

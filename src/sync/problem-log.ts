@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { Problem } from '../model/records.js';
+import { objectText, problemText, type Problem } from '../model/records.js';
 
 const GROUP_SCOPE = 'group ';
 
@@ -21,10 +21,10 @@ export class ProblemLog {
     const before = this.known.get(scope);
     const now = new Set<string>();
     for (const p of problems) {
-      const line = `${p.object} ${p.message}`;
+      const line = problemText(p);
       now.add(line);
       if (!before?.has(line)) {
-        this.log.warn({ object: p.object }, line);
+        this.log.warn({ object: objectText(p.object) }, line);
         this.onNew?.(p, scope.startsWith(GROUP_SCOPE) ? 'group' : 'object');
       }
     }

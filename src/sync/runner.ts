@@ -29,6 +29,13 @@ export interface RunnerOptions {
    * sync when both are due. A failure is handled like a failed sync.
    */
   readonly repair?: () => Promise<void>;
+  /**
+   * Deferred kernel work on a fixed period (IPVS: deleting drained real
+   * servers), run in a sync's slot, after the sync when both are due, so the
+   * kernel is written from this loop only. `run` handles its own failures
+   * (a sweep is simply tried again next period).
+   */
+  readonly sweep?: { readonly run: () => Promise<void>; readonly intervalMs: number };
   readonly clock?: Clock;
 }
 
@@ -39,13 +46,16 @@ export interface RunnerOptions {
  * once (on the next tick, to gather a synchronous burst); otherwise it waits
  * for the interval to pass. A failed sync is retried as a full sync with
  * exponential backoff. A sync that set groups aside names when the first is
- * due for a retry, and a partial sync is requested then.
+ * due for a retry, and a partial sync is requested then. A sweep falls due
+ * every sweep period and runs in the next slot, after its sync.
  */
 export class SyncRunner {
   private readonly clock: Clock;
   private pendingPartial = false;
   private pendingFull = false;
   private pendingRepair = false;
+  private pendingSweep = false;
+  private sweepTimer: unknown = null;
   private running: Promise<void> | null = null;
   private timer: unknown = null;
   private timerAt = Infinity;
@@ -72,9 +82,10 @@ export class SyncRunner {
     this.period = period;
   }
 
-  /** Starts with a full sync. */
+  /** Starts with a full sync; the first sweep is due one period later. */
   start(): void {
     this.requestFull();
+    this.armSweep();
   }
 
   request(): void {
@@ -100,11 +111,12 @@ export class SyncRunner {
     this.cancelTimer();
     if (this.periodTimer !== null) this.clock.clearTimeout(this.periodTimer);
     if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
+    if (this.sweepTimer !== null) this.clock.clearTimeout(this.sweepTimer);
     await this.running;
   }
 
   private schedule(): void {
-    if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull || this.pendingRepair)) return;
+    if (this.stopped || this.running || !(this.pendingPartial || this.pendingFull || this.pendingRepair || this.pendingSweep)) return;
     const now = this.clock.now();
     const at = Math.max(now, this.lastStart + this.minInterval, this.notBefore);
     if (at >= this.timerAt) return;
@@ -128,20 +140,25 @@ export class SyncRunner {
     const full = this.pendingFull;
     const sync = full || this.pendingPartial;
     const repair = this.pendingRepair;
+    const sweep = this.pendingSweep;
     this.pendingFull = false;
     this.pendingPartial = false;
     this.pendingRepair = false;
+    this.pendingSweep = false;
     this.lastStart = this.clock.now();
     this.running = (async () => {
       if (repair) await this.opts.repair!();
       return sync ? { ran: true, outcome: await this.opts.run(full) } : { ran: false, outcome: undefined };
     })().then(
-      ({ ran, outcome }) => {
-        this.failures = 0;
-        this.backoff.reset();
-        this.notBefore = -Infinity;
+      async ({ ran, outcome }) => {
+        if (ran || repair) {
+          this.failures = 0;
+          this.backoff.reset();
+          this.notBefore = -Infinity;
+        }
         if (full) this.armPeriod();
         if (ran) this.armRetry(outcome ? outcome.retryInMs : null);
+        if (sweep) await this.runSweep();
       },
       (err: unknown) => {
         this.failures++;
@@ -149,11 +166,32 @@ export class SyncRunner {
         this.notBefore = this.clock.now() + delay;
         this.pendingFull = true;
         this.opts.onError(err, this.failures, delay);
+        // The sweep waits for the retried sync's slot.
+        if (sweep) this.pendingSweep = true;
       },
     );
     await this.running;
     this.running = null;
     this.schedule();
+  }
+
+  private async runSweep(): Promise<void> {
+    try {
+      await this.opts.sweep!.run();
+    } catch {
+      // run reports its own failures; the loop goes on and the next period tries again.
+    }
+    this.armSweep();
+  }
+
+  private armSweep(): void {
+    if (!this.opts.sweep || this.stopped) return;
+    if (this.sweepTimer !== null) this.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = this.clock.setTimeout(() => {
+      this.sweepTimer = null;
+      this.pendingSweep = true;
+      this.schedule();
+    }, this.opts.sweep.intervalMs);
   }
 
   private armRetry(inMs: number | null): void {

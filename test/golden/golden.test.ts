@@ -19,7 +19,7 @@ import { ExecIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { FRONTEND_SET } from '../../src/iptables/layout.js';
 import { silentLogger } from '../../src/log.js';
-import { explain, readKernelTables, renderExplain } from '../../src/ops/explain.js';
+import { explain, readKernelForExplain, renderExplain } from '../../src/ops/explain.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
 import { cleanupStale, Topology } from '../support/netns.js';
 import { syncFixture } from './fixture.js';
@@ -63,7 +63,7 @@ async function explainAll(): Promise<string> {
   const fake = new FakeIptables('nft');
   fake.load(KUBE_PROXY_NAT + USER_FILTER);
   const { engine } = await syncFixture(fake);
-  const kernel = await readKernelTables(fake);
+  const kernel = await readKernelForExplain(() => engine.plane.readForExplain!());
   const out: string[] = [];
   for (const q of ['shop/web', 'shop/derived-web', 'shop/derived-api', 'shop/derived-dns', 'shop/derived-legacy', 'shop/derived-empty', 'shop/cart', 'other/derived-search', 'shop/derived-pay', 'shop/nothing']) {
     const [namespace, name] = q.split('/') as [string, string];

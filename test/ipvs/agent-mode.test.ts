@@ -1,12 +1,12 @@
 // IPVS mode as the agent wires it, against the fake table and a recorder of
 // the commands aux.ts runs: the rules beside the table follow the frontends
 // (applied once per change, not per sync), --cleanup removes the owned
-// services and those rules and nothing else, the sweep runs on its period one
-// run at a time, and a kernel without IPVS is refused with the cause.
+// services and those rules and nothing else, and a kernel without IPVS is
+// refused with the cause.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AgentIpvsDataplane, auxTools, IpvsUnavailableError, requireIpvs, Sweeper } from '../../src/ipvs/agent-mode.js';
+import { AgentIpvsDataplane, auxTools, IpvsUnavailableError, requireIpvs } from '../../src/ipvs/agent-mode.js';
 import { MARK_CHAIN, REJECT_CHAIN, RULE_PREF_LO, ROUTE_TABLE } from '../../src/ipvs/aux.js';
 import type { IpvsGroup } from '../../src/ipvs/dataplane.js';
 import { FakeIpvs } from '../../src/ipvs/fake.js';
@@ -18,7 +18,7 @@ const settings: PolicySettings = { mode: 'active-active', clusterWeights: {}, fa
 
 function selection(key: string, service: string, ip: string, endpoints: readonly string[]): GroupSelection {
   const fe: FrontendSelection = {
-    family: 'ipv4', ip, port: 80, protocol: 'TCP', name: { namespace: 'shop', service, port: 'http' }, affinity: null,
+    kind: 'cluster-ip', family: 'ipv4', ip, port: 80, protocol: 'TCP', name: { namespace: 'shop', service, port: 'http' }, affinity: null,
     endpoints: endpoints.map((e) => ({ ip: e, port: 8080, cluster: 'chile01', weight: 1 })) as unknown as FrontendSelection['endpoints'],
     decision: null as unknown as FrontendSelection['decision'],
   };
@@ -127,38 +127,6 @@ test('requireIpvs names the cause when the kernel has no IPVS, and passes when t
     throw new Error('this kernel has no IPVS generic netlink family (is the ip_vs module loaded?): Request rejected: ENOENT');
   };
   await assert.rejects(requireIpvs(missing), (err: unknown) => err instanceof IpvsUnavailableError && /^proxy mode ipvs cannot start: .*ip_vs module/.test(err.message));
-});
-
-test('the sweeper runs the sweep on its period, one run at a time, and stop waits for a run in progress', async () => {
-  let runs = 0;
-  let inFlight = 0;
-  let most = 0;
-  let reached: () => void = () => {};
-  const third = new Promise<void>((r) => (reached = r));
-  const outcomes: (ApplyOutcome | null)[] = [];
-  const sweeper = new Sweeper({
-    intervalMs: 1,
-    sweep: async () => {
-      inFlight++;
-      most = Math.max(most, inFlight);
-      await new Promise((r) => setImmediate(r));
-      inFlight--;
-      if (++runs === 3) reached();
-      return { stats: { restores: 0, payloadBytes: 0, chainsWritten: 0, units: 0 }, refused: null };
-    },
-    onOutcome: (o) => outcomes.push(o),
-  });
-  sweeper.start();
-  // The timer is unref'd: keep the test's event loop alive until three runs happened.
-  const keepAlive = setInterval(() => {}, 1000);
-  await third;
-  await sweeper.stop();
-  clearInterval(keepAlive);
-  const after = runs;
-  await new Promise((r) => setTimeout(r, 20));
-  assert.equal(runs, after, 'no run after stop');
-  assert.equal(most, 1);
-  assert.ok(outcomes.length >= 3);
 });
 
 test('the aux commands run with their exit status as the verdict, also when a command exits without reading its input', async () => {

@@ -59,7 +59,7 @@ let pristineIptables = '';
 function selection(settings: PolicySettings, health: HealthView): GroupSelection {
   const chosen = selectByPolicy(EPS, settings, LOCAL, health);
   const fe: FrontendSelection = {
-    family: 'ipv4', ip: CLUSTER_IP, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: 'web', port: 'http' },
+    kind: 'cluster-ip', family: 'ipv4', ip: CLUSTER_IP, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: 'web', port: 'http' },
     affinity: null, endpoints: chosen.endpoints, decision: chosen.decision,
   };
   return { key: 'shop/web', settings, decision: chosen.decision, frontends: [fe], problems: [] };
@@ -178,8 +178,9 @@ test('a restarted agent reads the kernel back and only takes over the drains; th
   now += 60_000;
   const swept = await dp.sweep();
   await twin.sweep();
-  assert.equal(swept.refused, null);
-  assert.equal(swept.stats.restores, 2, 'one delete per drained server');
+  assert.equal(swept.outcome.refused, null);
+  assert.equal(swept.outcome.stats.restores, 2, 'one delete per drained server');
+  assert.deepEqual([swept.idle, swept.bound], [0, 2], 'both went past their bound with connections left');
   assert.equal(await ipvsadm(), await saveTable(fake));
   assert.doesNotMatch(await ipvsadm(), /10\.0\.2\.2:8080 -m -w 0/);
   assert.deepEqual(await spread(4), { s3: 4 });

@@ -15,7 +15,7 @@ import { FakeIpvs } from '../../src/ipvs/fake.js';
 import { isAgentMark, MARK_TAG } from '../../src/ipvs/marks.js';
 import { renderIpvsadmSave } from '../../src/ipvs/save-format.js';
 import type { DestSpec, IpvsClient, ObservedDest, ServiceKey, ServiceSpec } from '../../src/ipvs/types.js';
-import { integerWeights } from '../../src/ipvs/weights.js';
+import { integerWeights, WEIGHT_SCALE } from '../../src/ipvs/weights.js';
 
 const LOCAL = 'brazil';
 const ALL: HealthView = { clusterHealthy: () => true, endpointHealthy: () => true };
@@ -34,16 +34,18 @@ interface FeSpec {
   readonly port?: number;
   readonly protocol?: Protocol;
   readonly endpoints: readonly ClusterEndpoint[];
+  readonly clustersetIPs?: readonly string[];
 }
 
 function selection(key: string, settings: PolicySettings, fes: readonly FeSpec[], health: HealthView = ALL): GroupSelection {
-  const frontends = fes.map((f): FrontendSelection => {
+  const frontends = fes.flatMap((f): FrontendSelection[] => {
     const chosen = selectByPolicy(f.endpoints, settings, LOCAL, health);
-    return {
-      family: 'ipv4', ip: f.ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
+    const at = (kind: FrontendSelection['kind'], ip: string): FrontendSelection => ({
+      kind, family: 'ipv4', ip, port: f.port ?? 80, protocol: f.protocol ?? 'TCP',
       name: { namespace: 'shop', service: f.service, port: 'http' },
       affinity: null, endpoints: chosen.endpoints, decision: chosen.decision,
-    };
+    });
+    return [at('cluster-ip', f.ip), ...(f.clustersetIPs ?? []).map((ip) => at('clusterset-ip', ip))];
   });
   return { key, settings, decision: frontends[0]?.decision ?? null, frontends, problems: [] };
 }
@@ -88,11 +90,15 @@ async function foreign(ipvs: IpvsClient): Promise<string> {
 }
 const FOREIGN_TEXT = renderIpvsadmSave([{ service: KUBE_SERVICE, dests: [KUBE_DEST] }, { service: FOREIGN_MARK, dests: [KUBE_DEST] }]);
 
-test('integer weights keep the shares exact: 3/2, 3/2, 1 become 3, 3, 2', () => {
-  assert.deepEqual(integerWeights([1.5, 1.5, 1]), [3, 3, 2]);
-  assert.deepEqual(integerWeights([1 / 3, 1 / 3, 1 / 3, 1]), [1, 1, 1, 3]);
+test('integer weights keep the shares exact: equal shares are 1, others on the fixed scale, else their least common denominator', () => {
   assert.deepEqual(integerWeights([1, 1]), [1, 1]);
+  assert.deepEqual(integerWeights([0.5, 0.5, 0]), [1, 1, 0]);
   assert.deepEqual(integerWeights([]), []);
+  // 3/2, 3/2, 1 are 3:3:2 on the fixed scale; a share depends on its own cluster alone.
+  assert.deepEqual(integerWeights([1.5, 1.5, 1]), [1.5 * WEIGHT_SCALE, 1.5 * WEIGHT_SCALE, WEIGHT_SCALE]);
+  assert.deepEqual(integerWeights([1 / 3, 1 / 3, 1 / 3, 1]), [240240, 240240, 240240, 720720]);
+  // 3/17 has no exact integer on the fixed scale: the least common denominator, 17.
+  assert.deepEqual(integerWeights([3 / 17, 1]), [3, 17]);
 });
 
 test('active-active brazil=3,chile01=1 programs one fwmark wrr service whose weights give exactly 3:1 per cluster', async () => {
@@ -102,7 +108,8 @@ test('active-active brazil=3,chile01=1 programs one fwmark wrr service whose wei
   const mark = g.frontends[0]!.mark;
   assert.ok(isAgentMark(mark) && (mark & 0xc000) === 0, `mark 0x${mark.toString(16)} carries the tag and not kube-proxy's bits`);
   await applied(dp, dp.diff(null, new Map([[g.key, g]])));
-  assert.deepEqual(await weightsOf(ipvs, mark), { '10.1.0.1:8080': 3, '10.1.0.2:8080': 3, '10.2.0.1:8080': 2 });
+  // 3 : 3 : 2 on the fixed scale.
+  assert.deepEqual(await weightsOf(ipvs, mark), { '10.1.0.1:8080': 1081080, '10.1.0.2:8080': 1081080, '10.2.0.1:8080': 720720 });
   const service = (await ipvs.services()).find((s) => s.key.kind === 'fwmark' && s.key.fwmark === mark)!;
   assert.equal(service.scheduler, 'wrr');
   assert.equal(await foreign(ipvs), FOREIGN_TEXT);
@@ -134,6 +141,37 @@ test('a dry run prints the table as ipvsadm -Sn prints what the kernel then hold
   assert.equal((await ipvs.services()).some((s) => s.key.kind === 'fwmark' && s.key.fwmark.toString(16) === markB), false);
 });
 
+test('a ClusterSet IP is marked for its port\'s one virtual service, fails over with it, and is rejected with it; kube-proxy\'s service for it stays unused', async () => {
+  const ipvs = new FakeIpvs();
+  const kubeLB: ServiceSpec = { ...KUBE_SERVICE, key: { kind: 'address', family: 4, protocol: 'tcp', address: '242.1.0.10', port: 80 } };
+  await ipvs.addService(kubeLB);
+  await ipvs.addDest(kubeLB.key, KUBE_DEST);
+  const dp = new IpvsDataplane(ipvs);
+  const spec = { service: 'web', ip: '10.96.0.10', endpoints: [...BRAZIL, ...CHILE], clustersetIPs: ['242.1.0.10'] };
+  const g = dp.plan(selection('shop/web', failover, [spec]))!;
+  assert.equal(g.frontends.length, 1);
+  const fe = g.frontends[0]!;
+  assert.deepEqual([fe.ip, fe.clustersetIPs], ['10.96.0.10', ['242.1.0.10']]);
+  const t = dp.diff(null, new Map([[g.key, g]]));
+  await applied(dp, t);
+  assert.deepEqual(await weightsOf(ipvs, fe.mark), { '10.1.0.1:8080': 1, '10.1.0.2:8080': 1 });
+  const mark = `0x${fe.mark.toString(16)}/0xffffffff`;
+  const text = dp.render(t);
+  assert.match(text, new RegExp(`-A MCS-IPVS-MARK -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "shop/web:http" -j MARK --set-xmark ${mark}`));
+  assert.match(text, new RegExp(`-A MCS-IPVS-MARK -d 242.1.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "shop/web:http clusterset IP" -j MARK --set-xmark ${mark}`));
+
+  const moved = dp.plan(selection('shop/web', failover, [spec], down('brazil')))!;
+  const change = dp.diffGroup(g.key, g, moved);
+  assert.deepEqual(ops(change), ['updateDest(drain)', 'updateDest(drain)', 'addDest'], 'one service: the ClusterIP and ClusterSet IP fail over together');
+  await applied(dp, change);
+  assert.equal((await weightsOf(ipvs, fe.mark))['10.2.0.1:8080'], 1);
+
+  const empty = dp.plan(selection('shop/web', failover, [{ ...spec, endpoints: [] }]))!;
+  const rejected = dp.diff(null, new Map([[empty.key, empty]])).aux!.tables.get('filter')!.filter((l) => l.includes('-j REJECT'));
+  assert.deepEqual(rejected.map((l) => l.split(' ')[3]), ['10.96.0.10/32', '242.1.0.10/32']);
+  assert.deepEqual((await ipvs.dests(kubeLB.key)).map((d) => d.address), ['10.1.0.9'], 'kube-proxy\'s service for the address is left as it was');
+});
+
 test('one endpoint change among 1000 services is one request', async () => {
   const ipvs = new FakeIpvs();
   const dp = new IpvsDataplane(ipvs);
@@ -154,6 +192,33 @@ test('one endpoint change among 1000 services is one request', async () => {
   assert.equal(outcome.refused, null);
   assert.equal(ipvs.requests - requests, 1);
   assert.equal(outcome.stats.restores, 1);
+});
+
+test('active-active: a cluster\'s endpoint count changing rewrites that cluster\'s real servers and no other\'s', async () => {
+  const ipvs = new FakeIpvs();
+  const dp = new IpvsDataplane(ipvs);
+  const brazil = (n: number) => Array.from({ length: n }, (_, i) => ep('brazil', `10.1.0.${i + 1}`));
+  const chile = Array.from({ length: 5 }, (_, i) => ep('chile01', `10.2.0.${i + 1}`));
+  const plan = (n: number) => dp.plan(selection('shop/web', activeActive, [{ service: 'web', ip: '10.96.0.10', endpoints: [...brazil(n), ...chile] }]))!;
+  const five = plan(5);
+  await applied(dp, dp.diff(null, new Map([[five.key, five]])));
+  const six = plan(6);
+  const grow = dp.diffGroup(five.key, five, six);
+  // One add and brazil's five weights (3/5 to 3/6 of the scale); chile01's five stay.
+  assert.deepEqual(ops(grow), ['updateDest', 'updateDest', 'updateDest', 'updateDest', 'updateDest', 'addDest']);
+  let requests = ipvs.requests;
+  await applied(dp, grow);
+  assert.equal(ipvs.requests - requests, 6);
+  const mark = six.frontends[0]!.mark;
+  const weights = await weightsOf(ipvs, mark);
+  assert.equal(weights['10.1.0.6:8080'], WEIGHT_SCALE / 2);
+  assert.equal(weights['10.2.0.1:8080'], WEIGHT_SCALE / 5);
+  // Back to five: the sixth drains at weight 0, brazil's five go back to 3/5; still nothing of chile01.
+  const shrink = dp.diffGroup(six.key, six, plan(5));
+  requests = ipvs.requests;
+  await applied(dp, shrink);
+  assert.equal(ipvs.requests - requests, 6);
+  assert.equal((await weightsOf(ipvs, mark))['10.1.0.6:8080'], 0);
 });
 
 /** A fake whose real servers listed in `busy` report an active connection. */
@@ -185,13 +250,18 @@ test('failover: the local cluster going down drains its real servers at weight 0
   assert.deepEqual(dp.diff(kernel, new Map([[failed.key, failed]])).parts, []);
 
   ipvs.busy.add('10.1.0.1');
+  assert.equal(dp.draining(), 2);
   const first = await dp.sweep();
-  assert.equal(first.refused, null);
+  assert.equal(first.outcome.refused, null);
+  assert.deepEqual([first.idle, first.bound], [1, 0]);
   assert.deepEqual(await weightsOf(ipvs, mark), { '10.1.0.1:8080': 0, '10.2.0.1:8080': 1 }, 'the idle one goes, the busy one stays');
+  assert.equal(dp.draining(), 1);
   now += 60_000;
-  await dp.sweep();
+  const second = await dp.sweep();
+  assert.deepEqual([second.idle, second.bound], [0, 1]);
   assert.deepEqual(await weightsOf(ipvs, mark), { '10.2.0.1:8080': 1 }, 'past the bound the busy one goes too');
   assert.deepEqual(dp.drainingDests(), []);
+  assert.equal(dp.draining(), 0);
 });
 
 test('a real server coming back while it drains gets its weight again (no duplicate add)', async () => {

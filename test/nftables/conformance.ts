@@ -46,9 +46,9 @@ export const CASES: readonly ConformanceCase[] = [
       const t = await c.read();
       assert.ok(t);
       const shape = t.sets.map((s) => [s.name, s.keyLen, s.dataLen, s.elements.length].join(' ')).sort();
-      assert.equal(shape.length, 5 + 64);
-      assert.deepEqual(shape.slice(0, 5), ['affinity 12 0 0', 'hairpin 8 0 0', 'no_endpoints 12 0 0', 'service_ips 4 0 0', 'service_ports 12 0 0']);
-      assert.ok(shape.slice(5).every((x, i) => x === `slots-${String(i).padStart(2, '0')} 16 8 0`), shape.slice(5).join());
+      assert.equal(shape.length, 6 + 64);
+      assert.deepEqual(shape.slice(0, 6), ['affinity 12 0 0', 'clusterset_ips 4 0 0', 'hairpin 8 0 0', 'no_endpoints 12 0 0', 'service_ips 4 0 0', 'service_ports 12 0 0']);
+      assert.ok(shape.slice(6).every((x, i) => x === `slots-${String(i).padStart(2, '0')} 16 8 0`), shape.slice(6).join());
       for (const spec of skeleton.chains) {
         const ch: ObservedTable["chains"][number] | undefined = t.chains.find((x) => x.name === spec.name);
         assert.ok(ch, spec.name);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkSkeleton, diffTableByGroup, NftablesDataplane, STALE_PART } from '../../src/nftables/dataplane.js';
 import { FakeNftables } from '../../src/nftables/fake.js';
-import { planSkeleton } from '../../src/nftables/layout.js';
+import { planSkeleton, shardOf, shardSet } from '../../src/nftables/layout.js';
 import type { NftGroup } from '../../src/nftables/plan.js';
 
 const skeleton = planSkeleton({ clusterCIDR: '10.244.0.0/16' });
@@ -11,7 +11,7 @@ function group(n: number, endpoints: string[]): NftGroup {
   const slots = Array.from({ length: 64 }, (_, i) => endpoints[i % endpoints.length]!);
   return {
     key: `default/svc-${n}`,
-    ports: [{ clusterIP: `10.96.1.${n}`, protocol: 'tcp', port: 80, name: `default/derived-svc-${n}:http`, affinity: false, slots: endpoints.length ? slots : [], clusters: {}, localIPs: [] }],
+    ports: [{ clusterIP: `10.96.1.${n}`, protocol: 'tcp', port: 80, name: `default/derived-svc-${n}:http`, clusterset: false, affinity: false, slots: endpoints.length ? slots : [], localIPs: [] }],
   };
 }
 
@@ -131,4 +131,19 @@ test('a full diff by group attributes each change to its group and what nobody o
   const slots = (await fake.read())!.sets.filter((s) => s.name.startsWith('slots-')).flatMap((s) => s.elements);
   assert.equal(slots.length, 2 * 64);
   assert.equal(slots.filter((e) => e.data === '10.2.1.7 . 8080').length, 32);
+});
+
+test('a full diff by group deletes a slot element outside the slot range and re-adds one a group lost', async () => {
+  const fake = new FakeNftables();
+  await new NftablesDataplane(fake).syncAll(skeleton, groups(2));
+  const set = shardSet(shardOf('10.96.1.1'));
+  await fake.commit([
+    { op: 'addElements', set, elements: [{ set, key: '10.96.1.1 . tcp . 80 . 99', data: '10.2.1.1 . 8080' }] },
+    { op: 'deleteElements', set, elements: [{ set, key: '10.96.1.1 . tcp . 80 . 5' }] },
+  ]);
+  const parts = diffTableByGroup(await fake.read(), groups(2));
+  assert.deepEqual(parts.map((p) => [p.key, p.ops.map((o) => o.op)]), [['default/svc-1', ['addPacked']], [STALE_PART, ['deletePacked']]]);
+  const ops = parts.flatMap((p) => p.ops);
+  await fake.commit([...ops.filter((o) => o.op.startsWith('delete')), ...ops.filter((o) => o.op.startsWith('add'))]);
+  assert.deepEqual(diffTableByGroup(await fake.read(), groups(2)), []);
 });

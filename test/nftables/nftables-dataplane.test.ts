@@ -10,7 +10,7 @@ const SETTINGS: DataplaneSettings = { clusterCIDR: '10.244.0.0/16', localCluster
 
 function frontend(n: number, ips: string[]): FrontendSelection {
   return {
-    family: 'ipv4', ip: `10.96.0.${n}`, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: `derived-svc${n}`, port: 'http' },
+    kind: 'cluster-ip', family: 'ipv4', ip: `10.96.0.${n}`, port: 80, protocol: 'TCP', name: { namespace: 'shop', service: `derived-svc${n}`, port: 'http' },
     affinity: null, endpoints: ips.map((ip) => ({ ip, port: 8080, cluster: 'chile', weight: 1 })),
     decision: { clusters: ips.length ? ['chile'] : [], target: ips.length ? 'remote' : 'none', failOpen: false },
   };
@@ -90,4 +90,30 @@ test('nftables data plane: dry-run text, explain shares, adoption by name and cl
   assert.equal((await dp.cleanup()).restores, 1);
   assert.equal(await fake.read(), null);
   assert.equal((await dp.cleanup()).restores, 0);
+});
+
+test('nftables data plane: a batch of many groups holds each set\'s operations together, deletions first', async () => {
+  const fake = new FakeNftables();
+  const dp = new NftablesDataplane(fake, SETTINGS);
+  const sels = [1, 2, 3, 65, 66].map((n) => selection(n, ['10.2.0.1', '10.2.0.2']));
+  await dp.apply(dp.diff(null, desired(dp, sels.slice(0, 3))));
+  const batches: { op: string; set?: string }[][] = [];
+  const commit = fake.commit.bind(fake);
+  fake.commit = async (ops) => {
+    batches.push(ops.map((o) => ({ op: o.op, ...('set' in o ? { set: o.set } : {}) })));
+    return commit(ops);
+  };
+  // svc1 goes, svc2 and svc3 change endpoints, svc65 and svc66 (the shards of svc1 and svc2) are new.
+  const next = desired(dp, [selection(2, ['10.2.0.3']), selection(3, ['10.2.0.4']), ...sels.slice(3)]);
+  assert.equal((await dp.apply(dp.diff(await dp.observe(next), next))).refused, null);
+  assert.equal(batches.length, 1);
+  const ops = batches[0]!;
+  const firstAdd = ops.findIndex((o) => o.op.startsWith('add'));
+  assert.ok(firstAdd > 0 && ops.slice(firstAdd).every((o) => o.op.startsWith('add')), 'deletions come first');
+  for (const half of [ops.slice(0, firstAdd), ops.slice(firstAdd)]) {
+    const runs = half.map((o) => o.set).filter((set, i, all) => i === 0 || set !== all[i - 1]);
+    assert.deepEqual(runs, [...new Set(runs)], `each set's operations are adjacent: ${runs.join(', ')}`);
+  }
+  assert.ok(new Set(ops.slice(firstAdd).map((o) => o.set)).size < ops.length - firstAdd, 'some set has several additions');
+  assert.deepEqual(dp.diff(await dp.observe(next), next).keys, []);
 });

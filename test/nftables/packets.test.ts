@@ -63,7 +63,7 @@ const SETTINGS: PolicySettings = { mode: 'local-first', clusterWeights: {}, fail
 /** The group for ClusterIP:80/tcp and :53/udp as the policy selects from these endpoints. */
 function planned(ips: readonly string[], settings: Partial<PolicySettings> = {}, options: { affinity?: boolean; health?: HealthView } = {}): NftGroup {
   const fe: Frontend = {
-    namespace: 'default', name: 'derived-web', clusterIP: CLUSTER_IP, affinitySeconds: options.affinity ? 10800 : null, annotations: {},
+    namespace: 'default', name: 'derived-web', clusterIP: CLUSTER_IP, clustersetIPs: [], affinitySeconds: options.affinity ? 10800 : null, annotations: {},
     ports: [
       { label: 'http', port: 80, protocol: 'TCP', endpoints: ips.map((ip) => endpoint(ip)) },
       { label: 'dns', port: 53, protocol: 'UDP', endpoints: ips.map((ip) => endpoint(ip, 5353)) },

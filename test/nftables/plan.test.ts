@@ -91,7 +91,29 @@ test('nat priorities print as nft lists them; the reject chain runs before kube-
   assert.equal(priorityText(base('dnat-output')), '-110');
   assert.equal(priorityText(base('masq-postrouting')), 'srcnat - 10');
   assert.ok(base('reject-prerouting').priority < -110 && base('dnat-prerouting').priority < -100);
-  assert.equal(planSkeleton({ clusterCIDR: '' }).chains.find((c) => c.name === 'masq-postrouting')!.rules.length, 1);
+  assert.equal(planSkeleton({ clusterCIDR: '' }).chains.find((c) => c.name === 'masq-postrouting')!.rules.length, 2, 'hairpin and ClusterSet IPs are masqueraded without a cluster CIDR');
+});
+
+test('a ClusterSet IP has the ClusterIP\'s slots under its own key, is masqueraded through @clusterset_ips and has no hairpin elements', () => {
+  const eps = [ep('10.1.0.1', 'brazil'), ep('10.2.0.1', 'chile')];
+  const [clusterIP] = selection(eps);
+  const g = planNftGroup('default/web', [clusterIP!, { ...clusterIP!, kind: 'clusterset-ip', ip: '242.1.0.50' }], ctx);
+  const [a, b] = g.ports;
+  assert.deepEqual([a!.clusterset, b!.clusterset, b!.slots, b!.localIPs], [false, true, a!.slots, []]);
+  const lines = [...groupElements(g).values()].filter((e) => !e.set.startsWith('slots-')).map((e) => `${e.set} ${e.key} ${e.comment}`);
+  assert.deepEqual(lines, [
+    'service_ports 10.96.0.50 . tcp . 80 default/derived-web:http',
+    'service_ips 10.96.0.50 default/derived-web',
+    'hairpin 10.1.0.1 . 10.96.0.50 default/derived-web:http local endpoint',
+    'service_ports 242.1.0.50 . tcp . 80 default/derived-web:http clusterset IP',
+    'clusterset_ips 242.1.0.50 default/derived-web',
+  ]);
+  const slots = [...groupElements(g).values()].filter((e) => e.set === 'slots-50');
+  assert.equal(slots.filter((e) => e.key.startsWith('242.1.0.50 ')).length, SLOTS, 'the ClusterSet IP\'s shard is its own address\'s');
+  const masquerade = planSkeleton({ clusterCIDR: '10.244.0.0/16' }).chains.find((c) => c.name === 'masq-postrouting')!.rules;
+  assert.ok(masquerade.includes('ct status dnat ct original ip daddr @clusterset_ips masquerade fully-random comment "clusterset IP"'));
+  const none = planNftGroup('default/web', [{ ...clusterIP!, kind: 'clusterset-ip', ip: '242.1.0.50', endpoints: [] }], ctx);
+  assert.deepEqual([...groupElements(none).values()].map((e) => `${e.set} ${e.key}`), ['service_ports 242.1.0.50 . tcp . 80', 'no_endpoints 242.1.0.50 . tcp . 80']);
 });
 
 test('the rendered table names what each element serves', () => {

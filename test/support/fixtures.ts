@@ -31,6 +31,11 @@ export function service(
   };
 }
 
+/** The Service with status.loadBalancer.ingress as Karmada writes a derived Service's ClusterSet IPs (`ips`: one entry each). */
+export function withClustersetIPs(svc: V1Service, ips: readonly string[], extra: NonNullable<NonNullable<V1Service['status']>['loadBalancer']>['ingress'] = []): V1Service {
+  return { ...svc, status: { loadBalancer: { ingress: [...ips.map((ip) => ({ ip })), ...(extra ?? [])] } } };
+}
+
 export interface EndpointSpec {
   ip: string;
   ready?: boolean;

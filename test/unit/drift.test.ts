@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { DriftWatch } from '../../src/drift/drift-watch.js';
 import { assessJumps, chainId, fingerprint, parseListing, type ChainReader } from '../../src/drift/kernel-check.js';
 import { decodeNfMessages, type NfEvent } from '../../src/drift/nf-events.js';
-import type { NfMonitorHandlers } from '../../src/drift/nf-monitor.js';
+import { NfTablesMonitor, type MonitorSocket, type NfMonitorHandlers } from '../../src/drift/nf-monitor.js';
+import { EventEmitter } from 'node:events';
 import { GenerationFilter, type WatchedSet } from '../../src/drift/watch-filter.js';
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
@@ -298,4 +299,44 @@ test('watch: a writer that keeps putting its rule ahead of ours is named once a 
   assert.equal(fights.length, 1);
   assert.match(fights[0]!, /other-proxy \(pid 4321\)/);
   assert.equal(kernel.restores.length, 25);
+});
+
+/** Stands in for the netlink socket: its native receive callback calls emit() exactly like this. */
+class FakeSocket extends EventEmitter implements MonitorSocket {
+  groups: number[] = [];
+  addMembership(group: number): void {
+    this.groups.push(group);
+  }
+  unref(): void {}
+  close(): void {}
+}
+
+test('monitor: a handler that throws never reaches the socket\'s native callback; it costs "events lost" instead', () => {
+  const socket = new FakeSocket();
+  const lost: string[] = [];
+  let calls = 0;
+  const monitor = new NfTablesMonitor({
+    onEvents: () => {
+      calls++;
+      throw new Error('handler broke');
+    },
+    onLost: (reason) => {
+      lost.push(reason);
+      if (reason.startsWith('the receive buffer')) throw new Error('onLost broke too');
+    },
+  }, () => socket);
+  monitor.start();
+  assert.deepEqual(socket.groups, [7]);
+  // What the native callback runs for a datagram, a truncated one and a socket error.
+  assert.doesNotThrow(() => socket.emit('message', Buffer.from(GEN_DATAGRAM, 'hex')));
+  assert.doesNotThrow(() => socket.emit('truncatedMessage', Buffer.alloc(0)));
+  assert.doesNotThrow(() => socket.emit('error', Object.assign(new Error('recvmsg'), { code: 'ENOBUFS', syscall: 'recvmsg' })));
+  assert.equal(calls, 1);
+  assert.deepEqual(lost, [
+    'handling a notification failed: handler broke',
+    'a notification was truncated',
+    'the receive buffer overflowed',
+    'handling a notification failed: onLost broke too',
+  ]);
+  monitor.stop();
 });

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClusterResolver, UNKNOWN_CLUSTER } from '../../src/model/clusters.js';
 import { buildGroup, type GroupContext } from '../../src/model/group.js';
-import { convertService, convertSlice, type SliceRecord } from '../../src/model/records.js';
+import { convertService, convertSlice, problemText, type SliceRecord } from '../../src/model/records.js';
 import { ModelStore } from '../../src/model/store.js';
-import { dispatchedSlice, endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { dispatchedSlice, endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 
 const ctx: GroupContext = { servicePrefix: 'derived-', clusters: new ClusterResolver('brazil', ['brazil', 'chile', 'chile-01']) };
 
@@ -76,7 +76,7 @@ test('headless derived Services are skipped without a problem', () => {
 test('bad objects are reported by name and contribute nothing, while good parts still count', () => {
   const noIP = convertService(service('default', 'derived-a', '', [{ port: 80 }]));
   assert.equal(noIP.record!.clusterIP, null);
-  assert.deepEqual(noIP.problems.map((p) => p.object + ' ' + p.message), ['Service default/derived-a has no ClusterIP']);
+  assert.deepEqual(noIP.problems.map(problemText), ['Service default/derived-a has no ClusterIP']);
 
   const badPort = convertService(service('default', 'derived-a', '10.96.0.1', [{ name: 'big', port: 70000 }, { name: 'ok', port: 80 }]));
   assert.deepEqual(badPort.record!.ports.map((p) => p.name), ['ok']);
@@ -107,12 +107,12 @@ test('a slice without the service port, an unknown cluster prefix and a missing 
   );
   const a = buildGroup('default/a', store, ctx);
   assert.deepEqual(a.group!.frontends[0]!.ports[0]!.endpoints.map((e) => [e.cluster, e.ip]), [['unknown', '10.3.0.1']]);
-  const text = a.problems.map((p) => `${p.object} ${p.message}`);
+  const text = a.problems.map(problemText);
   assert.ok(text.includes('Service default/derived-a port http/TCP: EndpointSlice imported-chile-s1 has no such port; it contributes no endpoints to it'), text.join('\n'));
   assert.ok(text.some((t) => t.startsWith('EndpointSlice default/imported-peru-s2 name matches no configured cluster')), text.join('\n'));
   const missing = buildGroup('default/missing', store, ctx);
   assert.equal(missing.group, null);
-  assert.match(`${missing.problems[0]!.object} ${missing.problems[0]!.message}`, /EndpointSlice default\/imported-chile-s3 references Service default\/derived-missing, which does not exist/);
+  assert.match(problemText(missing.problems[0]!), /EndpointSlice default\/imported-chile-s3 references Service default\/derived-missing, which does not exist/);
 });
 
 test('store mutations name the groups they affect, including a slice moving between Services', () => {
@@ -167,4 +167,39 @@ test('an IPv6 slice refuses the endpoint addresses a proxy must not use, as for 
     '"fe80::1" is a link-local address; endpoint skipped',
     '"ff02::1" is a multicast address; endpoint skipped',
   ]);
+});
+
+test('a Service\'s load-balancer ingress IPs are checked like endpoint addresses, kept once in canonical text; hostname-only and Proxy-mode entries are skipped', () => {
+  const svc = withClustersetIPs(service('default', 'derived-a', '10.96.0.5', [{ name: 'http', port: 80 }]), ['242.1.0.5', 'FD00:242:0::5', '242.1.0.5'], [
+    { hostname: 'lb.example.com' }, { ip: '242.1.0.6', ipMode: 'Proxy' }, { ip: '127.0.0.1' }, { ip: 'fe80::1' }, { ip: '242.1.0.300' }, { ip: 5 as never }, 'junk' as never,
+  ]);
+  const { record, problems } = convertService(svc);
+  assert.deepEqual(record!.ingressIPs, ['242.1.0.5', 'fd00:242::5']);
+  assert.deepEqual(problems.map((p) => p.message), [
+    'status.loadBalancer.ingress[5].ip "127.0.0.1" is a loopback address; not served',
+    'status.loadBalancer.ingress[6].ip "fe80::1" is a link-local address; not served',
+    'status.loadBalancer.ingress[7].ip "242.1.0.300" is not a valid IP address; not served',
+    'status.loadBalancer.ingress[8].ip 5 has the wrong type: expected a string, got a number; not served',
+    'status.loadBalancer.ingress[9] "junk" has the wrong type: expected an ingress point, got a string; ignored',
+  ]);
+  assert.deepEqual(convertService({ ...svc, status: { loadBalancer: { ingress: 'x' as never } } }).problems.map((p) => p.message), [
+    'status.loadBalancer.ingress "x" has the wrong type: expected a list, got a string; ignored',
+  ]);
+  assert.deepEqual(convertService(service('default', 'b', '10.96.0.6', [])).record!.ingressIPs, []);
+});
+
+test('the derived Service\'s ingress IPs are its ClusterSet IPs; the local Service\'s and a MultiClusterService\'s are not; another family is reported', () => {
+  const store = storeWith(
+    withClustersetIPs(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]), ['242.1.0.50', 'fd00:242::50']),
+    withClustersetIPs(service('default', 'serve', '10.96.0.40', [{ name: 'http', port: 80 }]), ['192.0.2.40']),
+    withClustersetIPs(service('default', 'web', '10.96.0.60', [{ name: 'http', port: 80 }]), ['192.0.2.60']),
+    dispatchedSlice('default', 'chile', 'web-abc', 'web', [endpoint('10.2.0.20')], [{ name: 'http', port: 8080 }]),
+  );
+  const { group, problems } = buildGroup('default/serve', store, ctx);
+  assert.deepEqual(group!.frontends[0]!.clustersetIPs, ['242.1.0.50', 'fd00:242::50']);
+  assert.deepEqual(group!.local!.clustersetIPs, []);
+  assert.deepEqual(problems.map(problemText), [
+    'Service default/derived-serve ClusterSet IP fd00:242::50 (status.loadBalancer.ingress) is not of the family of ClusterIP 10.96.0.50; not served',
+  ]);
+  assert.deepEqual(buildGroup('default/web', store, ctx).group!.frontends[0]!.clustersetIPs, []);
 });

@@ -5,7 +5,8 @@ import { KubeApiError } from '../../src/kube/client.js';
 import { silentLogger } from '../../src/log.js';
 import { EventRecorder, type CoreEvent, type EventSink, type ObjectRef } from '../../src/ops/event-recorder.js';
 import { AgentMetrics } from '../../src/ops/metrics.js';
-import { OpsReporter, refOfProblemObject } from '../../src/ops/reporter.js';
+import { eventRefOf, OpsReporter } from '../../src/ops/reporter.js';
+import { serviceRef, sliceRef } from '../../src/model/records.js';
 
 const SVC: ObjectRef = { apiVersion: 'v1', kind: 'Service', namespace: 'default', name: 'derived-serve' };
 const NODE: ObjectRef = { apiVersion: 'v1', kind: 'Node', name: 'node-a' };
@@ -93,7 +94,7 @@ test('record never blocks the caller, even when the API hangs; failures are swal
 });
 
 function reporterWith(sink: FakeSink) {
-  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0, quarantinedCount: () => 0 }, { processMetrics: false });
+  const metrics = new AgentMetrics({ endpointCounts: () => [], problemCount: () => 0, quarantinedCount: () => 0, drainingCount: () => 0 }, { processMetrics: false });
   const events = recorder(sink);
   return { events, reporter: new OpsReporter(metrics, events, NODE, () => Date.parse('2025-01-01T00:00:00Z')) };
 }
@@ -101,8 +102,8 @@ function reporterWith(sink: FakeSink) {
 test('one Event per kind: malformed, inconsistent, cluster health, failover, gateway, overlap, quarantine', async () => {
   const sink = new FakeSink();
   const { events, reporter } = reporterWith(sink);
-  reporter.problem({ object: 'Service default/derived-noip', message: 'has no ClusterIP' }, 'object');
-  reporter.problem({ object: 'EndpointSlice default/imported-peru-x', message: 'name matches no configured cluster' }, 'group');
+  reporter.problem({ object: { kind: 'Service', namespace: 'default', name: 'derived-noip' }, message: 'has no ClusterIP' }, 'object');
+  reporter.problem({ object: { kind: 'EndpointSlice', namespace: 'default', name: 'imported-peru-x' }, message: 'name matches no configured cluster' }, 'group');
   reporter.clusterHealth('chile01', true); // first verdict, healthy: no news
   reporter.clusterHealth('chile01', false, '3 probes failed');
   reporter.clusterHealth('chile01', false);
@@ -136,9 +137,12 @@ test('one Event per kind: malformed, inconsistent, cluster health, failover, gat
   assert.equal(reporter.clusterHealthOf('chile01')?.healthy, true);
 });
 
-test('problem texts name their object', () => {
-  assert.deepEqual(refOfProblemObject('EndpointSlice default/imported-chile01-x'), { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', namespace: 'default', name: 'imported-chile01-x' });
-  assert.equal(refOfProblemObject('group default/x'), null);
+test('a problem names its object by reference: an Event can name it when its namespace and name are Kubernetes names', () => {
+  assert.deepEqual(eventRefOf(sliceRef('default', 'imported-chile01-x')), { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', namespace: 'default', name: 'imported-chile01-x' });
+  assert.deepEqual(eventRefOf(serviceRef('default', 'derived-web')), { apiVersion: 'v1', kind: 'Service', namespace: 'default', name: 'derived-web' });
+  assert.equal(eventRefOf(serviceRef('a.b', 'web')), null);
+  assert.equal(eventRefOf(serviceRef('default', 'web "x"')), null);
+  assert.equal(eventRefOf(serviceRef(undefined, 'web')), null);
 });
 
 test('route status from the route controller: the gateway and the overlaps become metrics and Events', async () => {
@@ -151,7 +155,7 @@ test('route status from the route controller: the gateway and the overlaps becom
   const fake = new FakeIptables('nft');
   const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(fake), log: silentLogger() });
   const sink = new FakeSink();
-  const ops = new Operations({ config, kubeConfig: new KubeConfig(), nodeName: 'node-a', log: silentLogger(), engine, backend: fake, eventSink: sink });
+  const ops = new Operations({ config, kubeConfig: new KubeConfig(), nodeName: 'node-a', log: silentLogger(), engine, eventSink: sink });
   const overlap = { key: 'k', message: 'chile01 pod 10.2.0.0/16 overlaps peru pod 10.2.0.0/20; neither is routed' } as never;
   ops.routeStatus({ gateway: { node: 'gw-1', ip: '10.0.0.1', reason: 'oldest Ready candidate' }, overlaps: [overlap] });
   ops.routeStatus({ gateway: { node: 'gw-1', ip: '10.0.0.1', reason: 'oldest Ready candidate' }, overlaps: [overlap] });

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { silentLogger } from '../../src/log.js';
-import { explain, parseServiceArg, readKernelTables, renderExplain } from '../../src/ops/explain.js';
+import { explain, parseServiceArg, readKernelForExplain, renderExplain } from '../../src/ops/explain.js';
 import type { FrontendSelection } from '../../src/selection/selection.js';
 import { endpointCounts } from '../../src/ops/operations.js';
-import { serviceChainName } from '../../src/iptables/names.js';
+import { externalChainName, serviceChainName } from '../../src/iptables/names.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import { endpoint, importedSlice, service, slice } from '../support/fixtures.js';
+import { endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 
 const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
 const CHAIN = serviceChainName('default', 'derived-serve', 'http', 'TCP');
@@ -27,7 +27,7 @@ async function scenario(overrides: Partial<Config> = {}) {
 
 test('explain: the group, its ClusterIP and port, each cluster with endpoints, health and verdict, the decision and the kernel rules', async () => {
   const { fake, engine } = await scenario();
-  const report = explain(engine, { namespace: 'default', name: 'derived-serve' }, await readKernelTables(fake), health);
+  const report = explain(engine, { namespace: 'default', name: 'derived-serve' }, await readKernelForExplain(() => new IptablesDataplane(fake).readForExplain()), health);
   assert.equal(report.group, 'default/serve');
   assert.equal(report.source, 'service-import');
   assert.deepEqual(report.decision, { target: 'remote', clusters: ['chile01'], failOpen: false });
@@ -65,10 +65,26 @@ test('explain: the group, its ClusterIP and port, each cluster with endpoints, h
   ].join('\n'));
 });
 
+test('explain names the ClusterSet IP, the MCS-EXT- chain serving it with the ClusterIP\'s selection, and its rules in the kernel', async () => {
+  const { fake, engine } = await scenario();
+  engine.upsertService(withClustersetIPs(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]), ['242.1.0.50']));
+  await engine.syncPartial();
+  const report = explain(engine, { namespace: 'default', name: 'serve' }, await readKernelForExplain(() => new IptablesDataplane(fake).readForExplain()), health);
+  const ext = externalChainName('default', 'derived-serve', 'http', 'TCP');
+  assert.deepEqual(report.services[0]!.clustersetIPs, ['242.1.0.50']);
+  assert.deepEqual(report.services[0]!.ports[0]!.clusterset, [{ ip: '242.1.0.50', handle: ext }]);
+  assert.equal(report.rules.inSync, true);
+  const text = renderExplain(report);
+  assert.match(text, /\nService default\/derived-serve: ClusterIP 10\.96\.0\.50, clusterset IP 242\.1\.0\.50\n/);
+  assert.ok(text.includes(`  port http 80/TCP -> ${CHAIN}\n    at clusterset IP 242.1.0.50:80 -> ${ext} (the same selection)\n`), text);
+  assert.ok(text.includes(`  -A MCS-DISPATCH-50 -d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j ${ext}\n`), text);
+  assert.ok(text.includes(`  -A ${ext} -j ${CHAIN}\n`), text);
+});
+
 test('explain shows drift between the plan and the kernel, and says when the kernel cannot be read', async () => {
   const { fake, engine } = await scenario();
   engine.upsertSlice(importedSlice('default', 'chile01', 'serve-abc', 'derived-serve', [endpoint('10.2.0.10')]));
-  const drift = explain(engine, { namespace: 'default', name: 'serve' }, await readKernelTables(fake), health);
+  const drift = explain(engine, { namespace: 'default', name: 'serve' }, await readKernelForExplain(() => new IptablesDataplane(fake).readForExplain()), health);
   assert.equal(drift.rules.inSync, false);
   assert.match(renderExplain(drift), /the kernel differs from the plan[\s\S]*Rules planned:/);
   const unread = explain(engine, { namespace: 'default', name: 'serve' }, 'could not read the kernel\'s rules: permission denied', health);
@@ -80,14 +96,14 @@ test('explain of a Service in no group says kube-proxy serves it', async () => {
   const { fake, engine } = await scenario();
   engine.upsertService(service('default', 'plain', '10.96.0.60', [{ name: 'http', port: 80 }]));
   engine.upsertSlice(slice('default', 'plain-x', 'plain', [endpoint('10.1.0.5')]));
-  const report = explain(engine, { namespace: 'default', name: 'plain' }, await readKernelTables(fake), health);
+  const report = explain(engine, { namespace: 'default', name: 'plain' }, await readKernelForExplain(() => new IptablesDataplane(fake).readForExplain()), health);
   assert.equal(report.found, false);
   assert.match(renderExplain(report), /default\/plain: no service group.*kube-proxy alone serves it/);
 });
 
 test('shares follow the statistic cascade of the rounded probabilities; affinity adds no choices', () => {
   const fe = (affinity: number | null): FrontendSelection => ({
-    family: 'ipv4', ip: '10.96.0.9', port: 80, protocol: 'TCP', name: { namespace: 'ns', service: 's', port: 'http' }, affinity,
+    kind: 'cluster-ip', family: 'ipv4', ip: '10.96.0.9', port: 80, protocol: 'TCP', name: { namespace: 'ns', service: 's', port: 'http' }, affinity,
     endpoints: [{ cluster: 'a', ip: '10.0.0.1', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.2', port: 80, weight: 1 }, { cluster: 'b', ip: '10.0.0.3', port: 80, weight: 1 }],
     decision: { clusters: ['a', 'b'], target: 'remote', failOpen: false },
   });

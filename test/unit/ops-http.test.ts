@@ -51,7 +51,7 @@ async function syncedEngine(gate: GatedSaves): Promise<SyncEngine> {
 
 test('many concurrent explain requests share one kernel read; those beyond the bound are told to retry', async () => {
   const gate = new GatedSaves();
-  const endpointUnderTest = new ExplainEndpoint(await syncedEngine(gate), gate, () => 'not probed');
+  const endpointUnderTest = new ExplainEndpoint(await syncedEngine(gate), () => new IptablesDataplane({ mode: 'nft', save: gate.save, restore: (p) => gate.fake.restore(p), restoreSets: (p) => gate.fake.restoreSets(p), saveSet: (n) => gate.fake.saveSet(n) }).readForExplain(), () => 'not probed');
   const answers = Array.from({ length: 200 }, () => endpointUnderTest.answer('default/serve'));
   // Let every request reach the gate before opening it.
   await new Promise((resolve) => setImmediate(resolve));
@@ -118,7 +118,7 @@ test('/explain over HTTP answers from the agent\'s state', async (t) => {
   engine.upsertService(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }]));
   await engine.syncFull();
   const port = await freePort();
-  const ops = new Operations({ config: { ...config, metricsBindAddress: `127.0.0.1:${port}`, healthzBindAddress: '' }, kubeConfig: new KubeConfig(), nodeName: 'n', log: silentLogger(), engine, backend: fake, eventSink: { create: async () => {}, update: async () => {}, uidOf: async () => undefined } });
+  const ops = new Operations({ config: { ...config, metricsBindAddress: `127.0.0.1:${port}`, healthzBindAddress: '' }, kubeConfig: new KubeConfig(), nodeName: 'n', log: silentLogger(), engine, eventSink: { create: async () => {}, update: async () => {}, uidOf: async () => undefined } });
   await ops.start();
   t.after(() => ops.stop());
   const res = await fetch(`http://127.0.0.1:${port}/explain?service=default/serve`);

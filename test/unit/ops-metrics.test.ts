@@ -14,7 +14,7 @@ function sample(text: string, series: string): number {
 }
 
 function metricsWith(endpoints: EndpointCount[] = [], problems = 0, quarantined = 0): AgentMetrics {
-  return new AgentMetrics({ endpointCounts: () => endpoints, problemCount: () => problems, quarantinedCount: () => quarantined }, { processMetrics: false });
+  return new AgentMetrics({ endpointCounts: () => endpoints, problemCount: () => problems, quarantinedCount: () => quarantined, drainingCount: () => 0 }, { processMetrics: false });
 }
 
 test('metric names follow Prometheus conventions and are all registered', async () => {

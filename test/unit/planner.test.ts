@@ -26,7 +26,7 @@ function ep(ip: string, cluster: string, conditions: { ready?: boolean; serving?
 
 function group(endpoints: FrontendPort['endpoints'], affinitySeconds: number | null = null): ServiceGroup {
   const fe: Frontend = {
-    namespace: 'default', name: 'derived-serve', clusterIP: '10.96.0.50', affinitySeconds,
+    namespace: 'default', name: 'derived-serve', clusterIP: '10.96.0.50', clustersetIPs: [], affinitySeconds,
     ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations: {},
   };
   return { key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import', frontends: [fe], local: null };
@@ -90,6 +90,26 @@ test('a port without usable endpoints accepts in nat and rejects in filter, so c
     ['nat', '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO'],
     ['filter', '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable'],
   ]);
+});
+
+test('a ClusterSet IP dispatches through MCS-EXT-, which marks every connection for masquerade, into the port\'s one service chain', () => {
+  const base = group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]);
+  const withIPs: ServiceGroup = { ...base, frontends: [{ ...base.frontends[0]!, clustersetIPs: ['242.1.0.50', '10.96.0.50', '242.1.0.51'] }] };
+  const frag = planGroup(withIPs, activeActive).fragment;
+  const plain = planGroup(base, activeActive).fragment;
+  assert.deepEqual(frag.setRules.map((r) => r.spec), [
+    '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO',
+    '-d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
+    '-d 242.1.0.51/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
+  ]);
+  assert.deepEqual(frag.chains, [plain.chains[0], {
+    table: 'nat', name: 'MCS-EXT-KD2NDEFDA4NDLMHO',
+    rules: ['-m comment --comment "default/derived-serve:http masquerade traffic to the clusterset IP" -j MCS-MARK-MASQ', '-j MCS-SVC-KD2NDEFDA4NDLMHO'],
+  }]);
+
+  const none = planGroup({ ...withIPs, frontends: [{ ...withIPs.frontends[0]!, ports: [{ ...base.frontends[0]!.ports[0]!, endpoints: [] }] }] }, ctx).fragment;
+  assert.deepEqual(none.setRules.filter((r) => r.table === 'filter').map((r) => r.spec.split(' ')[1]), ['10.96.0.50/32', '242.1.0.50/32', '242.1.0.51/32'], 'every address of a port without endpoints is rejected');
+  assert.deepEqual(none.chains.map((c) => c.rules.at(-1)), ['-m comment --comment "default/derived-serve:http has no endpoints" -j ACCEPT', '-j MCS-SVC-KD2NDEFDA4NDLMHO']);
 });
 
 test('ClientIP affinity checks each endpoint\'s recent list before choosing, and records the choice', () => {

@@ -5,7 +5,7 @@ import { Hysteresis } from '../../src/health/hysteresis.js';
 import type { ClusterEndpoint, Frontend, ServiceGroup } from '../../src/model/group.js';
 import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
-import { endpointAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
+import { endpointAddresses, frontendAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
 import { parseOrder, parseWeights, resolvePolicy, type PolicyConfig, type PolicySettings } from '../../src/policy/policy.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
@@ -83,7 +83,7 @@ test('annotations parse strictly; a malformed one is reported by name and value 
 });
 
 function frontend(name: string, clusterIP: string, endpoints: ClusterEndpoint[], annotations: Record<string, string> = {}): Frontend {
-  return { namespace: 'default', name, clusterIP, affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
+  return { namespace: 'default', name, clusterIP, clustersetIPs: [], affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
 }
 
 function importGroup(annotations: Record<string, string> = {}): ServiceGroup {
@@ -115,6 +115,30 @@ test('unified-name "false" leaves the local ClusterIP to kube-proxy; policy off 
   assert.equal(new IptablesDataplane(new FakeIptables('nft')).plan(off), undefined, 'a group with policy off owns no rules');
 });
 
+test('each ClusterSet IP is a frontend of the derived Service with its ports and the ClusterIP\'s selection, failing over alike', () => {
+  const group = importGroup();
+  const derived = { ...group.frontends[0]!, clustersetIPs: ['242.1.0.50', '10.96.0.50', '242.1.0.50', 'fd00:242::50', '242.1.0.51'] };
+  const csGroup: ServiceGroup = { ...group, frontends: [derived] };
+  const row = (f: FrontendSelection) => [f.kind, f.family, f.ip, f.port, f.name.service, endpointAddresses(f)];
+  const local = ['10.1.0.1:8080', '10.1.0.2:8080'];
+  // The ClusterIP given again and a repeat are served once; an IPv6 address belongs to the IPv6 ClusterIP's selection.
+  assert.deepEqual(selectGroup(csGroup, planCtx).frontends.map(row), [
+    ['cluster-ip', 'ipv4', '10.96.0.50', 80, 'derived-serve', local],
+    ['clusterset-ip', 'ipv4', '242.1.0.50', 80, 'derived-serve', local],
+    ['clusterset-ip', 'ipv4', '242.1.0.51', 80, 'derived-serve', local],
+    ['cluster-ip', 'ipv4', '10.96.0.40', 80, 'serve', local],
+  ]);
+  const failedOver = selectGroup(csGroup, { ...planCtx, health: { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') } });
+  assert.deepEqual(failedOver.frontends.map(endpointAddresses), [['10.2.0.1:8080'], ['10.2.0.1:8080'], ['10.2.0.1:8080'], ['10.2.0.1:8080']]);
+  assert.deepEqual(failedOver.decision, { clusters: ['chile01'], target: 'remote', failOpen: false });
+  assert.deepEqual(frontendAddresses({ clusterIP: 'fd00:96::50', clustersetIPs: ['242.1.0.50', 'fd00:242::50'] }), [
+    { kind: 'cluster-ip', family: 'ipv6', ip: 'fd00:96::50' },
+    { kind: 'clusterset-ip', family: 'ipv6', ip: 'fd00:242::50' },
+  ]);
+  const off = selectGroup({ ...csGroup, frontends: [{ ...derived, annotations: { 'clusterset-proxy.io/traffic-policy': 'off' } }] }, planCtx);
+  assert.deepEqual(off.frontends, [], 'policy off leaves the ClusterSet IPs to kube-proxy too');
+});
+
 test('hysteresis: unhealthy after N failures in a row, healthy after M successes in a row, no flapping', () => {
   const h = new Hysteresis({ unhealthy: 3, healthy: 2 });
   assert.deepEqual(['x', 'x'].map(() => h.record('c', false)), [null, null]);
@@ -128,7 +152,7 @@ test('hysteresis: unhealthy after N failures in a row, healthy after M successes
 
 test('UDP flows are flushed for endpoints that left a selection; TCP and kept endpoints are not', () => {
   const portal = (protocol: 'TCP' | 'UDP', endpoints: string[]): FrontendSelection => ({
-    family: 'ipv4', ip: '10.96.0.53', port: 53, protocol, name: { namespace: 'ns', service: 's', port: '53' }, affinity: null,
+    kind: 'cluster-ip', family: 'ipv4', ip: '10.96.0.53', port: 53, protocol, name: { namespace: 'ns', service: 's', port: '53' }, affinity: null,
     endpoints: endpoints.map((e) => ({ ip: e.split(':')[0]!, port: Number(e.split(':')[1]), cluster: 'c', weight: 1 })),
     decision: { clusters: ['c'], target: 'remote', failOpen: false },
   });
@@ -138,4 +162,9 @@ test('UDP flows are flushed for endpoints that left a selection; TCP and kept en
   ]);
   assert.deepEqual(staleUdpFlows(frag([portal('TCP', ['10.1.0.1:53'])]), undefined), []);
   assert.equal(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53'])]), undefined).length, 1);
+  const clusterset = (endpoints: string[]): FrontendSelection => ({ ...portal('UDP', endpoints), kind: 'clusterset-ip', ip: '242.1.0.53' });
+  assert.deepEqual(staleUdpFlows(frag([portal('UDP', ['10.1.0.1:53', '10.2.0.1:53']), clusterset(['10.1.0.1:53', '10.2.0.1:53'])]), frag([portal('UDP', ['10.2.0.1:53']), clusterset(['10.2.0.1:53'])])), [
+    { clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:53' },
+    { clusterIP: '242.1.0.53', port: 53, endpoint: '10.1.0.1:53' },
+  ], 'flows to a ClusterSet IP are flushed as flows to the ClusterIP are');
 });

@@ -123,6 +123,22 @@ test('a trimmed Service converts to the same record and problems as the full one
   assert.equal(labelled.spec?.ports?.[0]?.targetPort, undefined);
 });
 
+test('a trimmed Service keeps its load-balancer ingress IPs and their ipMode, nothing else of its status', () => {
+  const full: V1Service = {
+    ...fullService('derived-web'),
+    status: {
+      loadBalancer: { ingress: [{ ip: '242.1.0.10', ipMode: 'VIP', ports: [{ port: 80, protocol: 'TCP' }] }, { hostname: 'lb.example.com' }, { ip: '127.0.0.1' }] },
+      conditions: [{ type: 'Ready', status: 'True', reason: 'x', message: 'y', lastTransitionTime: '2026-11-20T10:00:00Z' as never }],
+    },
+  };
+  const trimmed = trimService(full);
+  assert.deepEqual(trimmed.status, { loadBalancer: { ingress: [{ ip: '242.1.0.10', ipMode: 'VIP' }, {}, { ip: '127.0.0.1' }] } });
+  assert.deepEqual(convertService(trimmed), convertService(full));
+  assert.deepEqual(convertService(trimmed).record!.ingressIPs, ['242.1.0.10']);
+  const odd = { ...full, status: { loadBalancer: { ingress: 'x' } } } as unknown as V1Service;
+  assert.deepEqual(convertService(trimService(odd)), convertService(odd));
+});
+
 test('a trimmed EndpointSlice converts to the same record and problems as the full one', () => {
   const cases: V1EndpointSlice[] = [
     fullSlice('chile-web-abc', 'web'),

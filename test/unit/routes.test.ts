@@ -6,7 +6,7 @@ import { ConfigError, DEFAULT_CONFIG, GATEWAY_DEFAULTS, type Config } from '../.
 import { silentLogger } from '../../src/log.js';
 import { ClusterResolver } from '../../src/model/clusters.js';
 import { buildGroup } from '../../src/model/group.js';
-import { convertService, convertSlice } from '../../src/model/records.js';
+import { convertService, convertSlice, problemText } from '../../src/model/records.js';
 import { ModelStore } from '../../src/model/store.js';
 import { diffRoutes, type ObservedState, type RouteOp } from '../../src/routes/diff.js';
 import { chooseGateway, nodeRecord, PIN_ANNOTATION, type NodeRecord } from '../../src/routes/gateway.js';
@@ -288,7 +288,7 @@ test('endpoints of remote clusters inside a withheld range are left out and repo
   const ctx = { servicePrefix: 'derived-', clusters: new ClusterResolver('brazil', ['brazil', 'chile01', 'peru']), withheld: analyseNetworks(cfg).withheld };
   const { group, problems } = buildGroup('default/web', store, ctx);
   assert.deepEqual(group!.frontends[0]!.ports[0]!.endpoints.map((e) => e.ip), ['10.112.0.5']);
-  assert.deepEqual(problems.map((p) => `${p.object} ${p.message}`), [
+  assert.deepEqual(problems.map(problemText), [
     "EndpointSlice default/imported-chile01-a endpoint 10.2.0.10 of cluster chile01 is in chile01's pod CIDR 10.2.0.0/16, which overlaps another cluster's network; left out",
     "EndpointSlice default/imported-chile01-a endpoint 10.2.200.1 of cluster chile01 is in chile01's pod CIDR 10.2.0.0/16, which overlaps another cluster's network; left out",
   ]);

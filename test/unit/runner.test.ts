@@ -171,3 +171,79 @@ test('a failed repair is retried as a full sync with backoff', async () => {
   assert.deepEqual(runs.map((r) => [r.at, r.full]), [[0, true], [2000, true]]);
   await runner.stop();
 });
+
+test('sweeps fall due every period and run in the sync loop\'s slots, after a sync due with them, never beside one', async () => {
+  const clock = new FakeClock();
+  const log: string[] = [];
+  let inFlight = 0;
+  let most = 0;
+  const step = async (what: string) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    log.push(`${what}@${clock.now()}`);
+    await new Promise((r) => setImmediate(r));
+    inFlight--;
+  };
+  let failSync = false;
+  const errors: number[] = [];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async (full) => {
+      await step(full ? 'full' : 'partial');
+      if (failSync) throw new Error('restore failed');
+    },
+    sweep: { intervalMs: 10_000, run: () => step('sweep') },
+    onError: (_e, _n, retryIn) => errors.push(retryIn),
+  });
+  runner.start();
+  await clock.advance(0);
+  await clock.advance(25_000);
+  assert.deepEqual(log, ['full@0', 'sweep@10000', 'sweep@20000']);
+  // A change and the sweep waiting for the same slot: the sync first, then the sweep.
+  await clock.advance(4_950);
+  runner.request();
+  await clock.advance(50);
+  runner.request();
+  await clock.advance(120);
+  assert.deepEqual(log.slice(3), ['partial@29950', 'partial@30050', 'sweep@30050']);
+  // While syncs fail and back off, the sweep (due at 40050) waits for the retried sync's slot.
+  failSync = true;
+  runner.request();
+  await clock.advance(10_880);
+  failSync = false;
+  await clock.advance(5_000);
+  assert.deepEqual(log.slice(6), ['partial@30150', 'full@31150', 'full@33150', 'full@37150', 'full@45150', 'sweep@45150']);
+  assert.deepEqual(errors, [1000, 2000, 4000, 8000]);
+  assert.equal(most, 1, 'never two kernel writers at once');
+  await runner.stop();
+  const before = log.length;
+  await clock.advance(60_000);
+  assert.equal(log.length, before, 'nothing after stop');
+});
+
+test('a sweep that throws is tried again next period; syncs go on', async () => {
+  const clock = new FakeClock();
+  const sweeps: number[] = [];
+  const runs: number[] = [];
+  const runner = new SyncRunner({
+    minInterval: 100, period: 60_000, initialBackoff: 1000, maxBackoff: 8000, clock,
+    run: async () => {
+      runs.push(clock.now());
+    },
+    sweep: {
+      intervalMs: 1000,
+      run: async () => {
+        sweeps.push(clock.now());
+        throw new Error('netlink socket closed');
+      },
+    },
+    onError: () => assert.fail('a sweep failure is not a sync failure'),
+  });
+  runner.start();
+  await clock.advance(2500);
+  runner.request();
+  await clock.advance(100);
+  assert.deepEqual(sweeps, [1000, 2000]);
+  assert.deepEqual(runs, [0, 2500]);
+  await runner.stop();
+});

@@ -5,9 +5,9 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { DEFAULT_CONFIG, type Config } from '../../src/config/schema.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
 import { silentLogger } from '../../src/log.js';
-import { ANNOTATION_PROVISION_CLUSTER, convertService, convertSlice } from '../../src/model/records.js';
+import { ANNOTATION_PROVISION_CLUSTER, convertService, convertSlice, problemText, type Problem } from '../../src/model/records.js';
 import { ANNOTATION_WEIGHTS } from '../../src/policy/policy.js';
-import { refOfProblemObject } from '../../src/ops/reporter.js';
+import { eventRefOf } from '../../src/ops/reporter.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { dispatchedSlice, endpoint, importedSlice, service, slice } from '../support/fixtures.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
@@ -30,7 +30,7 @@ const HOSTILE: readonly [string, unknown][] = [
   ['a boolean', true],
 ];
 
-const text = (problems: readonly { object: string; message: string }[]) => problems.map((p) => `${p.object} ${p.message}`);
+const text = (problems: readonly Problem[]) => problems.map(problemText);
 
 /** Every report is one line of printable ASCII, however hostile the value. */
 function assertPrintable(lines: readonly string[]): void {
@@ -68,7 +68,7 @@ test('an object whose namespace or name is not a Kubernetes name is skipped whol
   assert.deepEqual(text(s.problems), [
     'EndpointSlice default/"web-\\"x\\n" metadata.name "web-\\"x\\n" is not a DNS subdomain (dot-separated DNS labels); slice skipped',
   ]);
-  assert.equal(refOfProblemObject(s.problems[0]!.object), null);
+  assert.equal(eventRefOf(s.problems[0]!.object), null);
 
   const badNs = convertService(service('Evil"ns', 'derived-web', '10.96.0.1', [{ name: 'http', port: 80 }]));
   assert.equal(badNs.record, null);

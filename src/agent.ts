@@ -21,7 +21,7 @@ import { execChainReader } from './drift/kernel-check.js';
 import { nativeJumps, type InProcessJumps } from './drift/nft-rules.js';
 import { nativeLegacyTables, type LegacyTables } from './drift/legacy-tables.js';
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
+import { BUCKET_RULES, CHAIN_PREFIX, JUMPS, POLLED_DISPATCH_CHAINS, SERVICES_CHAIN } from './iptables/layout.js';
 import type { Fragment } from './iptables/plan-types.js';
 
 export interface AgentOptions {
@@ -96,8 +96,9 @@ export class Agent {
         log.warn({ err: errorText(err) }, `drift watch: the native addon is unavailable; reading the built-in chains with iptables-${backend.mode} instead`);
       }
       const drift = new DriftWatch({
+        // Legacy in-process: every MCS- chain (the buckets too) is fingerprinted; the exec fallback polls the dispatch chains.
         mode: backend.mode, reader: execChainReader(backend.mode, { lockWaitSeconds: config.iptablesLockWait }), ...(inProcess ? { inProcess } : {}), ...(legacy ? { legacy } : {}), backend,
-        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
+        jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS, expectedDispatch: () => this.appliedDispatch(), log, metrics: this.ops.metrics,
         requestRepair: () => this.runner.requestRepair(),
       });
       backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
@@ -196,7 +197,7 @@ export class Agent {
 
   /** The dispatch rules as last applied, by `table/chain`, sorted: what the drift watch expects to read back. */
   private appliedDispatch(): Map<string, string[]> {
-    const out = new Map<string, string[]>();
+    const out = new Map<string, string[]>([[`nat/${SERVICES_CHAIN}`, [...BUCKET_RULES]]]);
     for (const key of this.engine.groupKeys()) {
       const f = this.engine.appliedState(key) as Fragment | undefined;
       for (const r of f?.setRules ?? []) {

@@ -8,6 +8,7 @@ import { ConfigError, type Config } from './config/schema.js';
 import { IptablesDataplane } from './iptables/dataplane.js';
 import type { Dataplane } from './sync/dataplane.js';
 import { createIptablesBackend } from './iptables/exec-backend.js';
+import { planOnlyBackend } from './iptables/backend.js';
 import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
 import { configMapRefOf, loadStartConfig } from './ops/start-config.js';
@@ -61,7 +62,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone (IPVS: the table as `ipvsadm -Sn` prints it, then the rules beside it).
-    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
     const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());

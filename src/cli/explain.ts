@@ -6,6 +6,7 @@ import { FakeNftables } from '../nftables/fake.js';
 import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
+import { planOnlyBackend } from '../iptables/backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
 import { serverOf } from '../kube/api-failure.js';
 import { loadKubeConfig } from '../kube/client.js';
@@ -54,7 +55,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
   const nftables = mode?.mode === 'nftables';
   const ipvs = mode?.mode === 'ipvs';
-  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' });
+  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
   const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: unknown;

@@ -13,6 +13,15 @@ export interface IptablesBackend {
   restore(payload: string): Promise<void>;
   /** The iptables-save text of one table. */
   save(table: Table): Promise<string>;
+  /** Applies an `ipset restore -exist` payload (the agent's own sets only); throws when ipset refuses it. */
+  restoreSets(payload: string): Promise<void>;
+  /** `ipset save NAME`, or null when no such set exists. */
+  saveSet(name: string): Promise<string | null>;
+}
+
+/** A backend that applies nothing and reads empty tables: planning without a kernel (dry run, offline explain). */
+export function planOnlyBackend(): IptablesBackend {
+  return { mode: 'nft', restore: async () => {}, save: async () => '', restoreSets: async () => {}, saveSet: async () => null };
 }
 
 /**

@@ -3,11 +3,17 @@ import { SKELETON_KEY } from './plan-types.js';
 
 // The fixed skeleton, written once: everything else hangs off these chains.
 //
-//   nat    PREROUTING, OUTPUT -> MCS-SERVICES   (ahead of KUBE-SERVICES)
+//   ipset  MCS-FRONTENDS (hash:ip,port): every ClusterIP,protocol:port the agent dispatches
+//   nat    PREROUTING, OUTPUT -> MCS-SERVICES, only for destinations in MCS-FRONTENDS (ahead of KUBE-SERVICES)
 //          POSTROUTING        -> MCS-POSTROUTING
-//          MCS-SERVICES: one dispatch rule per ClusterIP:port -> MCS-SVC-<hash>,
-//                        and per ClusterSet IP:port -> MCS-EXT-<hash> (mark for masquerade) -> MCS-SVC-<hash>
-//   filter FORWARD, OUTPUT (new connections) -> MCS-SERVICES: REJECT for ports without endpoints
+//          MCS-SERVICES: 64 rules by the ClusterIP's low six bits -> MCS-DISPATCH-00 .. MCS-DISPATCH-63
+//          MCS-DISPATCH-NN: one dispatch rule per ClusterIP:port of that bucket -> MCS-SVC-<hash>,
+//                           and per ClusterSet IP:port -> MCS-EXT-<hash> (mark for masquerade) -> MCS-SVC-<hash>
+//   filter FORWARD, OUTPUT (new connections to MCS-FRONTENDS) -> MCS-SERVICES: REJECT for ports without endpoints
+//
+// A connection to anything else costs one hashed set lookup per hook, whatever
+// the number of services; one to a service walks at most 64 bucket rules and
+// its bucket's share of the dispatch rules instead of one rule per service.
 
 export const CHAIN_PREFIX = 'MCS-';
 export const SERVICES_CHAIN = 'MCS-SERVICES';
@@ -15,21 +21,50 @@ export const MARK_MASQ_CHAIN = 'MCS-MARK-MASQ';
 export const POSTROUTING_CHAIN = 'MCS-POSTROUTING';
 export const SERVICE_CHAIN_PREFIX = 'MCS-SVC-';
 export const EXTERNAL_CHAIN_PREFIX = 'MCS-EXT-';
+export const BUCKET_CHAIN_PREFIX = 'MCS-DISPATCH-';
+/** The ipset of every frontend (ClusterIP,protocol:port) the agent dispatches; the jumps into MCS-SERVICES match it. */
+export const FRONTEND_SET = 'MCS-FRONTENDS';
+
+/** Dispatch buckets, chosen by the ClusterIP's low bits (the nftables mode's slot maps split the same way). */
+export const BUCKETS = 64;
 
 const PORTALS = '-m comment --comment "clusterset-proxy service portals"';
+const TO_FRONTENDS = `-m set --match-set ${FRONTEND_SET} dst,dst`;
 
+export function bucketChain(bucket: number): string {
+  return `${BUCKET_CHAIN_PREFIX}${String(bucket).padStart(2, '0')}`;
+}
+
+/** The bucket of a dotted-quad IPv4 address: its low six bits. */
+export function bucketOf(ip: string): number {
+  return Number(ip.slice(ip.lastIndexOf('.') + 1)) % BUCKETS;
+}
+
+const BUCKET_CHAINS: readonly ChainRef[] = Array.from({ length: BUCKETS }, (_, i) => ({ table: 'nat' as const, name: bucketChain(i) }));
+
+/** Chains whose rules are added and removed one by one: the nat buckets and filter's reject list. */
 export const SET_CHAINS: readonly ChainRef[] = [
-  { table: 'nat', name: SERVICES_CHAIN },
+  ...BUCKET_CHAINS,
   { table: 'filter', name: SERVICES_CHAIN },
 ];
 
-export const JUMPS: readonly Jump[] = [
-  { table: 'nat', chain: 'PREROUTING', spec: `${PORTALS} -j ${SERVICES_CHAIN}` },
-  { table: 'nat', chain: 'OUTPUT', spec: `${PORTALS} -j ${SERVICES_CHAIN}` },
-  { table: 'nat', chain: 'POSTROUTING', spec: `-m comment --comment "clusterset-proxy postrouting rules" -j ${POSTROUTING_CHAIN}` },
-  { table: 'filter', chain: 'FORWARD', spec: `-m conntrack --ctstate NEW ${PORTALS} -j ${SERVICES_CHAIN}` },
-  { table: 'filter', chain: 'OUTPUT', spec: `-m conntrack --ctstate NEW ${PORTALS} -j ${SERVICES_CHAIN}` },
+/** The dispatch chains the legacy drift poll reads: nat MCS-SERVICES (its bucket rules) and every set chain. */
+export const POLLED_DISPATCH_CHAINS: readonly ChainRef[] = [
+  { table: 'nat', name: SERVICES_CHAIN },
+  ...SET_CHAINS,
 ];
+
+export const JUMPS: readonly Jump[] = [
+  { table: 'nat', chain: 'PREROUTING', spec: `${TO_FRONTENDS} ${PORTALS} -j ${SERVICES_CHAIN}` },
+  { table: 'nat', chain: 'OUTPUT', spec: `${TO_FRONTENDS} ${PORTALS} -j ${SERVICES_CHAIN}` },
+  { table: 'nat', chain: 'POSTROUTING', spec: `-m comment --comment "clusterset-proxy postrouting rules" -j ${POSTROUTING_CHAIN}` },
+  { table: 'filter', chain: 'FORWARD', spec: `-m conntrack --ctstate NEW ${TO_FRONTENDS} ${PORTALS} -j ${SERVICES_CHAIN}` },
+  { table: 'filter', chain: 'OUTPUT', spec: `-m conntrack --ctstate NEW ${TO_FRONTENDS} ${PORTALS} -j ${SERVICES_CHAIN}` },
+];
+
+/** nat MCS-SERVICES: one rule per bucket, as iptables-save prints a non-contiguous mask. */
+export const BUCKET_RULES: readonly string[] = Array.from({ length: BUCKETS }, (_, i) =>
+  `-d 0.0.0.${i}/0.0.0.${BUCKETS - 1} -m comment --comment "ClusterIPs ending ${i} mod ${BUCKETS}" -j ${bucketChain(i)}`);
 
 export function markHex(bit: number): string {
   return `0x${(2 ** bit).toString(16)}`;
@@ -39,6 +74,7 @@ export function markHex(bit: number): string {
 export function skeletonFragment(masqueradeBit: number): Fragment {
   const mark = markHex(masqueradeBit);
   const chains: OwnedChain[] = [
+    { table: 'nat', name: SERVICES_CHAIN, rules: BUCKET_RULES },
     {
       table: 'nat', name: MARK_MASQ_CHAIN,
       rules: [`-m comment --comment "clusterset-proxy: mark for masquerade" -j MARK --set-xmark ${mark}/${mark}`],

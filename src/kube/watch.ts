@@ -15,6 +15,9 @@ export const SERVICES: ResourceSpec = { resource: 'services', path: '/api/v1/ser
 export const ENDPOINT_SLICES: ResourceSpec = {
   resource: 'endpointslices.discovery.k8s.io',
   path: '/apis/discovery.k8s.io/v1/endpointslices',
+  // Slices of headless Services carry this label (as kube-proxy, the agent serves no headless Service):
+  // the API server does not send them, nor their churn, to any node.
+  labelSelector: '!service.kubernetes.io/headless',
   trim: safely(trimEndpointSlice),
   cacheIdentityOnly: true,
 };

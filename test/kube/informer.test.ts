@@ -142,7 +142,7 @@ test('objects with odd content reach the handlers as sent, unvalidated, from bot
   }
 });
 
-test('startClusterWatches delivers Services and EndpointSlices of every namespace and syncs both', async (t) => {
+test('startClusterWatches delivers Services and EndpointSlices (but headless Services\' slices) of every namespace and syncs both', async (t) => {
   const server = await startServer(t);
   server.create(service('ns1', 'web'));
   server.create({
@@ -151,6 +151,14 @@ test('startClusterWatches delivers Services and EndpointSlices of every namespac
     metadata: { namespace: 'ns2', name: 'web-abc', labels: { 'kubernetes.io/service-name': 'web' } },
     addressType: 'IPv4',
     endpoints: [{ addresses: ['10.0.0.1'] }],
+  } satisfies V1EndpointSlice);
+  // A headless Service's slice is never sent: the agent does not serve headless Services.
+  server.create({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: 'ns2', name: 'db-abc', labels: { 'kubernetes.io/service-name': 'db', 'service.kubernetes.io/headless': '' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: ['10.0.0.2'] }],
   } satisfies V1EndpointSlice);
   const services = new Recorder<V1Service>();
   const slices = new Recorder<V1EndpointSlice>();

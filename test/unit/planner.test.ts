@@ -69,7 +69,7 @@ test('a service port renders to a dispatch rule and a chain that reads like docu
   const frag = planGroup(group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]), activeActive).fragment;
   assert.equal(frag.key, 'default/serve');
   assert.deepEqual(frag.setRules, [{
-    table: 'nat', chain: 'MCS-SERVICES',
+    table: 'nat', chain: 'MCS-DISPATCH-50',
     spec: '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO',
   }]);
   assert.deepEqual(frag.chains, [{

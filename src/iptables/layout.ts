@@ -3,7 +3,7 @@ import { SKELETON_KEY } from './plan-types.js';
 
 // The fixed skeleton, written once: everything else hangs off these chains.
 //
-//   ipset  MCS-FRONTENDS (hash:ip,port): every ClusterIP,protocol:port the agent dispatches
+//   ipset  MCS-FRONTENDS (hash:ip,port): every ClusterIP and ClusterSet IP,protocol:port the agent dispatches
 //   nat    PREROUTING, OUTPUT -> MCS-SERVICES, only for destinations in MCS-FRONTENDS (ahead of KUBE-SERVICES)
 //          POSTROUTING        -> MCS-POSTROUTING
 //          MCS-SERVICES: 64 rules by the ClusterIP's low six bits -> MCS-DISPATCH-00 .. MCS-DISPATCH-63
@@ -22,10 +22,10 @@ export const POSTROUTING_CHAIN = 'MCS-POSTROUTING';
 export const SERVICE_CHAIN_PREFIX = 'MCS-SVC-';
 export const EXTERNAL_CHAIN_PREFIX = 'MCS-EXT-';
 export const BUCKET_CHAIN_PREFIX = 'MCS-DISPATCH-';
-/** The ipset of every frontend (ClusterIP,protocol:port) the agent dispatches; the jumps into MCS-SERVICES match it. */
+/** The ipset of every frontend (ClusterIP or ClusterSet IP,protocol:port) the agent dispatches; the jumps into MCS-SERVICES match it. */
 export const FRONTEND_SET = 'MCS-FRONTENDS';
 
-/** Dispatch buckets, chosen by the ClusterIP's low bits (the nftables mode's slot maps split the same way). */
+/** Dispatch buckets, chosen by the destination address's low bits (a ClusterSet IP's own) (the nftables mode's slot maps split the same way). */
 export const BUCKETS = 64;
 
 const PORTALS = '-m comment --comment "clusterset-proxy service portals"';

@@ -2,7 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { RunningConfig } from './config/running.js';
 import type { Config } from './config/schema.js';
 import type { IptablesBackend } from './iptables/backend.js';
-import { IptablesDataplane } from './iptables/dataplane.js';
+import { iptablesDataplanes } from './iptables/families.js';
 import type { Dataplane } from './sync/dataplane.js';
 import type { SweepResult } from './ipvs/dataplane.js';
 import { startClusterWatches } from './kube/watch.js';
@@ -27,7 +27,9 @@ import type { Fragment } from './iptables/plan-types.js';
 export interface AgentOptions {
   readonly config: Config;
   readonly backend: IptablesBackend;
-  /** The data plane to program; iptables over `backend` when absent. */
+  /** ip6tables beside `backend`: IPv6 ClusterIPs are served through it (iptables mode, dual stack). */
+  readonly backend6?: IptablesBackend;
+  /** The data plane to program; iptables over `backend` (and ip6tables over `backend6`) when absent. */
   readonly dataplane?: Dataplane;
   readonly kubeConfig: KubeConfig;
   readonly log: Logger;
@@ -72,7 +74,7 @@ export class Agent {
       log,
     });
     this.engine = new SyncEngine({
-      config, dataplane: opts.dataplane ?? new IptablesDataplane(opts.backend), log, health: this.prober,
+      config, dataplane: opts.dataplane ?? iptablesDataplanes(opts.backend, opts.backend6), log, health: this.prober,
       onSync: (r) => {
         this.logSync(r);
         // Watching starts once the first full sync has put our rules in: before, everything is "missing".
@@ -199,7 +201,9 @@ export class Agent {
   private appliedDispatch(): Map<string, string[]> {
     const out = new Map<string, string[]>([[`nat/${SERVICES_CHAIN}`, [...BUCKET_RULES]]]);
     for (const key of this.engine.groupKeys()) {
-      const f = this.engine.appliedState(key) as Fragment | undefined;
+      // The watch reads the IPv4 tables; a dual-stack node keeps one state per family, IPv4 first.
+      const state = this.engine.appliedState(key);
+      const f = (Array.isArray(state) ? state[0] : state) as Fragment | undefined;
       for (const r of f?.setRules ?? []) {
         const id = `${r.table}/${r.chain}`;
         const list = out.get(id) ?? [];

@@ -2,12 +2,12 @@
 import { releaseStopSignals, stopSignal } from './stop-signals.js';
 import { hostname } from 'node:os';
 import { Agent, errorText } from './agent.js';
+import { iptablesDataplanes } from './iptables/families.js';
 import { runExplain, snapshotInto } from './cli/explain.js';
 import { EXPLAIN_USAGE, parseFlags, USAGE, UsageError, type Flags } from './cli/flags.js';
 import { ConfigError, type Config } from './config/schema.js';
-import { IptablesDataplane } from './iptables/dataplane.js';
 import type { Dataplane } from './sync/dataplane.js';
-import { createIptablesBackend } from './iptables/exec-backend.js';
+import { createIptablesBackend, ip6tablesBeside } from './iptables/exec-backend.js';
 import { planOnlyBackend } from './iptables/backend.js';
 import { loadKubeConfig } from './kube/client.js';
 import { createLogger } from './log.js';
@@ -62,7 +62,7 @@ async function run(argv: readonly string[]): Promise<number> {
 
   if (flags.dryRun) {
     // Needs no iptables and no root: the plan alone (IPVS: the table as `ipvsadm -Sn` prints it, then the rules beside it).
-    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
+    const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
     const engine = new SyncEngine({ config, dataplane, log });
     await snapshotInto(loadKubeConfig(flags.kubeconfig), engine, log, config.apiTimeout);
     process.stdout.write(engine.fullPayload());
@@ -70,16 +70,18 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   const backend = await createIptablesBackend({ mode: config.iptablesBackend, lockWaitSeconds: config.iptablesLockWait, log });
+  // iptables mode serves IPv6 through ip6tables wherever the kernel takes it.
+  const backend6 = !nftables && !ipvs ? await ip6tablesBeside(backend, log) : null;
   // IPVS mode: the kernel's IPVS family must resolve before anything is changed.
   const ipvsDataplane = ipvs ? await startIpvs(backend.mode) : null;
-  const kernelDataplane = (): Dataplane => ipvsDataplane ?? (nftables ? new NftablesDataplane(new NativeNftables()) : new IptablesDataplane(backend));
-  log.info({ node: nodeName, backend: backend.mode, cluster: config.clusterName }, 'clusterset-proxy starting');
+  const kernelDataplane = (): Dataplane => ipvsDataplane ?? (nftables ? new NftablesDataplane(new NativeNftables()) : iptablesDataplanes(backend, backend6));
+  log.info({ node: nodeName, backend: backend.mode, families: backend6 ? ['ipv4', 'ipv6'] : ['ipv4'], cluster: config.clusterName }, 'clusterset-proxy starting');
 
   if (flags.cleanup) {
     const engine = new SyncEngine({ config, dataplane: kernelDataplane(), log });
     const result = await engine.cleanup();
     if (ipvsDataplane) await ipvsDataplane.cleanupAll();
-    const routeOperations = await cleanupRoutes(config, log);
+    const routeOperations = await cleanupRoutes(config);
     log.info({ payloadBytes: result.payloadBytes, routeOperations }, 'removed everything clusterset-proxy owned');
     return 0;
   }
@@ -93,7 +95,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   const running = new Agent({
-    config, backend,
+    config, backend, backend6: backend6 ?? undefined,
     ...(nftables ? { dataplane: new NftablesDataplane(new NativeNftables()) } : {}),
     ...(ipvsDataplane ? { dataplane: ipvsDataplane, sweep: { run: () => ipvsDataplane.sweep(), intervalMs: SWEEP_INTERVAL_MS } } : {}),
     kubeConfig: loadKubeConfig(flags.kubeconfig), log, nodeName, configMap: start.watch ? { watch: start.watch, overrides: flagOverrides(flags) } : undefined });

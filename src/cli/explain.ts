@@ -1,12 +1,12 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { IptablesDataplane } from '../iptables/dataplane.js';
+import { planOnlyBackend } from '../iptables/backend.js';
+import { iptablesDataplanes } from '../iptables/families.js';
 import { IpvsDataplane } from '../ipvs/dataplane.js';
 import { FakeIpvs } from '../ipvs/fake.js';
 import { FakeNftables } from '../nftables/fake.js';
 import { NftablesDataplane } from '../nftables/nftables-dataplane.js';
 import { resolveProxyMode } from '../ops/proxy-mode.js';
 import { createIptablesBackend } from '../iptables/exec-backend.js';
-import { planOnlyBackend } from '../iptables/backend.js';
 import { ApiDeadline } from '../kube/api-deadline.js';
 import { serverOf } from '../kube/api-failure.js';
 import { loadKubeConfig } from '../kube/client.js';
@@ -55,7 +55,7 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
   const mode = start.config.mode === 'iptables' ? null : await resolveProxyMode(start.config.mode, { log });
   const nftables = mode?.mode === 'nftables';
   const ipvs = mode?.mode === 'ipvs';
-  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : new IptablesDataplane(planOnlyBackend());
+  const dataplane = ipvs ? new IpvsDataplane(new FakeIpvs()) : nftables ? new NftablesDataplane(new FakeNftables()) : iptablesDataplanes(planOnlyBackend('ipv4'), planOnlyBackend('ipv6'));
   const engine = new SyncEngine({ config: start.config, dataplane, log });
   await snapshotInto(kc, engine, log, start.config.apiTimeout);
   let kernel: unknown;
@@ -77,8 +77,10 @@ async function offline(flags: ExplainFlags, kubeconfig: string, query: { namespa
         client.close();
       }
     } else {
-      const plane = new IptablesDataplane(await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log }));
-      kernel = await readKernelForExplain(() => plane.readForExplain());
+      // Both families' tables, as the agent's data planes read them for explain.
+      const backend = await createIptablesBackend({ mode: start.config.iptablesBackend, lockWaitSeconds: start.config.iptablesLockWait, log });
+      const plane = iptablesDataplanes(backend, backend.forFamily('ipv6'));
+      kernel = await readKernelForExplain(() => plane.readForExplain!());
     }
   } catch (err) {
     kernel = `could not read the kernel's ${ipvs ? 'IPVS table' : nftables ? 'table' : 'rules'} here (${(err as Error).message.split('\n')[0]}); run as root on the node to see them`;

@@ -416,7 +416,7 @@ export const FIELDS: Fields = {
   },
   clusterCIDRs: {
     key: 'clusterCIDR', default: [], shownDefault: '""', parse: clusterCIDRs,
-    doc: 'Pod CIDR of this cluster: one CIDR (`10.244.0.0/16`, `""` for none) or a list with at most one per family (dual-stack: `[10.244.0.0/16, fd00:10:244::/56]`). Traffic to a service from outside it is masqueraded (IPv4 rules use the IPv4 entry); an empty list disables that rule. Also counts as a local pod range in the overlap checks.',
+    doc: 'Pod CIDR of this cluster: one CIDR (`10.244.0.0/16`, `""` for none) or a list with at most one per family (dual-stack: `[10.244.0.0/16, fd00:10:244::/56]`). Traffic to a service from outside it is masqueraded (the rules of each family use the entry of that family; a family without one has no such rule). Also counts as a local pod range in the overlap checks.',
   },
   mode: {
     key: 'mode', default: 'iptables', shownDefault: 'iptables', parse: oneOf(PROXY_MODES), restart: true,

@@ -1,3 +1,4 @@
+import type { IPFamily } from '../selection/selection.js';
 import type { Table } from './plan-types.js';
 
 export type BackendMode = 'nft' | 'legacy';
@@ -9,6 +10,8 @@ export type BackendMode = 'nft' | 'legacy';
  */
 export interface IptablesBackend {
   readonly mode: BackendMode;
+  /** iptables (IPv4, when absent) or ip6tables (IPv6). */
+  readonly family?: IPFamily;
   /** Applies a restore payload with --noflush; all-or-nothing per table. */
   restore(payload: string): Promise<void>;
   /** The iptables-save text of one table. */
@@ -17,11 +20,6 @@ export interface IptablesBackend {
   restoreSets(payload: string): Promise<void>;
   /** `ipset save NAME`, or null when no such set exists. */
   saveSet(name: string): Promise<string | null>;
-}
-
-/** A backend that applies nothing and reads empty tables: planning without a kernel (dry run, offline explain). */
-export function planOnlyBackend(): IptablesBackend {
-  return { mode: 'nft', restore: async () => {}, save: async () => '', restoreSets: async () => {}, saveSet: async () => null };
 }
 
 /**
@@ -47,4 +45,9 @@ export class RestoreError extends Error {
     super(message);
     this.name = 'RestoreError';
   }
+}
+
+/** A backend that takes every payload and holds nothing: for planning and rendering alone (dry run, offline explain). */
+export function planOnlyBackend(family: IPFamily): IptablesBackend {
+  return { mode: 'nft', family, restore: async () => {}, save: async () => '', restoreSets: async () => {}, saveSet: async () => null };
 }

@@ -3,8 +3,8 @@
 // iptables-restore --noflush payload (diff, render) and is restored batch by
 // batch (apply). Its fake is the same class over FakeIptables.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
-import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
+import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
+import { clusterCIDROf, type ApplyOutcome, type ApplyStats, type Dataplane, type DataplaneSettings, type FrontendDescription, type GroupText, type KernelState, type Refusal, type ServiceName } from '../sync/dataplane.js';
 import { iptablesGroupText } from './explain-text.js';
 import { RestoreError, type IptablesBackend } from './backend.js';
 import { diffFragment, diffPlans, TEARDOWN_KEY } from './diff.js';
@@ -14,7 +14,7 @@ import { SKELETON_KEY, TABLES, type Fragment, type OwnedChain, type Plan, type S
 import { batchUnits, renderPayload, unitAtLine } from './render.js';
 import { parseSave } from './save-format.js';
 import { externalChain, frontendChain, probability } from './service-rules.js';
-import { FRONTEND_SET } from './layout.js';
+import { frontendSetOf } from './layout.js';
 import {
   diffGroupMembers, diffSet, mergeSetChanges, NO_SET_CHANGE, parseSetSave, renderSetAfter, renderSetBefore,
   type Members, type SetChange,
@@ -40,28 +40,38 @@ function tx(units: readonly UnitChange[], set: SetChange = NO_SET_CHANGE): Iptab
 
 const NO_SETTINGS: DataplaneSettings = { clusterCIDR: '', localCluster: '', masqueradeBit: 14, maxChainsPerRestore: Infinity };
 
+/**
+ * One family's tables: iptables for IPv4, ip6tables for IPv6 (the backend's
+ * family). It plans only its family's frontends of each selection.
+ */
 export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, IptablesTransaction> {
-  readonly family: IPFamily = 'ipv4';
+  readonly family: IPFamily;
   private settings: DataplaneSettings = NO_SETTINGS;
 
   constructor(private readonly backend: IptablesBackend, settings?: DataplaneSettings) {
+    this.family = backend.family ?? 'ipv4';
     if (settings) this.settings = settings;
   }
 
   get name(): string {
-    return `iptables-${this.backend.mode}`;
+    return `${this.family === 'ipv6' ? 'ip6tables' : 'iptables'}-${this.backend.mode}`;
   }
 
   configure(settings: DataplaneSettings): void {
     this.settings = settings;
   }
 
+  /** What the rules of this family are planned with. */
+  private get ruleContext() {
+    return { clusterCIDR: clusterCIDROf(this.settings, this.family), localCluster: this.settings.localCluster, family: this.family };
+  }
+
   plan(selection: GroupSelection): Fragment | undefined {
-    return selection.settings.mode === 'off' ? undefined : planFragment(selection, this.settings);
+    return selection.settings.mode === 'off' ? undefined : planFragment(familySelection(selection, this.family), this.ruleContext);
   }
 
   private assemble(desired: ReadonlyMap<string, Fragment>): Plan {
-    return assemblePlan(desired, this.settings);
+    return assemblePlan(desired, { masqueradeBit: this.settings.masqueradeBit, family: this.family });
   }
 
   async observe(desired: ReadonlyMap<string, Fragment>): Promise<IptablesKernel> {
@@ -94,7 +104,7 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
    */
   async apply(t: IptablesTransaction): Promise<ApplyOutcome> {
     const units = t.units;
-    const before = renderSetBefore(t.set);
+    const before = renderSetBefore(t.set, this.family);
     if (before !== '') {
       try {
         await this.backend.restoreSets(before);
@@ -104,7 +114,7 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
     }
     const outcome = await this.applyUnits(units);
     if (outcome.refused) return outcome;
-    const after = renderSetAfter(t.set);
+    const after = renderSetAfter(t.set, this.family);
     if (after !== '') {
       try {
         await this.backend.restoreSets(after);
@@ -157,7 +167,7 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
     const payload = renderPayload(units);
     if (payload !== '') await this.backend.restore(payload);
     // The set goes last: the kernel refuses to destroy a set a rule still matches.
-    const after = renderSetAfter(diffSet(await this.readMembers(), EMPTY_PLAN));
+    const after = renderSetAfter(diffSet(await this.readMembers(), EMPTY_PLAN), this.family);
     if (after !== '') await this.backend.restoreSets(after);
     return { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length };
   }
@@ -165,7 +175,7 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
   /** The restore payload, with the ipset commands around it as comments (iptables-restore skips them). */
   render(t: IptablesTransaction): string {
     const comments = (text: string) => text.split('\n').filter((l) => l !== '').map((l) => `# ipset: ${l}\n`).join('');
-    return comments(renderSetBefore(t.set)) + renderPayload(t.units) + comments(renderSetAfter(t.set));
+    return comments(renderSetBefore(t.set, this.family)) + renderPayload(t.units) + comments(renderSetAfter(t.set, this.family));
   }
 
   /** The chains the frontends' names give, with the dispatch rules jumping to them, as the kernel holds them unowned. */
@@ -224,12 +234,13 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
 
   /** The group's chains and rules as iptables-save prints them; `kernel` is iptables-save text per table. */
   explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
-    return iptablesGroupText(selection, services, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.settings);
+    const own = services.filter((s) => familyOfAddress(s.clusterIP) === this.family);
+    return iptablesGroupText(familySelection(selection, this.family), own, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.ruleContext);
   }
 
   private async readMembers(): Promise<Members | null> {
-    const saved = await this.backend.saveSet(FRONTEND_SET);
-    return saved === null ? null : parseSetSave(saved);
+    const saved = await this.backend.saveSet(frontendSetOf(this.family));
+    return saved === null ? null : parseSetSave(saved, this.family);
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {

@@ -1,10 +1,11 @@
 // The real backend: one iptables-{nft,legacy}-restore process per restore,
-// payload on stdin. Debian 12 (and a Debian-slim image with the iptables
-// package) ships both variants under these names, whereas plain
-// "iptables-restore" is whichever update-alternatives points to.
+// payload on stdin (ip6tables-… for IPv6). Debian 12 (and a Debian-slim image
+// with the iptables package) ships both variants under these names, whereas
+// plain "iptables-restore" is whichever update-alternatives points to.
 
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
+import type { IPFamily } from '../selection/selection.js';
 import type { Table } from './plan-types.js';
 import { LockTimeoutError, RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
 import { jumpTarget, parseSave } from './save-format.js';
@@ -20,7 +21,14 @@ export interface ExecBackendOptions {
   readonly lockWaitSeconds?: number;
   /** Run every command as `ip netns exec <netns> ...` (tests, benchmarks); the agent leaves it unset. */
   readonly netns?: string;
+  /** iptables (IPv4, the default) or ip6tables (IPv6). */
+  readonly family?: IPFamily;
   readonly log: Logger;
+}
+
+/** The command of one family's tool in one backend: `iptables-nft-save`, `ip6tables-legacy-restore`. */
+export function toolName(family: IPFamily | undefined, mode: BackendMode, what: 'save' | 'restore'): string {
+  return `${family === 'ipv6' ? 'ip6tables' : 'iptables'}-${mode}-${what}`;
 }
 
 /** What one backend's full dump says about who uses it. */
@@ -94,14 +102,14 @@ export function decideBackend(dumps: Readonly<Record<BackendMode, string>>): Bac
   return decide('nft', 'no rules in either backend: nft, the Debian 12 default');
 }
 
-/** Dumps both backends (every table that exists, creating none) and decides. */
-export async function detectBackend(options: { readonly netns?: string; readonly log: Logger }): Promise<BackendDecision> {
+/** Dumps both backends of one family (every table that exists, creating none) and decides. */
+export async function detectBackend(options: { readonly netns?: string; readonly family?: IPFamily; readonly log: Logger }): Promise<BackendDecision> {
   const dumps = { nft: '', legacy: '' };
   const failures: string[] = [];
   for (const mode of ['nft', 'legacy'] as const) {
     // Without -t, iptables-save prints only tables that exist; "-t mangle"
     // would instantiate the legacy table it asks about.
-    const result = await run(options.netns, `iptables-${mode}-save`, []);
+    const result = await run(options.netns, toolName(options.family, mode, 'save'), []);
     if (result.failed) {
       failures.push(`${mode}: ${describeFailure(result)}`);
       options.log.warn({ backend: mode, stderr: result.stderr }, 'iptables backend detection could not dump this backend; counting it as empty');
@@ -109,12 +117,13 @@ export async function detectBackend(options: { readonly netns?: string; readonly
       dumps[mode] = result.stdout;
     }
   }
-  if (failures.length === 2) throw new Error(`iptables backend detection failed: ${failures.join('; ')}`);
+  if (failures.length === 2) throw new Error(`${options.family === 'ipv6' ? 'ip6tables' : 'iptables'} backend detection failed: ${failures.join('; ')}`);
   return decideBackend(dumps);
 }
 
 export class ExecIptablesBackend implements IptablesBackend {
   private readonly lockWait: string;
+  readonly family: IPFamily;
   private readonly restoreListeners: ((pid: number | undefined, exited: Promise<unknown>) => void)[] = [];
 
   constructor(
@@ -124,6 +133,12 @@ export class ExecIptablesBackend implements IptablesBackend {
     readonly detection?: BackendDecision,
   ) {
     this.lockWait = String(options.lockWaitSeconds ?? 5);
+    this.family = options.family ?? 'ipv4';
+  }
+
+  /** The same backend (mode, lock wait, namespace) for another family's tools. */
+  forFamily(family: IPFamily): ExecIptablesBackend {
+    return new ExecIptablesBackend(this.mode, { ...this.options, family }, this.detection);
   }
 
   /** Told of every restore process as it starts: what it commits is the agent's own write (drift detection). */
@@ -132,7 +147,7 @@ export class ExecIptablesBackend implements IptablesBackend {
   }
 
   async restore(payload: string): Promise<void> {
-    const tool = `iptables-${this.mode}-restore`;
+    const tool = toolName(this.family, this.mode, 'restore');
     const started = performance.now();
     const subprocess = run(this.options.netns, tool, ['-w', this.lockWait, '--noflush'], payload);
     for (const listener of this.restoreListeners) listener(subprocess.pid, subprocess);
@@ -154,7 +169,7 @@ export class ExecIptablesBackend implements IptablesBackend {
   }
 
   async save(table: Table): Promise<string> {
-    const tool = `iptables-${this.mode}-save`;
+    const tool = toolName(this.family, this.mode, 'save');
     const result = await run(this.options.netns, tool, ['-t', table]);
     if (result.failed) throw new Error(`${tool} -t ${table} failed: ${describeFailure(result)}`);
     return result.stdout;
@@ -179,8 +194,24 @@ export async function createIptablesBackend(options: ExecBackendOptions): Promis
   const decision = await detectBackend(options);
   const fields = { backend: decision.mode, reason: decision.reason, evidence: decision.evidence };
   if (decision.mixed) options.log.warn(fields, 'node mixes iptables backends: kube-proxy chains exist in both nft and legacy');
-  else options.log.info(fields, 'iptables backend detected');
+  else options.log.info({ ...fields, family: options.family ?? 'ipv4' }, 'iptables backend detected');
   return new ExecIptablesBackend(decision.mode, options, decision);
+}
+
+/**
+ * ip6tables in the mode of an iptables backend (kube-proxy drives both
+ * families with tools of one kind), when the kernel takes IPv6 rules; null
+ * (logged) when it does not, e.g. with IPv6 disabled: then IPv4 alone is served.
+ */
+export async function ip6tablesBeside(backend: ExecIptablesBackend, log: Logger): Promise<ExecIptablesBackend | null> {
+  const v6 = backend.forFamily('ipv6');
+  try {
+    await v6.restore('*nat\nCOMMIT\n');
+    return v6;
+  } catch (err) {
+    log.warn({ backend: v6.mode, err: (err as Error).message.split('\n')[0] }, 'ip6tables takes no rules on this node: IPv6 ClusterIPs are not served, IPv4 ones are');
+    return null;
+  }
 }
 
 /**

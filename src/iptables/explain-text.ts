@@ -11,7 +11,7 @@ import { parseSave } from './save-format.js';
 
 /** The group's planned rules and the kernel's; `dumps` is iptables-save text per table, null when unreadable. */
 export function iptablesGroupText(selection: GroupSelection, services: readonly ServiceName[], dumps: ReadonlyMap<Table, string> | null, ctx: RuleContext): GroupText {
-  const fragment = planFragment(selection, { clusterCIDR: ctx.clusterCIDR, localCluster: ctx.localCluster });
+  const fragment = planFragment(selection, ctx);
   const planned = ruleLines(fragment);
   const kernel = dumps === null ? null : kernelRules(dumps, fragment, services);
   return { planned, kernel, inSync: kernel === null ? null : sameLines(planned, kernel) };

@@ -13,9 +13,11 @@
 // Both commit table by table: a failure leaves its table as it was, while the
 // tables COMMITted earlier in the payload stay applied.
 // ipset is modelled as far as the agent uses it: hash sets whose members carry
-// a comment; a rule matching a set that does not exist is refused, and a set
-// that a rule still matches cannot be destroyed.
+// a comment; a rule matching a set that does not exist, or a set of the other
+// family (ip6tables and an inet set), is refused, and a set that a rule still
+// matches cannot be destroyed.
 
+import type { IPFamily } from '../selection/selection.js';
 import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
 import {
   BUILTIN_CHAINS,
@@ -60,7 +62,8 @@ export class FakeIptables implements IptablesBackend {
   /** ipsets: name -> create line, members (entry -> comment). */
   private readonly sets = new Map<string, { create: string; members: Map<string, string> }>();
 
-  constructor(readonly mode: BackendMode = 'nft') {
+  /** iptables or ip6tables: which rules the data plane over it plans, and which sets its rules may match. */
+  constructor(readonly mode: BackendMode = 'nft', readonly family: IPFamily = 'ipv4') {
     for (const table of Object.keys(BUILTIN_CHAINS) as KnownTable[]) {
       this.tables.set(table, stateOf(table, new Map()));
     }
@@ -116,6 +119,13 @@ export class FakeIptables implements IptablesBackend {
     return `${[set.create, ...adds].join('\n')}\n`;
   }
 
+  /** The family of a set's members, from its create line; null when there is no such set. */
+  private setFamily(name: string): IPFamily | null {
+    const set = this.sets.get(name);
+    if (!set) return null;
+    return / family inet6( |$)/.test(set.create) ? 'ipv6' : 'ipv4';
+  }
+
   private setInUse(name: string): boolean {
     for (const { chains } of this.tables.values()) {
       for (const chain of chains.values()) if (chain.rules.some((spec) => matchedSets(spec).includes(name))) return true;
@@ -139,7 +149,7 @@ export class FakeIptables implements IptablesBackend {
       // A section cut short by a syntax error: nft never evaluates it, legacy
       // has applied its lines to a copy (and may fail on one) before the error.
       if (!committed && this.mode === 'nft') continue;
-      const next = new SectionRun(this.mode, section, this.tables.get(section.table)!, (name) => this.sets.has(name)).run();
+      const next = new SectionRun(this.mode, this.family, section, this.tables.get(section.table)!, (name) => this.setFamily(name)).run();
       if (committed) this.tables.set(section.table, next);
     }
     if (error) throw refusal(this.mode, error.line, error.message);
@@ -162,9 +172,10 @@ class SectionRun {
 
   constructor(
     private readonly mode: BackendMode,
+    private readonly family: IPFamily,
     private readonly section: RestoreSection,
     committed: TableState,
-    private readonly setExists: (name: string) => boolean,
+    private readonly setFamily: (name: string) => IPFamily | null,
   ) {
     this.chains = new Map(committed.chains);
     this.refs = new Map(committed.refs);
@@ -268,7 +279,9 @@ class SectionRun {
   /** Parse-time check of -j/-g (both tools resolve the target before touching the chain) and of the sets matched. */
   private checkTarget(line: number, spec: string): void {
     for (const set of matchedSets(spec)) {
-      if (!this.setExists(set)) throw this.refuse(line, `Set ${set} doesn't exist.`);
+      const family = this.setFamily(set);
+      if (family === null) throw this.refuse(line, `Set ${set} doesn't exist.`);
+      if (family !== this.family) throw this.refuse(line, `The protocol family of set ${set} is ${family === 'ipv6' ? 'IPv6' : 'IPv4'}, which is not applicable.`);
     }
     const target = jumpTarget(spec);
     if (target === null || EXTENSION_TARGETS.has(target)) return;

@@ -1,4 +1,5 @@
-// The ipset of dispatched frontends (MCS-FRONTENDS, hash:ip,port). The jumps
+// The ipset of dispatched frontends (MCS-FRONTENDS, hash:ip,port; for IPv6
+// MCS-FRONTENDS6, family inet6, beside it in the same namespace). The jumps
 // into MCS-SERVICES match it, so a connection to anything but a frontend costs
 // one hashed lookup. Its members follow the nat dispatch rules: one member per
 // rule, derived from the rule itself, so whatever holds the rules (a plan, the
@@ -10,7 +11,8 @@
 // removed their rules succeeded. A member without a rule costs a walk of one
 // bucket; a rule without its member would never be reached.
 
-import { BUCKET_CHAIN_PREFIX, FRONTEND_SET } from './layout.js';
+import type { IPFamily } from '../selection/selection.js';
+import { BUCKET_CHAIN_PREFIX, frontendSetOf } from './layout.js';
 import type { Fragment, Plan, SetRule } from './plan-types.js';
 
 /** `ip,proto:port` (as ipset prints it) -> the rule's `namespace/name:port` comment. */
@@ -31,9 +33,12 @@ export interface SetChange {
 export const NO_SET_CHANGE: SetChange = { create: false, add: new Map(), del: [], destroy: false };
 
 // maxelem: ipset's default (65536) is below the service ports a large cluster has.
-const CREATE = `create ${FRONTEND_SET} hash:ip,port family inet hashsize 1024 maxelem 1048576 comment`;
+function createLine(family: IPFamily): string {
+  return `create ${frontendSetOf(family)} hash:ip,port family ${family === 'ipv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576 comment`;
+}
 
-const DISPATCH = /^-d (\d+\.\d+\.\d+\.\d+)\/32 -p (tcp|udp|sctp) -m comment --comment "([^"]*) cluster(?:set)? IP" -m \2 --dport (\d+) -j /;
+// A host address of either family: one data plane's rules are all of its own family.
+const DISPATCH = /^-d ([0-9a-f.:]+)\/(?:32|128) -p (tcp|udp|sctp) -m comment --comment "([^"]*) cluster(?:set)? IP" -m \2 --dport (\d+) -j /;
 
 /** The member a nat dispatch rule needs, or null for any other rule. */
 export function dispatchMember(rule: SetRule): [entry: string, comment: string] | null {
@@ -96,39 +101,44 @@ export function mergeSetChanges(parts: readonly SetChange[]): SetChange {
   };
 }
 
-const SAFE_ENTRY = /^\d+\.\d+\.\d+\.\d+,(tcp|udp|sctp):\d+$/;
+const SAFE_ENTRY: Readonly<Record<IPFamily, RegExp>> = {
+  ipv4: /^\d+\.\d+\.\d+\.\d+,(tcp|udp|sctp):\d+$/,
+  ipv6: /^[0-9a-f]*:[0-9a-f.:]*,(tcp|udp|sctp):\d+$/,
+};
 const SAFE_COMMENT = /^[A-Za-z0-9_./:-]{1,255}$/;
 
-function addLine(entry: string, comment: string): string {
-  if (!SAFE_ENTRY.test(entry) || !SAFE_COMMENT.test(comment)) throw new Error(`refusing ipset member ${JSON.stringify(entry)} (${JSON.stringify(comment)})`);
-  return `add ${FRONTEND_SET} ${entry} comment "${comment}"`;
+/** An entry of the family's set, or an error: ipset restore reads one command per line, so no member may carry another. */
+function safeEntry(entry: string, family: IPFamily): string {
+  if (!SAFE_ENTRY[family].test(entry)) throw new Error(`refusing ${family} ipset member ${JSON.stringify(entry)}`);
+  return entry;
 }
 
-/** The `ipset restore -exist` payload run before the restores; '' when there is nothing to do. */
-export function renderSetBefore(change: SetChange): string {
+function addLine(entry: string, comment: string, family: IPFamily): string {
+  if (!SAFE_COMMENT.test(comment)) throw new Error(`refusing ipset member ${JSON.stringify(entry)} (${JSON.stringify(comment)})`);
+  return `add ${frontendSetOf(family)} ${safeEntry(entry, family)} comment "${comment}"`;
+}
+
+/** The `ipset restore -exist` payload run before the restores, for the family's set; '' when there is nothing to do. */
+export function renderSetBefore(change: SetChange, family: IPFamily): string {
   const lines: string[] = [];
-  if (change.create || change.add.size > 0) lines.push(CREATE);
-  for (const [entry, comment] of change.add) lines.push(addLine(entry, comment));
+  if (change.create || change.add.size > 0) lines.push(createLine(family));
+  for (const [entry, comment] of change.add) lines.push(addLine(entry, comment, family));
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
 
-/** The `ipset restore -exist` payload run after the restores succeeded; '' when there is nothing to do. */
-export function renderSetAfter(change: SetChange): string {
+/** The `ipset restore -exist` payload run after the restores succeeded, for the family's set; '' when there is nothing to do. */
+export function renderSetAfter(change: SetChange, family: IPFamily): string {
+  const name = frontendSetOf(family);
   const lines: string[] = [];
-  if (change.destroy) lines.push(`destroy ${FRONTEND_SET}`);
-  else {
-    for (const entry of change.del) {
-      if (!SAFE_ENTRY.test(entry)) throw new Error(`refusing ipset member ${JSON.stringify(entry)}`);
-      lines.push(`del ${FRONTEND_SET} ${entry}`);
-    }
-  }
+  if (change.destroy) lines.push(`destroy ${name}`);
+  else for (const entry of change.del) lines.push(`del ${name} ${safeEntry(entry, family)}`);
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
 
-/** The members of `ipset save MCS-FRONTENDS` output. */
-export function parseSetSave(text: string): Map<string, string> {
+/** The members of `ipset save` output of the family's set. */
+export function parseSetSave(text: string, family: IPFamily): Map<string, string> {
   const out = new Map<string, string>();
-  const prefix = `add ${FRONTEND_SET} `;
+  const prefix = `add ${frontendSetOf(family)} `;
   for (const line of text.split('\n')) {
     if (!line.startsWith(prefix)) continue;
     const rest = line.slice(prefix.length);

@@ -1,19 +1,36 @@
-import type { FrontendSelection } from '../selection/selection.js';
+import type { FrontendSelection, IPFamily } from '../selection/selection.js';
 import { bucketChain, bucketOf, MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
 import { affinityListName, externalChainName, portComment, serviceChainName } from './names.js';
 import type { WeightedEndpoint } from '../policy/select.js';
 import type { OwnedChain, SetRule } from './plan-types.js';
 
 export interface RuleContext {
-  /** Pod CIDR of this cluster; '' disables masquerading of outside traffic. */
+  /** Pod CIDR of this cluster in the rules' family; '' disables masquerading of outside traffic. */
   readonly clusterCIDR: string;
   readonly localCluster: string;
+  /** iptables or ip6tables rules; IPv4 when absent. */
+  readonly family?: IPFamily;
 }
+
+/** What differs between iptables and ip6tables rule text, as each -save prints it. */
+interface FamilyText {
+  /** Prefix length of one host. */
+  readonly host: string;
+  readonly reject: string;
+  /** xt_recent's mask of a whole source address. */
+  readonly mask: string;
+  readonly dnat: (ip: string, port: number) => string;
+}
+
+const FAMILY_TEXT: Readonly<Record<IPFamily, FamilyText>> = {
+  ipv4: { host: '/32', reject: 'icmp-port-unreachable', mask: '255.255.255.255', dnat: (ip, port) => `${ip}:${port}` },
+  ipv6: { host: '/128', reject: 'icmp6-port-unreachable', mask: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', dnat: (ip, port) => `[${ip}]:${port}` },
+};
 
 /**
  * What one frontend contributes: its chains and its dispatch/reject rules.
  * A ClusterSet IP's frontend shares the service chain of its port with the
- * ClusterIP's (the same chain, the same rules: planFragment keeps one).
+ * ClusterIP's of its family (the same chain, the same rules: planFragment keeps one).
  */
 export interface ServicePortRules {
   readonly chains: readonly OwnedChain[];
@@ -56,7 +73,8 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
   const base = portComment(fe.name.namespace, fe.name.service, fe.name.port);
   const chainName = frontendChain(fe);
   const proto = fe.protocol.toLowerCase();
-  const match = `-d ${fe.ip}/32 -p ${proto}`;
+  const text = FAMILY_TEXT[ctx.family ?? 'ipv4'];
+  const match = `-d ${fe.ip}${text.host} -p ${proto}`;
   const dport = `-m ${proto} --dport ${fe.port}`;
   const chain = serviceChain(fe, chainName, base, ctx);
   const clusterset = fe.kind === 'clusterset-ip';
@@ -69,7 +87,7 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
     // rewrites the address) and this filter rule rejects the connection at once.
     setRules.push({
       table: 'filter', chain: SERVICES_CHAIN,
-      spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with icmp-port-unreachable'),
+      spec: rule(match, comment(`${base} has no endpoints`), dport, '-j REJECT --reject-with', text.reject),
     });
   }
   if (!clusterset) return { chains: [chain], setRules };
@@ -84,6 +102,7 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
 function serviceChain(fe: FrontendSelection, chainName: string, base: string, ctx: RuleContext): OwnedChain {
   const selected = fe.endpoints;
   const proto = fe.protocol.toLowerCase();
+  const text = FAMILY_TEXT[ctx.family ?? 'ipv4'];
   if (selected.length === 0) return { table: 'nat', name: chainName, rules: [rule(comment(`${base} has no endpoints`), '-j ACCEPT')] };
 
   const rules: string[] = [];
@@ -92,11 +111,11 @@ function serviceChain(fe: FrontendSelection, chainName: string, base: string, ct
   }
   // Hairpin: only pods of this cluster can be both client and endpoint.
   const localIPs = new Set(selected.filter((ep) => ep.cluster === ctx.localCluster).map((ep) => ep.ip));
-  for (const ip of localIPs) rules.push(rule(`-s ${ip}/32`, comment(`${base} hairpin`), '-j', MARK_MASQ_CHAIN));
+  for (const ip of localIPs) rules.push(rule(`-s ${ip}${text.host}`, comment(`${base} hairpin`), '-j', MARK_MASQ_CHAIN));
 
-  const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${ep.ip}:${ep.port}`;
+  const target = (ep: WeightedEndpoint) => `-j DNAT --to-destination ${text.dnat(ep.ip, ep.port)}`;
   const epComment = (ep: WeightedEndpoint) => comment(`${base} -> ${ep.cluster} ${ep.ip}:${ep.port}`);
-  const recentOpts = '--mask 255.255.255.255 --rsource';
+  const recentOpts = `--mask ${text.mask} --rsource`;
   if (fe.affinity !== null) {
     for (const ep of selected) {
       const list = affinityListName(chainName, `${ep.ip}:${ep.port}`);

@@ -16,7 +16,7 @@
 // kube-proxy, masquerade, reject, the local route) are desired-state values
 // from aux.ts, rendered with the table for a dry run.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
+import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
 import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, Refusal, ServiceName } from '../sync/dataplane.js';
 import { auxState, renderAux, type AuxFrontend, type AuxState } from './aux.js';
 import { ipvsGroupText, isIpvsExplainRead, type IpvsExplainRead } from './explain-text.js';
@@ -158,7 +158,7 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
   plan(selection: GroupSelection): IpvsGroup | undefined {
     if (selection.settings.mode === 'off') return undefined;
     const byId = new Map<string, IpvsFrontend>();
-    for (const fe of selection.frontends) {
+    for (const fe of familySelection(selection, this.family).frontends) {
       const id = frontendIdentity(fe);
       const planned = byId.get(id);
       if (!planned) byId.set(id, this.planFrontend(fe));
@@ -486,11 +486,13 @@ export class IpvsDataplane implements Dataplane<IpvsGroup, IpvsKernel, IpvsTrans
   /** The group's virtual services and real servers, planned and in `kernel` (a readForExplain() value; null: unreadable). */
   explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
     // Planning here takes no mark: a frontend the agent does not hold shows the mark it would first try.
-    const frontends = selection.settings.mode === 'off' ? [] : selection.frontends.map((fe) => {
+    // Only this data plane's family is shown, as only it is planned.
+    const own = familySelection(selection, this.family);
+    const frontends = own.settings.mode === 'off' ? [] : own.frontends.map((fe) => {
       const id = frontendIdentity(fe);
       return this.planFrontend(fe, this.marks.peek(id) ?? preferredMark(id));
     });
-    return ipvsGroupText(selection, frontends, services, isIpvsExplainRead(kernel) ? kernel : null,
+    return ipvsGroupText(own, frontends, services.filter((s) => familyOfAddress(s.clusterIP) === this.family), isIpvsExplainRead(kernel) ? kernel : null,
       (mark, dest) => this.drains.get(mark)?.get(destId(dest))?.until);
   }
 }

@@ -25,11 +25,12 @@ export interface FrontendPort {
   readonly endpoints: readonly ClusterEndpoint[];
 }
 
-/** A Service whose ClusterIP (and ClusterSet IPs) carry the group's traffic. */
+/** A Service whose ClusterIPs (and ClusterSet IPs) carry the group's traffic. */
 export interface Frontend {
   readonly namespace: string;
   readonly name: string;
-  readonly clusterIP: string;
+  /** One ClusterIP per family the Service has: IPv4 first, then IPv6 (canonical text). Never empty. */
+  readonly clusterIPs: readonly string[];
   /** The clusterset's addresses for this Service (a derived Service's load-balancer ingress IPs); empty for others. */
   readonly clustersetIPs: readonly string[];
   readonly affinitySeconds: number | null;
@@ -115,14 +116,16 @@ export function buildGroup(key: string, store: ModelStore, ctx: GroupContext): G
 
 /** `withClustersetIPs`: the Service is a derived one, whose ingress IPs are its ClusterSet IPs. */
 function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, problems: Problem[], withClustersetIPs = false): Frontend | null {
-  if (svc.clusterIP === null) return null; // reported when the Service was converted
+  const clusterIPs = [svc.clusterIP, svc.clusterIPv6].filter((ip): ip is string => ip !== null);
+  if (clusterIPs.length === 0) return null; // reported when the Service was converted
   const clustersetIPs = withClustersetIPs ? svc.ingressIPs : [];
   for (const ip of clustersetIPs) {
-    if (familyOf(ip) !== familyOf(svc.clusterIP)) {
-      problems.push({ object: serviceRef(svc.namespace, svc.name), message: `ClusterSet IP ${ip} (status.loadBalancer.ingress) is not of the family of ClusterIP ${svc.clusterIP}; not served` });
+    if (!clusterIPs.some((c) => familyOf(c) === familyOf(ip))) {
+      problems.push({ object: serviceRef(svc.namespace, svc.name), message: `ClusterSet IP ${ip} (status.loadBalancer.ingress) is of a family the Service has no ClusterIP of (ClusterIPs ${clusterIPs.join(', ')}); not served` });
     }
   }
-  const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.addressType === 'IPv4');
+  // Endpoints of both families: selection gives each address those of its own.
+  const slices = [...store.slicesOf(svc.namespace, svc.name)].filter((s) => s.family !== null);
   const origins = slices.map((slice) => {
     const origin = ctx.clusters.originOf(slice);
     if (origin.unknownPrefix && isKarmadaSlice(slice)) {
@@ -161,5 +164,5 @@ function toFrontend(svc: ServiceRecord, store: ModelStore, ctx: GroupContext, pr
     });
     return { label, port: sp.port, protocol: sp.protocol, endpoints };
   });
-  return { namespace: svc.namespace, name: svc.name, clusterIP: svc.clusterIP, clustersetIPs, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
+  return { namespace: svc.namespace, name: svc.name, clusterIPs, clustersetIPs, affinitySeconds: svc.affinitySeconds, ports, annotations: svc.annotations };
 }

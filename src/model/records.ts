@@ -49,9 +49,9 @@ export interface ServicePortRecord {
 export interface ServiceRecord {
   readonly namespace: string;
   readonly name: string;
-  /** IPv4 ClusterIP; null for a Service that has none (skipped with a problem). */
+  /** IPv4 ClusterIP; null for a Service that has none (IPv6-only, or none at all: then skipped with a problem). */
   readonly clusterIP: string | null;
-  /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. Not served yet. */
+  /** IPv6 ClusterIP (canonical text) of a dual-stack or IPv6 Service; null when it has none. */
   readonly clusterIPv6: string | null;
   readonly headless: boolean;
   /**
@@ -264,8 +264,8 @@ export function convertService(svc: V1Service): Converted<ServiceRecord> {
     const candidates = [rawIP, ...listOf(spec.clusterIPs, 'spec.clusterIPs', object, problems)].filter((ip) => ip !== '');
     clusterIP = (candidates.find((ip) => typeof ip === 'string' && parseIPv4(ip) !== null) as string | undefined) ?? null;
     clusterIPv6 = candidates.map((ip) => (typeof ip === 'string' ? parseAddress(ip) : null)).find((a) => a?.family === 'IPv6')?.text ?? null;
-    if (clusterIP === null) {
-      problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 ClusterIP (${candidates.map(bare).join(', ')})` });
+    if (clusterIP === null && clusterIPv6 === null) {
+      problems.push({ object, message: candidates.length === 0 ? 'has no ClusterIP' : `has no IPv4 or IPv6 ClusterIP (${candidates.map(bare).join(', ')})` });
     }
   }
   const ingressIPs = convertIngress(svc.status, object, problems);
@@ -362,9 +362,7 @@ export function convertSlice(slice: V1EndpointSlice): Converted<SliceRecord> {
   const name = meta.name as string;
 
   const family = slice.addressType === 'IPv4' || slice.addressType === 'IPv6' ? slice.addressType : null;
-  if (family === null) problems.push({ object, message: `addressType ${bare(slice.addressType)} is not served (IPv4 only); slice ignored` });
-  // Kept in the model with its endpoints; the data plane serves IPv4 slices only so far.
-  if (family === 'IPv6') problems.push({ object, message: 'addressType IPv6 is not served by the data plane yet (IPv4 only); its endpoints are kept in the model' });
+  if (family === null) problems.push({ object, message: `addressType ${bare(slice.addressType)} is not served (IPv4 and IPv6 only); slice ignored` });
   const ports: SlicePortRecord[] = [];
   const rawPorts = family !== null ? listOf(slice.ports, 'ports', object, problems) : [];
   if (family !== null && rawPorts.length === 0) problems.push({ object, message: 'has no ports; it contributes no endpoints' });

@@ -5,7 +5,7 @@
 // diff finds it missing or different. Its fake is the same class over
 // FakeNftables.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
+import { familyOfAddress, familySelection, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
 import type { ApplyOutcome, ApplyStats, Dataplane, DataplaneSettings, FrontendDescription, GroupText, KernelState, ServiceName } from '../sync/dataplane.js';
 import { nftablesGroupText } from './explain-text.js';
 import { NftError, type NftablesClient, type NftOp, type ObservedTable } from './client.js';
@@ -77,7 +77,7 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
 
   plan(selection: GroupSelection): NftGroup | undefined {
     if (selection.settings.mode === 'off') return undefined;
-    return planNftGroup(selection.key, selection.frontends, { localCluster: this.settings.localCluster });
+    return planNftGroup(selection.key, familySelection(selection, this.family).frontends, { localCluster: this.settings.localCluster });
   }
 
   async observe(desired: ReadonlyMap<string, NftGroup>): Promise<NftablesKernel> {
@@ -229,8 +229,8 @@ export class NftablesDataplane implements Dataplane<NftGroup, NftablesKernel, Nf
 
   /** The group's elements, planned and in `kernel` (a readForExplain() value; null: unreadable). */
   explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
-    const planned = planNftGroup(selection.key, selection.frontends, { localCluster: this.settings.localCluster });
-    return nftablesGroupText(planned, services, isExplainRead(kernel) ? kernel.table : undefined);
+    const planned = planNftGroup(selection.key, familySelection(selection, this.family).frontends, { localCluster: this.settings.localCluster });
+    return nftablesGroupText(planned, services.filter((s) => familyOfAddress(s.clusterIP) === this.family), isExplainRead(kernel) ? kernel.table : undefined);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { ClusterEndpoint, Frontend, GroupSource } from '../model/group.js';
 import { problemText } from '../model/records.js';
 import type { SyncEngine } from '../sync/engine.js';
+import { familyOfAddress, type IPFamily } from '../selection/selection.js';
 import type { EndpointState } from './metrics.js';
 
 // "Where does my traffic go, and why": one service group as the model sees
@@ -111,48 +112,56 @@ export function explain(engine: SyncEngine, query: { namespace: string; name: st
     ...group.frontends.map((fe) => ({ fe, role: 'multi-cluster' as const })),
     ...(group.local ? [{ fe: group.local, role: 'local' as const }] : []),
   ];
-  const clustersetOf = (fe: Frontend) => selection.frontends.filter((f) => f.kind === 'clusterset-ip' && f.name.namespace === fe.namespace && f.name.service === fe.name);
-  const services = members.map(({ fe, role }): ExplainService => ({
-    namespace: fe.namespace,
-    name: fe.name,
-    role,
-    clusterIP: fe.clusterIP,
-    ...nonEmpty('clustersetIPs', [...new Set(clustersetOf(fe).map((f) => f.ip))]),
-    affinitySeconds: fe.affinitySeconds,
-    ports: fe.ports.map((port): ExplainPort => {
-      const selected = selection.frontends.find((f) => f.kind === 'cluster-ip' && f.ip === fe.clusterIP && f.port === port.port && f.protocol === port.protocol);
-      const described = selected ? engine.plane.describe(selected) : undefined;
-      const shares = described?.shares ?? new Map<string, number>();
-      // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
-      const candidates = members.flatMap(({ fe: m }) => m.ports.filter((p) => p.label === port.label && p.protocol === port.protocol).flatMap((p) => p.endpoints));
-      const clusters = [...new Set(candidates.map((ep) => ep.cluster))].sort((a, b) => (a === config.clusterName ? -1 : b === config.clusterName ? 1 : a.localeCompare(b)));
-      return {
-        label: port.label,
-        port: port.port,
-        protocol: port.protocol,
-        chain: described?.handle ?? null,
-        ...nonEmpty('clusterset', clustersetOf(fe).filter((f) => f.port === port.port && f.protocol === port.protocol).map((f) => ({ ip: f.ip, handle: engine.plane.describe(f).handle }))),
-        clusters: clusters.map((name): ExplainCluster => {
-          const eps = dedupe(candidates.filter((ep) => ep.cluster === name)).map((ep) => ({
-            address: `${ep.ip}:${ep.port}`,
-            state: endpointState(ep),
-            share: shares.get(`${name} ${ep.ip}:${ep.port}`) ?? 0,
-          }));
-          const receives = eps.some((ep) => ep.share > 0);
-          const clusterHealth = health(name);
-          return {
-            name,
-            local: name === config.clusterName,
-            health: clusterHealth,
-            weight: settings.mode === 'active-active' ? settings.clusterWeights[name] ?? 1 : null,
-            verdict: verdictOf(receives, eps, clusterHealth, settings.mode, selected !== undefined, selection.decision?.failOpen ?? false),
-            endpoints: eps,
-          };
-        }),
-      };
-    }),
+  // A Service's ClusterSet IPs of one family (they select that family's endpoints).
+  const clustersetOf = (fe: Frontend, family: IPFamily) => selection.frontends.filter((f) => f.kind === 'clusterset-ip' && f.family === family && f.name.namespace === fe.namespace && f.name.service === fe.name);
+  // A dual-stack Service is shown once per ClusterIP, each with the ClusterSet IPs and endpoints of its family.
+  const services = members.flatMap(({ fe, role }) => fe.clusterIPs.map((clusterIP): ExplainService => {
+    const family = familyOfAddress(clusterIP);
+    const clusterset = clustersetOf(fe, family);
+    return {
+      namespace: fe.namespace,
+      name: fe.name,
+      role,
+      clusterIP,
+      ...nonEmpty('clustersetIPs', [...new Set(clusterset.map((f) => f.ip))]),
+      affinitySeconds: fe.affinitySeconds,
+      ports: fe.ports.map((port): ExplainPort => {
+        const selected = selection.frontends.find((f) => f.kind === 'cluster-ip' && f.ip === clusterIP && f.port === port.port && f.protocol === port.protocol);
+        const described = selected ? engine.plane.describe(selected) : undefined;
+        const shares = described?.shares ?? new Map<string, number>();
+        // Every member's endpoints of this port are candidates (selection pools them by port name and protocol).
+        const candidates = members.flatMap(({ fe: m }) => m.ports.filter((p) => p.label === port.label && p.protocol === port.protocol).flatMap((p) => p.endpoints))
+          .filter((ep) => familyOfAddress(ep.ip) === family);
+        const clusters = [...new Set(candidates.map((ep) => ep.cluster))].sort((a, b) => (a === config.clusterName ? -1 : b === config.clusterName ? 1 : a.localeCompare(b)));
+        return {
+          label: port.label,
+          port: port.port,
+          protocol: port.protocol,
+          chain: described?.handle ?? null,
+          ...nonEmpty('clusterset', clusterset.filter((f) => f.port === port.port && f.protocol === port.protocol).map((f) => ({ ip: f.ip, handle: engine.plane.describe(f).handle }))),
+          clusters: clusters.map((name): ExplainCluster => {
+            const eps = dedupe(candidates.filter((ep) => ep.cluster === name)).map((ep) => ({
+              address: `${ep.ip}:${ep.port}`,
+              state: endpointState(ep),
+              share: shares.get(`${name} ${ep.ip}:${ep.port}`) ?? 0,
+            }));
+            const receives = eps.some((ep) => ep.share > 0);
+            const clusterHealth = health(name);
+            return {
+              name,
+              local: name === config.clusterName,
+              health: clusterHealth,
+              weight: settings.mode === 'active-active' ? settings.clusterWeights[name] ?? 1 : null,
+              verdict: verdictOf(receives, eps, clusterHealth, settings.mode, selected !== undefined, selection.decision?.failOpen ?? false),
+              endpoints: eps,
+            };
+          }),
+        };
+      }),
+    };
   }));
-  const shown = engine.plane.explainGroup?.(selection, members.map((m) => m.fe), typeof kernel === 'string' ? null : kernel);
+  const names = services.map((s) => ({ namespace: s.namespace, name: s.name, clusterIP: s.clusterIP }));
+  const shown = engine.plane.explainGroup?.(selection, names, typeof kernel === 'string' ? null : kernel);
   const { planned, kernel: kernelLines, inSync } = shown ?? { planned: [], kernel: null, inSync: null };
   return {
     ...base,

@@ -4,6 +4,7 @@ import { ResilientInformer } from '../kube/informer.js';
 import { safely, trimNode } from '../kube/projection.js';
 import type { Logger } from '../log.js';
 import { SyncRunner } from '../sync/runner.js';
+import { RoutesDataplane } from './dataplane.js';
 import { NetlinkExecutor, type RouteExecutor } from './netlink-executor.js';
 import { RouteReconciler, type RouteStatus } from './reconciler.js';
 
@@ -89,10 +90,10 @@ export class RouteController {
 }
 
 /** --cleanup: removes the owned rules, routes and interface; returns the number of operations. */
-export async function cleanupRoutes(config: Config, log: Logger): Promise<number> {
+export async function cleanupRoutes(config: Config): Promise<number> {
   const executor = new NetlinkExecutor();
   try {
-    return await new RouteReconciler({ config, nodeName: '', executor, log }).cleanup();
+    return await new RoutesDataplane(executor, config).cleanup();
   } finally {
     executor.close();
   }

@@ -1,11 +1,11 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { Config, RouteMode } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { diffRoutes } from './diff.js';
+import { RoutesDataplane } from './dataplane.js';
 import { nodeRecord, sameRecord, type NodeRecord } from './gateway.js';
 import type { RouteExecutor } from './netlink-executor.js';
 import type { Overlap } from '../network/overlap.js';
-import { EMPTY_ROUTE_PLAN, ownership, planRoutes, type Ownership, type PlanResult, type RouteRole } from './plan.js';
+import type { PlanResult, RouteRole } from './plan.js';
 
 /** What the route half of the agent is doing, for metrics, Events and /explain. */
 export interface RouteStatus {
@@ -38,13 +38,13 @@ export interface ReconcilerOptions {
 }
 
 /**
- * Node records + config → route plan → diff against the kernel → executor.
- * Every sync reads the owned objects back, so one that failed half-way, or a
- * route someone deleted, is repaired by the next.
+ * Node records + config → plan → observe → one diff → apply, through a
+ * RoutesDataplane. Every sync observes the owned objects afresh, so one that
+ * failed half-way, or a route someone deleted, is repaired by the next.
  */
 export class RouteReconciler {
   private config: Config;
-  private readonly own: Ownership;
+  private readonly dataplane: RoutesDataplane;
   private readonly nodes = new Map<string, NodeRecord>();
   private current!: PlanResult;
   /** Gateway of the last applied plan; undefined before the first. */
@@ -60,7 +60,7 @@ export class RouteReconciler {
   constructor(private readonly opts: ReconcilerOptions) {
     this.config = opts.config;
     // The gateway section needs a restart: owned table, priority and informer selector stay fixed.
-    this.own = ownership(opts.config);
+    this.dataplane = new RoutesDataplane(opts.executor, opts.config);
     this.replan();
   }
 
@@ -106,13 +106,12 @@ export class RouteReconciler {
     this.changedSince = null;
     const planned = this.current;
     try {
-      const observed = await this.opts.executor.read(this.own, planned.plan.sysctls.map((s) => s.path));
-      const ops = diffRoutes(planned.plan, observed);
-      if (ops.length > 0) await this.opts.executor.apply(ops, this.own);
+      const observed = await this.dataplane.observe(planned.plan);
+      const operations = await this.dataplane.apply(this.dataplane.diff(observed, planned.plan));
       const durationMs = performance.now() - started;
-      this.lastSync = { at: Date.now(), ok: true, durationMs, operations: ops.length };
-      this.noteApplied(planned, since, ops.length, durationMs);
-      return { operations: ops.length, durationMs };
+      this.lastSync = { at: Date.now(), ok: true, durationMs, operations };
+      this.noteApplied(planned, since, operations, durationMs);
+      return { operations, durationMs };
     } catch (err) {
       this.changedSince = since;
       const error = err instanceof Error ? err.message : String(err);
@@ -123,14 +122,6 @@ export class RouteReconciler {
     }
   }
 
-  /** Removes the owned rules, routes and interface (--cleanup). */
-  async cleanup(): Promise<number> {
-    const observed = await this.opts.executor.read(this.own, []);
-    const ops = diffRoutes(EMPTY_ROUTE_PLAN, observed);
-    if (ops.length > 0) await this.opts.executor.apply(ops, this.own);
-    return ops.length;
-  }
-
   private noteChange(): true {
     this.changedSince ??= performance.now();
     this.replan();
@@ -138,7 +129,7 @@ export class RouteReconciler {
   }
 
   private replan(): void {
-    this.current = planRoutes(this.config, this.opts.nodeName, this.nodes.values());
+    this.current = this.dataplane.plan(this.config, this.opts.nodeName, this.nodes.values());
     for (const o of this.current.networks.overlaps) {
       if (this.reported.has(o.key)) continue;
       this.reported.add(o.key);

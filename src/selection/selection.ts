@@ -1,11 +1,12 @@
 // Selection: policy plus a health view turn a service group into one record
-// per frontend (a ClusterIP:port, or a ClusterSet IP:port): which endpoints,
-// with which weights, and why. Plain values, neutral to any kernel interface: every data plane
+// per frontend (a ClusterIP:port or a ClusterSet IP:port, of either IP
+// family): which endpoints, with which weights, and why. Each address selects
+// from the endpoints of its own family only, so a family without endpoints
+// rejects while the other serves. Plain values, neutral to any kernel interface: every data plane
 // programs from these, and explain, metrics, conntrack cleanup and Events
 // read them. Pure: the same group, policy and health give the same records.
 
 import type { Frontend, FrontendPort, ServiceGroup } from '../model/group.js';
-import { familyOf } from '../network/address.js';
 import { serviceRef, type Problem, type Protocol } from '../model/records.js';
 import { resolvePolicy, type PolicyConfig, type PolicySettings } from '../policy/policy.js';
 import { selectByPolicy, type Decision, type HealthView, type WeightedEndpoint } from '../policy/select.js';
@@ -69,25 +70,29 @@ export interface SelectionContext {
   readonly health: HealthView;
 }
 
-const portKey = (p: FrontendPort) => `${p.label}/${p.protocol}`;
+const candidateKey = (family: IPFamily, p: FrontendPort) => `${family}/${p.label}/${p.protocol}`;
+
+/** The family of an address the model validated (canonical text): only IPv6 text has a colon. */
+export function familyOfAddress(ip: string): IPFamily {
+  return ip.includes(':') ? 'ipv6' : 'ipv4';
+}
 
 /** Every Service of the group: the multi-cluster ones first, the local one last (it wins annotation precedence). */
 export function groupMembers(group: ServiceGroup): Frontend[] {
   return [...group.frontends, ...(group.local ? [group.local] : [])];
 }
 
-const ipFamily = (ip: string): IPFamily => (familyOf(ip) === 'IPv6' ? 'ipv6' : 'ipv4');
-
 /**
- * The addresses a Service is served at: its ClusterIP, then each of its
- * ClusterSet IPs of the same family (the family's endpoints are the ones
- * selected); an address given twice is served once.
+ * The addresses a Service is served at: its ClusterIPs (IPv4 first), then
+ * each of its ClusterSet IPs of a family it has a ClusterIP of (the model
+ * reports the others); an address given twice is served once. Each address
+ * selects the endpoints of its own family.
  */
-export function frontendAddresses(fe: Pick<Frontend, 'clusterIP' | 'clustersetIPs'>): FrontendAddress[] {
-  const family = ipFamily(fe.clusterIP);
-  const out: FrontendAddress[] = [{ kind: 'cluster-ip', family, ip: fe.clusterIP }];
+export function frontendAddresses(fe: Pick<Frontend, 'clusterIPs' | 'clustersetIPs'>): FrontendAddress[] {
+  const out: FrontendAddress[] = fe.clusterIPs.map((ip) => ({ kind: 'cluster-ip', family: familyOfAddress(ip), ip }));
   for (const ip of fe.clustersetIPs) {
-    if (ipFamily(ip) === family && !out.some((a) => a.ip === ip)) out.push({ kind: 'clusterset-ip', family, ip });
+    const family = familyOfAddress(ip);
+    if (out.some((a) => a.family === family) && !out.some((a) => a.ip === ip)) out.push({ kind: 'clusterset-ip', family, ip });
   }
   return out;
 }
@@ -96,9 +101,9 @@ export function frontendAddresses(fe: Pick<Frontend, 'clusterIP' | 'clustersetIP
  * The selection of one group. Every frontend selects from the same
  * candidates, the endpoints of all its Services' ports of the same name and
  * protocol, so `serve` and `derived-serve` lead to the same place. The local
- * Service's ClusterIP is programmed only with `unifiedName`. Each address of
- * a Service (frontendAddresses) gets a record per port, all with the port's
- * one selection.
+ * Service's ClusterIPs are programmed only with `unifiedName`. Each address
+ * of a Service (frontendAddresses) gets a record per port; the addresses of
+ * one family share the port's one selection from that family's endpoints.
  */
 export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSelection {
   const members = groupMembers(group);
@@ -110,23 +115,32 @@ export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSe
   const candidates = new Map<string, FrontendPort['endpoints'][number][]>();
   for (const fe of members) {
     for (const port of fe.ports) {
-      const list = candidates.get(portKey(port)) ?? [];
-      candidates.set(portKey(port), list.concat(port.endpoints));
+      for (const ep of port.endpoints) {
+        const key = candidateKey(familyOfAddress(ep.ip), port);
+        const list = candidates.get(key);
+        if (list) list.push(ep);
+        else candidates.set(key, [ep]);
+      }
     }
   }
   const programmed: readonly Frontend[] = settings.unifiedName && group.local ? members : group.frontends;
+  const chosenBy = new Map<string, ReturnType<typeof selectByPolicy>>();
+  const choose = (family: IPFamily, port: FrontendPort) => {
+    const key = candidateKey(family, port);
+    let chosen = chosenBy.get(key);
+    if (!chosen) chosenBy.set(key, (chosen = selectByPolicy(candidates.get(key) ?? [], settings, ctx.localCluster, ctx.health)));
+    return chosen;
+  };
   const frontends: FrontendSelection[] = [];
   for (const fe of programmed) {
-    const addresses = frontendAddresses(fe);
-    for (const port of fe.ports) {
-      const chosen = selectByPolicy(candidates.get(portKey(port))!, settings, ctx.localCluster, ctx.health);
-      const name = { namespace: fe.namespace, service: fe.name, port: port.label };
-      for (const address of addresses) {
+    for (const address of frontendAddresses(fe)) {
+      for (const port of fe.ports) {
+        const chosen = choose(address.family, port);
         frontends.push({
           ...address,
           port: port.port,
           protocol: port.protocol,
-          name,
+          name: { namespace: fe.namespace, service: fe.name, port: port.label },
           affinity: fe.affinitySeconds,
           endpoints: chosen.endpoints,
           decision: chosen.decision,
@@ -135,6 +149,17 @@ export function selectGroup(group: ServiceGroup, ctx: SelectionContext): GroupSe
     }
   }
   return { key: group.key, settings, decision: combine(frontends.map((f) => f.decision)), frontends, problems };
+}
+
+/**
+ * The part of a group's selection one family's data plane programs: its
+ * frontends, and the verdict over them. The group's settings and problems
+ * are shared.
+ */
+export function familySelection(selection: GroupSelection, family: IPFamily): GroupSelection {
+  if (selection.frontends.every((f) => f.family === family)) return selection;
+  const frontends = selection.frontends.filter((f) => f.family === family);
+  return { ...selection, decision: selection.decision && combine(frontends.map((f) => f.decision)), frontends };
 }
 
 /** One verdict for the group: ports that disagree make it `mixed`. */

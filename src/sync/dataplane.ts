@@ -5,7 +5,7 @@
 // sync engine drives any of them the same way, keeping per-group status,
 // retries and quarantine on its side.
 
-import type { FrontendSelection, GroupSelection, IPFamily } from '../selection/selection.js';
+import { familyOfAddress, type FrontendSelection, type GroupSelection, type IPFamily } from '../selection/selection.js';
 
 /** What applying a transaction cost. */
 export interface ApplyStats {
@@ -52,11 +52,20 @@ export interface KernelState<G> {
 
 /** The settings every data plane reads from the running config. */
 export interface DataplaneSettings {
+  /** The IPv4 pod CIDR of this cluster, '' for none. */
   readonly clusterCIDR: string;
+  /** Pod CIDRs of both families (at most one each), where the IPv6 one comes from; absent: none in IPv6. */
+  readonly clusterCIDRs?: readonly string[];
   readonly localCluster: string;
   readonly masqueradeBit: number;
   /** Upper bound of objects written per kernel call, where the backend's cost grows with it. */
   readonly maxChainsPerRestore: number;
+}
+
+/** The pod CIDR of one family, '' when the cluster has none in it: what masquerading rules of that family compare with. */
+export function clusterCIDROf(settings: DataplaneSettings, family: IPFamily): string {
+  if (family === 'ipv4') return settings.clusterCIDR;
+  return settings.clusterCIDRs?.find((c) => familyOfAddress(c) === family) ?? '';
 }
 
 /** Where a frontend is programmed and how its new connections are shared (explain). */

@@ -114,7 +114,7 @@ export class SyncEngine {
     this.store.servicePrefix = c.servicePrefix;
     this.groupCtx = { servicePrefix: c.servicePrefix, clusters: new ClusterResolver(c.clusterName, c.clusters.map((x) => x.name)), withheld: analyseNetworks(c).withheld };
     this.selectionCtx = { localCluster: c.clusterName, policy: c.trafficPolicy, health: this.opts.health ?? ALL_HEALTHY };
-    this.dataplane.configure({ clusterCIDR: c.clusterCIDR, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit, maxChainsPerRestore: c.maxChainsPerRestore });
+    this.dataplane.configure({ clusterCIDR: c.clusterCIDR, clusterCIDRs: c.clusterCIDRs, localCluster: c.clusterName, masqueradeBit: c.masqueradeBit, maxChainsPerRestore: c.maxChainsPerRestore });
     this.reconciler.invalidate();
     this.dirtySince ??= performance.now();
   }

@@ -120,9 +120,9 @@ for (const backend of ['nft', 'legacy'] as const) {
         importedSlice('default', 'chile01', 'no-ports', 'derived-serve', [endpoint('10.2.0.99')], null),
         importedSlice('default', 'peru', 'x', 'derived-serve', [endpoint('10.2.0.11')]),
         importedSlice('default', 'chile01', 'orphan', 'derived-ghost', [endpoint('10.2.0.98')]),
-        slice('default', 'v6', 'derived-serve', [endpoint('fd00::1')], { addressType: 'IPv6' }),
+        slice('default', 'fqdn', 'derived-serve', [endpoint('example.com')], { addressType: 'FQDN' }),
       );
-      const bad = ['imported-chile01-bad-ip', 'imported-chile01-no-ports', 'imported-peru-x', 'imported-chile01-orphan', 'v6'];
+      const bad = ['imported-chile01-bad-ip', 'imported-chile01-no-ports', 'imported-peru-x', 'imported-chile01-orphan', 'fqdn'];
       try {
         await lab.waitForRules((t) => t.includes('-> unknown 10.2.0.11:8080'), 'the unknown-cluster endpoint');
         await waitForLog(agent, [
@@ -131,7 +131,7 @@ for (const backend of ['nft', 'legacy'] as const) {
           'EndpointSlice default/imported-chile01-no-ports has no ports',
           'EndpointSlice default/imported-peru-x name matches no configured cluster',
           'EndpointSlice default/imported-chile01-orphan references Service default/derived-ghost',
-          'EndpointSlice default/v6 addressType IPv6 is not served',
+          'EndpointSlice default/fqdn addressType FQDN is not served',
         ]);
         const nat = await lab.save('nat');
         assert.ok(!nat.includes('10.2.0.99') && !nat.includes('10.2.0.98'), 'the slice without ports and the orphan contribute nothing');
@@ -157,6 +157,7 @@ for (const backend of ['nft', 'legacy'] as const) {
       const r = await lab.runAgent(['--config', configPath, '--cleanup']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(normalise(await lab.saveAll()), pristine);
+      assert.deepEqual(await lab.ipsets(), [], 'the frontend sets are destroyed');
     });
 
     it('--dry-run prints the whole payload and changes nothing; a bad config fails naming key and value', async () => {

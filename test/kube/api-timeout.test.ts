@@ -52,7 +52,7 @@ async function apiServer(t: TestContext): Promise<TestApiServer> {
 }
 
 function engine(): SyncEngine {
-  return new SyncEngine({ config: DEFAULT_CONFIG, dataplane: new IptablesDataplane(planOnlyBackend()), log: silentLogger() });
+  return new SyncEngine({ config: DEFAULT_CONFIG, dataplane: new IptablesDataplane(planOnlyBackend('ipv4')), log: silentLogger() });
 }
 
 async function snapshotError(server: string, timeoutMs: number): Promise<ApiUnavailableError> {

@@ -63,14 +63,14 @@ const SETTINGS: PolicySettings = { mode: 'local-first', clusterWeights: {}, fail
 /** The group for ClusterIP:80/tcp and :53/udp as the policy selects from these endpoints. */
 function planned(ips: readonly string[], settings: Partial<PolicySettings> = {}, options: { affinity?: boolean; health?: HealthView } = {}): NftGroup {
   const fe: Frontend = {
-    namespace: 'default', name: 'derived-web', clusterIP: CLUSTER_IP, clustersetIPs: [], affinitySeconds: options.affinity ? 10800 : null, annotations: {},
+    namespace: 'default', name: 'derived-web', clusterIPs: [CLUSTER_IP], clustersetIPs: [], affinitySeconds: options.affinity ? 10800 : null, annotations: {},
     ports: [
       { label: 'http', port: 80, protocol: 'TCP', endpoints: ips.map((ip) => endpoint(ip)) },
       { label: 'dns', port: 53, protocol: 'UDP', endpoints: ips.map((ip) => endpoint(ip, 5353)) },
     ],
   };
   const selections: FrontendInput[] = fe.ports.map((port) => ({
-    ip: fe.clusterIP, port: port.port, protocol: port.protocol, name: { namespace: fe.namespace, service: fe.name, port: port.label }, affinity: fe.affinitySeconds,
+    ip: CLUSTER_IP, port: port.port, protocol: port.protocol, name: { namespace: fe.namespace, service: fe.name, port: port.label }, affinity: fe.affinitySeconds,
     endpoints: selectByPolicy(port.endpoints, { ...SETTINGS, ...settings }, 'brazil', options.health ?? ALL_HEALTHY).endpoints,
   }));
   return planNftGroup('default/web', selections, { localCluster: 'brazil' });

@@ -21,10 +21,14 @@ import { execa } from 'execa';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import type { BackendMode } from '../../src/iptables/backend.js';
+import type { IPFamily } from '../../src/selection/selection.js';
 import { kubeconfigYaml, TestApiServer, waitFor } from './api-server.js';
 import { cleanupStale, httpRequests, netnsExec, startHttpServer, startUdpServer, Topology, type HttpServer, type HttpSummary } from './netns.js';
 
 export const NEXT_HOP = '169.254.1.1';
+export const NEXT_HOP6 = 'fe80::1';
+/** The node's own IPv6 address (on lo): the source of its IPv6 clients' connections. */
+export const NODE_IP6 = 'fd00:50::1';
 const RELAY_PORT = 6443;
 /**
  * How long a test waits for the agent to reach a state. Generous: on a loaded
@@ -40,6 +44,8 @@ export interface PodSpec {
   /** Answers every request with this body, e.g. "chile01/serve-a". */
   readonly body: string;
   readonly ip: string;
+  /** An IPv6 address as well (dual-stack pod): a /128 beside the IPv4 /32, next hop the node's fe80::1. */
+  readonly ip6?: string;
   readonly port?: number;
 }
 
@@ -79,6 +85,9 @@ export class Lab {
     await this.api.start({ socketPath });
     this.nodeNs = await this.topology.namespace('node');
     await this.topology.enableForwarding(this.nodeNs);
+    await noDad(this.nodeNs);
+    await netnsExec(this.nodeNs, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+    await execa('ip', ['-n', this.nodeNs, '-6', 'addr', 'add', `${NODE_IP6}/128`, 'dev', 'lo', 'nodad']);
     this.relay = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'dist/test/support/unix-relay.js'), socketPath, String(RELAY_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       this.relay!.once('exit', (code) => reject(new Error(`unix-relay exited with ${code}`)));
@@ -101,6 +110,8 @@ export class Lab {
   async addPod(pod: PodSpec): Promise<string> {
     const n = this.pods++;
     const ns = await this.topology.namespace(`p${n}`);
+    // No duplicate address detection: a tentative address would not answer.
+    if (pod.ip6) await noDad(ns);
     await execa('ip', ['-n', this.nodeNs, 'link', 'add', `vp${n}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
     await execa('ip', ['-n', this.nodeNs, 'addr', 'add', `${NEXT_HOP}/32`, 'dev', `vp${n}`]);
     await execa('ip', ['-n', this.nodeNs, 'link', 'set', `vp${n}`, 'up']);
@@ -109,7 +120,15 @@ export class Lab {
     await execa('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
     await execa('ip', ['-n', ns, 'route', 'add', `${NEXT_HOP}/32`, 'dev', 'eth0']);
     await execa('ip', ['-n', ns, 'route', 'add', 'default', 'via', NEXT_HOP, 'dev', 'eth0']);
-    this.servers.set(pod.ip, await startHttpServer(ns, '0.0.0.0', pod.port ?? 8080, pod.body));
+    if (pod.ip6) {
+      await execa('ip', ['-n', this.nodeNs, '-6', 'addr', 'add', `${NEXT_HOP6}/64`, 'dev', `vp${n}`, 'nodad']);
+      await execa('ip', ['-n', this.nodeNs, '-6', 'route', 'add', `${pod.ip6}/128`, 'dev', `vp${n}`]);
+      await execa('ip', ['-n', ns, '-6', 'addr', 'add', `${pod.ip6}/128`, 'dev', 'eth0', 'nodad']);
+      await execa('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', NEXT_HOP6, 'dev', 'eth0']);
+      this.podNs.set(pod.ip6, ns);
+      this.podLink.set(pod.ip6, `vp${n}`);
+    }
+    this.servers.set(pod.ip, await startHttpServer(ns, pod.ip6 ? '::' : '0.0.0.0', pod.port ?? 8080, pod.body));
     this.podNs.set(pod.ip, ns);
     this.podLink.set(pod.ip, `vp${n}`);
     return ns;
@@ -142,9 +161,9 @@ export class Lab {
     return this.podNs.get(ip)!;
   }
 
-  /** Routes a ClusterIP range out of the node, so connect() gets as far as the nat OUTPUT hook. */
+  /** Routes a ClusterIP range (either family) out of the node, so connect() gets as far as the nat OUTPUT hook. */
   async routeServiceRange(cidr: string, viaPodIndex = 0): Promise<void> {
-    await execa('ip', ['-n', this.nodeNs, 'route', 'add', cidr, 'dev', `vp${viaPodIndex}`]);
+    await execa('ip', ['-n', this.nodeNs, ...(cidr.includes(':') ? ['-6'] : []), 'route', 'add', cidr, 'dev', `vp${viaPodIndex}`]);
   }
 
   apply(...objects: KubernetesObject[]): void {
@@ -195,29 +214,36 @@ export class Lab {
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
 
-  async save(table: 'nat' | 'filter' | 'mangle', counters = false): Promise<string> {
+  /** iptables-save (ip6tables-save with `ipv6`) of one table in the node. */
+  async save(table: 'nat' | 'filter' | 'mangle', counters = false, family: IPFamily = 'ipv4'): Promise<string> {
     const args = ['-t', table, ...(counters ? ['-c'] : [])];
-    const { stdout } = await netnsExec(this.nodeNs, `iptables-${this.backend}-save`, args);
+    const { stdout } = await netnsExec(this.nodeNs, `${tools(family)}-${this.backend}-save`, args);
     return stdout;
   }
 
-  /** All tables, without the timestamp comments, for byte-for-byte comparison. */
-  async saveAll(): Promise<string> {
-    const parts = await Promise.all((['filter', 'mangle', 'nat'] as const).map((t) => this.save(t)));
+  /** All tables of one family, without the timestamp comments, for byte-for-byte comparison. */
+  async saveAll(family: IPFamily = 'ipv4'): Promise<string> {
+    const parts = await Promise.all((['filter', 'mangle', 'nat'] as const).map((t) => this.save(t, false, family)));
     return parts.join('').split('\n').filter((l) => !l.startsWith('#')).join('\n');
   }
 
-  async restore(payload: string): Promise<void> {
-    await netnsExec(this.nodeNs, `iptables-${this.backend}-restore`, ['-w', LOCK_WAIT_SECONDS, '--noflush'], { input: payload });
+  /** The names of the node's ipsets (one list for both families: ipsets are per namespace). */
+  async ipsets(): Promise<string[]> {
+    const { stdout } = await netnsExec(this.nodeNs, 'ipset', ['list', '-n']);
+    return stdout.split('\n').filter((l) => l !== '').sort();
   }
 
-  /** Waits until the node's nat table satisfies predicate; fails with the table and the agents' logs. */
-  async waitForRules(predicate: (nat: string) => boolean, what: string, timeoutMs = AGENT_WAIT_MS): Promise<string> {
+  async restore(payload: string, family: IPFamily = 'ipv4'): Promise<void> {
+    await netnsExec(this.nodeNs, `${tools(family)}-${this.backend}-restore`, ['-w', LOCK_WAIT_SECONDS, '--noflush'], { input: payload });
+  }
+
+  /** Waits until the node's nat table (ip6tables' with `ipv6`) satisfies predicate; fails with the table and the agents' logs. */
+  async waitForRules(predicate: (nat: string) => boolean, what: string, timeoutMs = AGENT_WAIT_MS, family: IPFamily = 'ipv4'): Promise<string> {
     let last = '';
     try {
       return await waitFor(async () => {
         this.throwIfAgentExited();
-        last = await this.save('nat');
+        last = await this.save('nat', false, family);
         return predicate(last) ? last : null;
       }, what, { timeoutMs, intervalMs: 50 });
     } catch (err) {
@@ -249,4 +275,18 @@ export class Lab {
     await this.api.stop();
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+function tools(family: IPFamily): string {
+  return family === 'ipv6' ? 'ip6tables' : 'iptables';
+}
+
+/** Duplicate address detection off for every interface created in ns from now on. */
+async function noDad(ns: string): Promise<void> {
+  await netnsExec(ns, 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+}
+
+/** A dump with every chain's packet and byte counters zeroed (iptables-legacy counts built-in chains' traffic). */
+export function zeroCounters(dump: string): string {
+  return dump.replace(/\[\d+:\d+\]/g, '[0:0]');
 }

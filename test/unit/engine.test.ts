@@ -162,7 +162,7 @@ test('malformed objects are skipped by name and every other service keeps workin
   engine.upsertSlice(importedSlice('default', 'chile01', 'noports', 'derived-svc1', [endpoint('10.2.0.12')], null));
   engine.upsertSlice(importedSlice('default', 'peru', 'x', 'derived-svc1', [endpoint('10.3.0.1')]));
   engine.upsertSlice(importedSlice('default', 'chile01', 'x', 'derived-ghost', [endpoint('10.2.0.99')]));
-  engine.upsertSlice(slice('default', 'v6', 'derived-svc1', [endpoint('fd00::1')], { addressType: 'IPv6' }));
+  engine.upsertSlice(slice('default', 'f', 'derived-svc1', [endpoint('example.com')], { addressType: 'FQDN' }));
   await engine.syncFull();
   const text = await nat(fake);
   for (const ip of ['10.2.0.10', '10.2.0.11', '10.3.0.1']) assert.match(text, new RegExp(`--to-destination ${ip}:8080`));
@@ -175,7 +175,7 @@ test('malformed objects are skipped by name and every other service keeps workin
     'EndpointSlice default/imported-chile01-noports has no ports',
     'EndpointSlice default/imported-peru-x name matches no configured cluster',
     'EndpointSlice default/imported-chile01-x references Service default/derived-ghost',
-    'EndpointSlice default/v6 addressType IPv6 is not served',
+    'EndpointSlice default/f addressType FQDN is not served',
   ]) assert.ok(problems.includes(name), `${name}\n---\n${problems}`);
 });
 

@@ -93,7 +93,7 @@ test('bad objects are reported by name and contribute nothing, while good parts 
   assert.match(noPorts.problems[0]!.message, /has no ports/);
 
   const v6 = convertSlice(slice('default', 'v6', 'derived-a', [endpoint('fd00::1')], { addressType: 'IPv6' }));
-  assert.match(v6.problems[0]!.message, /addressType IPv6 is not served by the data plane yet/);
+  assert.deepEqual(v6.problems, [], 'an IPv6 slice is served like an IPv4 one');
 
   assert.equal(convertSlice({ metadata: { name: 'orphan', namespace: 'default' }, addressType: 'IPv4', endpoints: [] }).record, null);
 });
@@ -131,7 +131,7 @@ test('IPv6 slices are kept in the model with their family and canonical endpoint
   assert.equal(v6.record!.family, 'IPv6');
   assert.deepEqual(v6.record!.endpoints.map((e) => `${e.ip} ${e.ready}`), ['fd00::1 true', 'fd00::2 false']);
   assert.deepEqual(v6.record!.ports.map((p) => p.port), [8080]);
-  assert.deepEqual(v6.problems.map((p) => p.message).slice(1), ['endpoint address "10.2.0.1" is not a valid IPv6 address; endpoint skipped']);
+  assert.deepEqual(v6.problems.map((p) => p.message), ['endpoint address "10.2.0.1" is not a valid IPv6 address; endpoint skipped']);
   const v4 = convertSlice(slice('default', 'v4', 'derived-a', [endpoint('fd00::1'), endpoint('10.2.0.1')]));
   assert.equal(v4.record!.family, 'IPv4');
   assert.deepEqual(v4.record!.endpoints.map((e) => e.ip), ['10.2.0.1']);
@@ -141,14 +141,25 @@ test('IPv6 slices are kept in the model with their family and canonical endpoint
   assert.match(fqdn.problems[0]!.message, /addressType FQDN is not served/);
 });
 
-test('an IPv6 slice stays out of the IPv4 selection: the group serves the IPv4 endpoints only', () => {
+test('a group keeps the endpoints of both families and every ClusterIP of its Service, IPv4 first', () => {
   const store = storeWith(
-    service('default', 'derived-a', '10.96.0.5', [{ name: 'http', port: 80 }]),
+    service('default', 'derived-a', 'fd00:96::5', [{ name: 'http', port: 80 }], { clusterIPs: ['fd00:96::5', '10.96.0.5'] }),
     importedSlice('default', 'chile', 'v4', 'derived-a', [endpoint('10.2.0.1')]),
-    slice('default', 'imported-chile-v6', 'derived-a', [endpoint('fd00:2::1')], { addressType: 'IPv6' }),
+    { ...importedSlice('default', 'chile', 'v6', 'derived-a', [endpoint('fd00:2::1')]), addressType: 'IPv6' },
   );
   const { group } = buildGroup('default/a', store, ctx);
-  assert.deepEqual(group!.frontends[0]!.ports[0]!.endpoints.map((e) => e.ip), ['10.2.0.1']);
+  assert.deepEqual(group!.frontends[0]!.clusterIPs, ['10.96.0.5', 'fd00:96::5']);
+  assert.deepEqual(group!.frontends[0]!.ports[0]!.endpoints.map((e) => `${e.cluster} ${e.ip}`), ['chile 10.2.0.1', 'chile fd00:2::1']);
+});
+
+test('an IPv6-only Service is a group of its own family; a Service without any ClusterIP is reported', () => {
+  const store = storeWith(
+    service('default', 'derived-a', 'fd00:96::5', [{ name: 'http', port: 80 }], { clusterIPs: ['fd00:96::5'] }),
+    slice('default', 'imported-chile-v6', 'derived-a', [endpoint('fd00:2::1')], { addressType: 'IPv6' }),
+  );
+  assert.deepEqual(buildGroup('default/a', store, ctx).group!.frontends[0]!.clusterIPs, ['fd00:96::5']);
+  const none = convertService(service('default', 'derived-b', '', [{ name: 'http', port: 80 }], { clusterIPs: ['not-an-ip'] }));
+  assert.deepEqual(none.problems.map((p) => p.message), ['has no IPv4 or IPv6 ClusterIP (not-an-ip)']);
 });
 
 test('a dual-stack Service keeps its IPv6 ClusterIP beside the IPv4 one, in canonical text', () => {
@@ -161,7 +172,7 @@ test('a dual-stack Service keeps its IPv6 ClusterIP beside the IPv4 one, in cano
 test('an IPv6 slice refuses the endpoint addresses a proxy must not use, as for IPv4', () => {
   const v6 = convertSlice(slice('default', 'v6', 'derived-a', ['::', '::1', 'fe80::1', 'ff02::1', 'fd00:2::1'].map((ip) => endpoint(ip)), { addressType: 'IPv6' }));
   assert.deepEqual(v6.record!.endpoints.map((e) => e.ip), ['fd00:2::1']);
-  assert.deepEqual(v6.problems.slice(1).map((p) => p.message.replace(/^endpoint address (\S+) /, '$1 ')), [
+  assert.deepEqual(v6.problems.map((p) => p.message.replace(/^endpoint address (\S+) /, '$1 ')), [
     '"::" is the unspecified address; endpoint skipped',
     '"::1" is a loopback address; endpoint skipped',
     '"fe80::1" is a link-local address; endpoint skipped',
@@ -199,7 +210,12 @@ test('the derived Service\'s ingress IPs are its ClusterSet IPs; the local Servi
   assert.deepEqual(group!.frontends[0]!.clustersetIPs, ['242.1.0.50', 'fd00:242::50']);
   assert.deepEqual(group!.local!.clustersetIPs, []);
   assert.deepEqual(problems.map(problemText), [
-    'Service default/derived-serve ClusterSet IP fd00:242::50 (status.loadBalancer.ingress) is not of the family of ClusterIP 10.96.0.50; not served',
+    'Service default/derived-serve ClusterSet IP fd00:242::50 (status.loadBalancer.ingress) is of a family the Service has no ClusterIP of (ClusterIPs 10.96.0.50); not served',
   ]);
   assert.deepEqual(buildGroup('default/web', store, ctx).group!.frontends[0]!.clustersetIPs, []);
+  // A dual-stack Service serves a ClusterSet IP of each family: nothing to report.
+  const dual = storeWith(withClustersetIPs(service('default', 'derived-serve', '10.96.0.50', [{ name: 'http', port: 80 }], { clusterIPs: ['10.96.0.50', 'fd00:96::50'] }), ['242.1.0.50', 'fd00:242::50']));
+  const dualBuilt = buildGroup('default/serve', dual, ctx);
+  assert.deepEqual(dualBuilt.group!.frontends[0]!.clusterIPs, ['10.96.0.50', 'fd00:96::50']);
+  assert.deepEqual(dualBuilt.problems.map(problemText), []);
 });

@@ -27,7 +27,7 @@ function ep(ip: string, cluster: string, conditions: { ready?: boolean; serving?
 
 function group(endpoints: FrontendPort['endpoints'], affinitySeconds: number | null = null): ServiceGroup {
   const fe: Frontend = {
-    namespace: 'default', name: 'derived-serve', clusterIP: '10.96.0.50', clustersetIPs: [], affinitySeconds,
+    namespace: 'default', name: 'derived-serve', clusterIPs: ['10.96.0.50'], clustersetIPs: [], affinitySeconds,
     ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations: {},
   };
   return { key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import', frontends: [fe], local: null };

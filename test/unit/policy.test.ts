@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { staleUdpFlows } from '../../src/conntrack/stale-flows.js';
+import { deleteArgs } from '../../src/conntrack/flush.js';
 import { Hysteresis } from '../../src/health/hysteresis.js';
 import type { ClusterEndpoint, Frontend, ServiceGroup } from '../../src/model/group.js';
 import { IptablesDataplane } from '../../src/iptables/dataplane.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
-import { endpointAddresses, frontendAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
+import { endpointAddresses, familySelection, frontendAddresses, selectGroup, type FrontendSelection, type SelectionContext } from '../../src/selection/selection.js';
 import { parseOrder, parseWeights, resolvePolicy, type PolicyConfig, type PolicySettings } from '../../src/policy/policy.js';
 import { ALL_HEALTHY, selectByPolicy, type HealthView } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
@@ -83,7 +84,7 @@ test('annotations parse strictly; a malformed one is reported by name and value 
 });
 
 function frontend(name: string, clusterIP: string, endpoints: ClusterEndpoint[], annotations: Record<string, string> = {}): Frontend {
-  return { namespace: 'default', name, clusterIP, clustersetIPs: [], affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
+  return { namespace: 'default', name, clusterIPs: [clusterIP], clustersetIPs: [], affinitySeconds: null, ports: [{ label: 'http', port: 80, protocol: 'TCP', endpoints }], annotations };
 }
 
 function importGroup(annotations: Record<string, string> = {}): ServiceGroup {
@@ -121,7 +122,7 @@ test('each ClusterSet IP is a frontend of the derived Service with its ports and
   const csGroup: ServiceGroup = { ...group, frontends: [derived] };
   const row = (f: FrontendSelection) => [f.kind, f.family, f.ip, f.port, f.name.service, endpointAddresses(f)];
   const local = ['10.1.0.1:8080', '10.1.0.2:8080'];
-  // The ClusterIP given again and a repeat are served once; an IPv6 address belongs to the IPv6 ClusterIP's selection.
+  // The ClusterIP given again and a repeat are served once; an IPv6 address needs an IPv6 ClusterIP (the model reports it).
   assert.deepEqual(selectGroup(csGroup, planCtx).frontends.map(row), [
     ['cluster-ip', 'ipv4', '10.96.0.50', 80, 'derived-serve', local],
     ['clusterset-ip', 'ipv4', '242.1.0.50', 80, 'derived-serve', local],
@@ -131,12 +132,72 @@ test('each ClusterSet IP is a frontend of the derived Service with its ports and
   const failedOver = selectGroup(csGroup, { ...planCtx, health: { clusterHealthy: () => true, endpointHealthy: (ip) => !ip.startsWith('10.1.') } });
   assert.deepEqual(failedOver.frontends.map(endpointAddresses), [['10.2.0.1:8080'], ['10.2.0.1:8080'], ['10.2.0.1:8080'], ['10.2.0.1:8080']]);
   assert.deepEqual(failedOver.decision, { clusters: ['chile01'], target: 'remote', failOpen: false });
-  assert.deepEqual(frontendAddresses({ clusterIP: 'fd00:96::50', clustersetIPs: ['242.1.0.50', 'fd00:242::50'] }), [
+  assert.deepEqual(frontendAddresses({ clusterIPs: ['fd00:96::50'], clustersetIPs: ['242.1.0.50', 'fd00:242::50'] }), [
     { kind: 'cluster-ip', family: 'ipv6', ip: 'fd00:96::50' },
     { kind: 'clusterset-ip', family: 'ipv6', ip: 'fd00:242::50' },
   ]);
+  assert.deepEqual(frontendAddresses({ clusterIPs: ['10.96.0.50', 'fd00:96::50'], clustersetIPs: ['fd00:242::50', '242.1.0.50'] }).map((a) => [a.kind, a.family, a.ip]), [
+    ['cluster-ip', 'ipv4', '10.96.0.50'], ['cluster-ip', 'ipv6', 'fd00:96::50'],
+    ['clusterset-ip', 'ipv6', 'fd00:242::50'], ['clusterset-ip', 'ipv4', '242.1.0.50'],
+  ], 'a dual-stack Service serves a ClusterSet IP of each family');
   const off = selectGroup({ ...csGroup, frontends: [{ ...derived, annotations: { 'clusterset-proxy.io/traffic-policy': 'off' } }] }, planCtx);
   assert.deepEqual(off.frontends, [], 'policy off leaves the ClusterSet IPs to kube-proxy too');
+});
+
+const LOCAL6 = [ep('fd00:1::1', 'brazil')];
+const CHILE6 = [ep('fd00:2::1', 'chile01')];
+
+function dualGroup(remote: ClusterEndpoint[], local: ClusterEndpoint[]): ServiceGroup {
+  const dual = (name: string, ips: string[], endpoints: ClusterEndpoint[]): Frontend => ({ ...frontend(name, ips[0]!, endpoints), clusterIPs: ips });
+  return {
+    key: 'default/serve', namespace: 'default', name: 'serve', source: 'service-import',
+    frontends: [dual('derived-serve', ['10.96.0.50', 'fd00:96::50'], remote)],
+    local: dual('serve', ['10.96.0.40', 'fd00:96::40'], local),
+  };
+}
+
+test('dual stack: each ClusterIP selects from the endpoints of its own family, with the same policy', () => {
+  const plan = selectGroup(dualGroup([...CHILE, ...CHILE6], [...LOCAL, ...LOCAL6]), planCtx);
+  assert.deepEqual(plan.frontends.map((f) => [f.family, f.ip, endpointAddresses(f).join(' ')]), [
+    ['ipv4', '10.96.0.50', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['ipv6', 'fd00:96::50', 'fd00:1::1:8080'],
+    ['ipv4', '10.96.0.40', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['ipv6', 'fd00:96::40', 'fd00:1::1:8080'],
+  ]);
+  const localDown = selectGroup(dualGroup([...CHILE, ...CHILE6], [...LOCAL, ...LOCAL6]), { ...planCtx, health: down('brazil') });
+  assert.deepEqual(localDown.frontends.map((f) => endpointAddresses(f).join(' ')), ['10.2.0.1:8080', 'fd00:2::1:8080', '10.2.0.1:8080', 'fd00:2::1:8080']);
+});
+
+test('dual stack: a family without endpoints rejects on its ClusterIPs only; each family\'s selection has its verdict', () => {
+  const plan = selectGroup(dualGroup(CHILE, LOCAL), planCtx);
+  assert.deepEqual(plan.frontends.map((f) => [f.ip, f.decision.target, f.endpoints.length]), [
+    ['10.96.0.50', 'local', 2], ['fd00:96::50', 'none', 0], ['10.96.0.40', 'local', 2], ['fd00:96::40', 'none', 0],
+  ]);
+  assert.equal(plan.decision!.target, 'mixed');
+  const v4 = familySelection(plan, 'ipv4');
+  const v6 = familySelection(plan, 'ipv6');
+  assert.deepEqual(v4.frontends.map((f) => f.ip), ['10.96.0.50', '10.96.0.40']);
+  assert.deepEqual([v4.decision!.target, v6.decision!.target], ['local', 'none']);
+  assert.deepEqual(v6.frontends.map((f) => f.ip), ['fd00:96::50', 'fd00:96::40']);
+  const single = selectGroup(importGroup(), planCtx);
+  assert.equal(familySelection(single, 'ipv4'), single, 'a single-stack selection is its family\'s selection as it is');
+  assert.deepEqual(familySelection(single, 'ipv6').frontends, []);
+});
+
+test('dual stack: each ClusterSet IP selects from the endpoints of its own family, as its family\'s ClusterIP does', () => {
+  const group = dualGroup([...CHILE, ...CHILE6], [...LOCAL, ...LOCAL6]);
+  const derived = { ...group.frontends[0]!, clustersetIPs: ['242.1.0.50', 'fd00:242::50'] };
+  const row = (f: FrontendSelection) => [f.kind, f.ip, endpointAddresses(f).join(' ')];
+  const plan = selectGroup({ ...group, frontends: [derived] }, planCtx);
+  assert.deepEqual(plan.frontends.filter((f) => f.name.service === 'derived-serve').map(row), [
+    ['cluster-ip', '10.96.0.50', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['cluster-ip', 'fd00:96::50', 'fd00:1::1:8080'],
+    ['clusterset-ip', '242.1.0.50', '10.1.0.1:8080 10.1.0.2:8080'],
+    ['clusterset-ip', 'fd00:242::50', 'fd00:1::1:8080'],
+  ]);
+  const localDown = selectGroup({ ...group, frontends: [derived] }, { ...planCtx, health: down('brazil') });
+  assert.deepEqual(familySelection(localDown, 'ipv6').frontends.filter((f) => f.kind === 'clusterset-ip').map(row), [['clusterset-ip', 'fd00:242::50', 'fd00:2::1:8080']]);
+  assert.deepEqual(familySelection(plan, 'ipv4').frontends.map((f) => f.ip), ['10.96.0.50', '242.1.0.50', '10.96.0.40'], 'an IPv4 data plane is handed the IPv4 addresses only');
 });
 
 test('hysteresis: unhealthy after N failures in a row, healthy after M successes in a row, no flapping', () => {
@@ -167,4 +228,11 @@ test('UDP flows are flushed for endpoints that left a selection; TCP and kept en
     { clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:53' },
     { clusterIP: '242.1.0.53', port: 53, endpoint: '10.1.0.1:53' },
   ], 'flows to a ClusterSet IP are flushed as flows to the ClusterIP are');
+});
+
+test('conntrack cleanup names the family of an IPv6 flow, and splits the endpoint at its last colon', () => {
+  assert.deepEqual(deleteArgs({ clusterIP: '10.96.0.53', port: 53, endpoint: '10.1.0.1:5353' }),
+    ['-D', '-p', 'udp', '--orig-dst', '10.96.0.53', '--orig-port-dst', '53', '--dst-nat', '10.1.0.1']);
+  assert.deepEqual(deleteArgs({ clusterIP: 'fd00:96::53', port: 53, endpoint: 'fd00:1::1:5353' }),
+    ['-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00:96::53', '--orig-port-dst', '53', '--dst-nat', 'fd00:1::1']);
 });

@@ -23,7 +23,7 @@ import { silentLogger } from '../src/log.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { cleanupStale, Topology } from '../test/support/netns.js';
 import { kubeProxyJumps, kubeProxyLoadChunks } from './kube-proxy-layout.js';
-import { buildLab, measureRates, SERVER, SERVER_PORT, type PacketLab, type Target } from './per-packet.js';
+import { buildLab, measureRates, SERVER, SERVER_PORT, type ConnectFigures, type PacketLab, type Target } from './per-packet.js';
 import { bareRestore } from './restore.js';
 import { describeMachine } from './report.js';
 import { SERVICE_PORT, Workload, type BenchService } from './workload.js';
@@ -81,21 +81,23 @@ async function main(): Promise<void> {
     };
     log(`measuring: ${rounds} rounds of ${connections} connections per target`);
     const rates = await measureRates(labs, targets, connections, rounds);
-    const us = (rate: number) => (1e6 / rate).toFixed(0);
+    // Each cell: the rate, one connection's wall time (1 / rate) and the client's CPU time per connection.
+    const cell = (f: ConnectFigures) => `${f.perSecond.toFixed(0)}/s (${(1e6 / f.perSecond).toFixed(0)} µs, CPU ${f.cpuMicros.toFixed(0)} µs)`;
+    const ratios = (a: ConnectFigures, b: ConnectFigures) => `${(b.perSecond / a.perSecond).toFixed(2)} / ${(a.cpuMicros / b.cpuMicros).toFixed(2)}`;
     const bare = rates.get('bare')!.get('none')!;
     const lines = [
-      `New TCP connections through the node, ${n.toLocaleString('en')} services × 10 endpoints, iptables-${mode}; ${connections} sequential connections per measurement, labs interleaved in ABBA order over ${rounds} rounds, conntrack flushed before each; median. µs = one connection's round trip (1 / rate).`,
+      `New TCP connections through the node, ${n.toLocaleString('en')} services × 10 endpoints, iptables-${mode}; ${connections} sequential connections per measurement, labs interleaved in ABBA order over ${rounds} rounds, conntrack flushed before each; medians. Each cell: rate (one connection's wall time, the client's CPU time per connection); ratios: wall / CPU.`,
       '',
-      '| node | first service | last service | no service | last / first (time) | no service / bare (time) |',
+      '| node | first service | last service | no service | last / first | no service / bare |',
       '|---|---|---|---|---|---|',
-      `| bare (no rules) | – | – | ${bare.toFixed(0)}/s (${us(bare)} µs) | – | 1.00 |`,
+      `| bare (no rules) | – | – | ${cell(bare)} | – | 1.00 / 1.00 |`,
     ];
     for (const [name, label] of [['agent', 'agent'], ['kube', 'kube-proxy layout']] as const) {
       const r = rates.get(name)!;
       const first = r.get('first')!;
       const last = r.get('last')!;
       const noService = r.get('none')!;
-      lines.push(`| ${label} | ${first.toFixed(0)}/s (${us(first)} µs) | ${last.toFixed(0)}/s (${us(last)} µs) | ${noService.toFixed(0)}/s (${us(noService)} µs) | ${(first / last).toFixed(2)} | ${(bare / noService).toFixed(2)} |`);
+      lines.push(`| ${label} | ${cell(first)} | ${cell(last)} | ${cell(noService)} | ${ratios(last, first)} | ${ratios(noService, bare)} |`);
     }
     const m = await describeMachine();
     process.stdout.write(`${lines.join('\n')}\n\nMachine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.iptables}, Node ${m.node}.\n`);

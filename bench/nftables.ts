@@ -329,7 +329,7 @@ async function measurePerPacket(n: number, connections: number, rounds: number):
       { name: 'first', ip: ips.get(lab.name)!.first, port: SERVICE_PORT },
       { name: 'last', ip: ips.get(lab.name)!.last, port: SERVICE_PORT },
     ], connections, rounds);
-    return labs.map((lab) => ({ mode: lab.name === 'nft' ? 'nftables' : 'iptables', first: rates.get(lab.name)!.get('first')!, last: rates.get(lab.name)!.get('last')! }));
+    return labs.map((lab) => ({ mode: lab.name === 'nft' ? 'nftables' : 'iptables', first: rates.get(lab.name)!.get('first')!.perSecond, last: rates.get(lab.name)!.get('last')!.perSecond }));
   } finally {
     await topology.teardown();
   }

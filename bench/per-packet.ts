@@ -41,15 +41,23 @@ export interface Target {
   readonly port: number;
 }
 
-/** New connections per second, median over the rounds, by lab name then target name. */
+/** One target's figures, each the median over the rounds. */
+export interface ConnectFigures {
+  /** New connections per second (wall time: the machine's load weighs on it). */
+  readonly perSecond: number;
+  /** The client's CPU time per connection, µs (user and system: the node's hooks run in its softirqs). */
+  readonly cpuMicros: number;
+}
+
+/** New-connection figures by lab name then target name. */
 export async function measureRates(
   labs: readonly PacketLab[], targets: (lab: PacketLab) => readonly Target[], connections: number, rounds: number,
-): Promise<Map<string, Map<string, number>>> {
-  const samples = new Map(labs.map((lab) => [lab.name, new Map(targets(lab).map((t) => [t.name, [] as number[]]))]));
-  const rate = async (lab: PacketLab, t: Target) => {
+): Promise<Map<string, Map<string, ConnectFigures>>> {
+  const samples = new Map(labs.map((lab) => [lab.name, new Map(targets(lab).map((t) => [t.name, [] as ConnectFigures[]]))]));
+  const rate = async (lab: PacketLab, t: Target): Promise<ConnectFigures> => {
     await netnsExec(lab.node, 'conntrack', ['-F'], { reject: false });
     const { stdout } = await netnsExec(lab.client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), t.ip, String(t.port), String(connections)]);
-    return (JSON.parse(stdout) as { perSecond: number }).perSecond;
+    return JSON.parse(stdout) as ConnectFigures;
   };
   for (const lab of labs) await rate(lab, targets(lab)[0]!); // warm-up
   for (let r = 0; r < rounds; r++) {
@@ -60,5 +68,9 @@ export async function measureRates(
       for (const t of ts) samples.get(lab.name)!.get(t.name)!.push(await rate(lab, t));
     }
   }
-  return new Map([...samples].map(([lab, byTarget]) => [lab, new Map([...byTarget].map(([t, xs]) => [t, percentile(xs, 50)]))]));
+  const median = (xs: readonly ConnectFigures[]): ConnectFigures => ({
+    perSecond: percentile(xs.map((x) => x.perSecond), 50),
+    cpuMicros: percentile(xs.map((x) => x.cpuMicros), 50),
+  });
+  return new Map([...samples].map(([lab, byTarget]) => [lab, new Map([...byTarget].map(([t, xs]) => [t, median(xs)]))]));
 }

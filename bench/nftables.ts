@@ -23,8 +23,6 @@
 //               (the machine is shared: other work moves it too, so it is a rough figure)
 
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { IptablesDataplane } from '../src/iptables/dataplane.js';
@@ -34,9 +32,10 @@ import { SyncEngine } from '../src/sync/engine.js';
 import { NftablesDataplane } from '../src/nftables/nftables-dataplane.js';
 import { SyncRunner } from '../src/sync/runner.js';
 import { NativeNftables } from '../src/nftables/native.js';
-import { cleanupStale, netnsExec, startHttpServer, Topology } from '../test/support/netns.js';
-import { percentile, spread, type Spread } from './stats.js';
-import { changeTarget, Workload } from './workload.js';
+import { cleanupStale, Topology } from '../test/support/netns.js';
+import { buildLab, measureRates, SERVER, type PacketLab } from './per-packet.js';
+import { spread, type Spread } from './stats.js';
+import { changeTarget, SERVICE_PORT, Workload } from './workload.js';
 import { describeMachine } from './report.js';
 
 /** Services and slices into an engine. */
@@ -257,54 +256,36 @@ interface PacketFigures {
   readonly last: number;
 }
 
-const SERVER = '10.1.0.11';
-
 /**
  * New-connection rate through the node to the first and the last service of
- * N (both DNATed to one real server), both modes built side by side (one
- * node namespace each: client 10.3.0.2 → node → server 10.1.0.11:8080) and
- * measured interleaved, ABBA order, conntrack flushed before each
- * measurement, so the machine's load and conntrack's size weigh the same on
- * every figure.
+ * N (both DNATed to one real server), both modes built side by side and
+ * measured interleaved by the per-packet harness (bench/per-packet.ts).
  */
 async function measurePerPacket(n: number, connections: number, rounds: number): Promise<PacketFigures[]> {
   const topology = new Topology();
   try {
-    const labs: { mode: string; node: string; client: string; first: string; last: string; rates: { first: number[]; last: number[] } }[] = [];
+    const labs: PacketLab[] = [];
+    const ips = new Map<string, { first: string; last: string }>();
     for (const mode of ['nftables', 'iptables'] as const) {
-      const node = await topology.namespace(`${mode.slice(0, 3)}-node`);
-      const client = await topology.namespace(`${mode.slice(0, 3)}-client`);
-      const server = await topology.namespace(`${mode.slice(0, 3)}-server`);
-      await topology.link({ ns: node, ifname: 'to-server', address: '10.1.0.1/24' }, { ns: server, ifname: 'eth0', address: `${SERVER}/24` });
-      await topology.link({ ns: node, ifname: 'to-client', address: '10.3.0.1/24' }, { ns: client, ifname: 'eth0', address: '10.3.0.2/24' });
-      await execa('ip', ['-n', server, 'route', 'add', 'default', 'via', '10.1.0.1']);
-      await execa('ip', ['-n', client, 'route', 'add', 'default', 'via', '10.3.0.1']);
-      await topology.enableForwarding(node);
-      await startHttpServer(server, SERVER, 8080, 'ok');
       const workload = new Workload({ n, e: 10, c: 3 });
       const first = workload.services[0]!;
       const last = workload.services[n - 1]!;
       for (const s of [first, last]) s.endpoints.forEach((list) => list.splice(0, list.length, SERVER));
-      const nft = mode === 'nftables' ? new NativeNftables({ netns: node }) : null;
-      const dataplane = nft ? new NftablesDataplane(nft) : new IptablesDataplane(await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() }));
-      const engine = new SyncEngine({ config: workload.config(), dataplane, log: silentLogger() });
-      feed(engine, workload);
-      await engine.syncFull();
-      nft?.close();
-      labs.push({ mode, node, client, first: first.clusterIP, last: last.clusterIP, rates: { first: [], last: [] } });
+      labs.push(await buildLab(topology, mode.slice(0, 3), async (node) => {
+        const nft = mode === 'nftables' ? new NativeNftables({ netns: node }) : null;
+        const dataplane = nft ? new NftablesDataplane(nft) : new IptablesDataplane(await createIptablesBackend({ mode: 'nft', netns: node, log: silentLogger() }));
+        const engine = new SyncEngine({ config: workload.config(), dataplane, log: silentLogger() });
+        feed(engine, workload);
+        await engine.syncFull();
+        nft?.close();
+      }));
+      ips.set(mode.slice(0, 3), { first: first.clusterIP, last: last.clusterIP });
     }
-    const rate = async (lab: (typeof labs)[number], which: 'first' | 'last') => {
-      await netnsExec(lab.node, 'conntrack', ['-F'], { reject: false });
-      const { stdout } = await netnsExec(lab.client, process.execPath, [fileURLToPath(new URL('./connect-client.js', import.meta.url)), lab[which], '80', String(connections)]);
-      lab.rates[which].push((JSON.parse(stdout) as { perSecond: number }).perSecond);
-    };
-    for (const lab of labs) await rate(lab, 'first'); // warm-up
-    for (const lab of labs) lab.rates.first.length = 0;
-    for (let r = 0; r < rounds; r++) {
-      const order: ('first' | 'last')[] = r % 2 === 0 ? ['first', 'last'] : ['last', 'first'];
-      for (const which of order) for (const lab of r % 2 === 0 ? labs : [...labs].reverse()) await rate(lab, which);
-    }
-    return labs.map((lab) => ({ mode: lab.mode, first: percentile(lab.rates.first, 50), last: percentile(lab.rates.last, 50) }));
+    const rates = await measureRates(labs, (lab) => [
+      { name: 'first', ip: ips.get(lab.name)!.first, port: SERVICE_PORT },
+      { name: 'last', ip: ips.get(lab.name)!.last, port: SERVICE_PORT },
+    ], connections, rounds);
+    return labs.map((lab) => ({ mode: lab.name === 'nft' ? 'nftables' : 'iptables', first: rates.get(lab.name)!.get('first')!.perSecond, last: rates.get(lab.name)!.get('last')!.perSecond }));
   } finally {
     await topology.teardown();
   }

@@ -41,6 +41,14 @@ export class RecordingBackend implements IptablesBackend {
     return this.inner.save(table);
   }
 
+  restoreSets(payload: string): Promise<void> {
+    return this.inner.restoreSets(payload);
+  }
+
+  saveSet(name: string): Promise<string | null> {
+    return this.inner.saveSet(name);
+  }
+
   /** Takes the payloads recorded since the last call. */
   take(): string[] {
     return this.payloads.splice(0);

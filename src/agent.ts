@@ -21,7 +21,7 @@ import { execChainReader } from './drift/kernel-check.js';
 import { nativeJumps, type InProcessJumps } from './drift/nft-rules.js';
 import { nativeLegacyTables, type LegacyTables } from './drift/legacy-tables.js';
 import { ExecIptablesBackend } from './iptables/exec-backend.js';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from './iptables/layout.js';
+import { CHAIN_PREFIX, LAYOUTS, POLLED_DISPATCH_CHAINS, SERVICES_CHAIN } from './iptables/layout.js';
 import type { Fragment } from './iptables/plan-types.js';
 import type { IPFamily } from './selection/selection.js';
 
@@ -199,8 +199,9 @@ export class Agent {
       log.warn({ err: errorText(err) }, `drift watch: the native addon is unavailable; reading the built-in chains with ${family === 'ipv6' ? 'ip6tables' : 'iptables'}-${backend.mode} instead`);
     }
     const drift = new DriftWatch({
+      // Legacy in-process: every MCS- chain (the buckets too) is fingerprinted; the exec fallback polls the dispatch chains.
       mode: backend.mode, family, reader: execChainReader(backend.mode, { lockWaitSeconds: this.config.current.iptablesLockWait, family }), ...(inProcess ? { inProcess } : {}), ...(legacy ? { legacy } : {}), backend,
-      jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS, expectedDispatch: () => this.appliedDispatch(slot), log, metrics: this.ops.metrics,
+      jumps: LAYOUTS[family].jumps, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS, expectedDispatch: () => this.appliedDispatch(slot, family), log, metrics: this.ops.metrics,
       requestRepair: () => this.runner.requestRepair(),
     });
     backend.onRestoreStarted((pid, exited) => drift.ownWrite(pid, exited));
@@ -208,8 +209,8 @@ export class Agent {
   }
 
   /** One family's dispatch rules as last applied, by `table/chain`, sorted: what its drift watch expects to read back. */
-  private appliedDispatch(slot: number): Map<string, string[]> {
-    const out = new Map<string, string[]>();
+  private appliedDispatch(slot: number, family: IPFamily): Map<string, string[]> {
+    const out = new Map<string, string[]>([[`nat/${SERVICES_CHAIN}`, [...LAYOUTS[family].bucketRules]]]);
     for (const key of this.engine.groupKeys()) {
       // Each group's state holds one slot per family served, IPv4 first.
       const state = this.engine.appliedState(key);

@@ -13,7 +13,8 @@ fi
 missing=()
 # user-mode-linux boots a 6.1 kernel with ip_vs for the IPVS tests (this machine's
 # kernel has no IP_VS); its modules load with kmod's modprobe; ipvsadm reads IPVS back.
-for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ip:iproute2 conntrack:conntrack sysctl:procps \
+# ipset holds the frontends the iptables-mode jumps match.
+for tool in iptables-nft-restore:iptables iptables-legacy-restore:iptables ipset:ipset ip:iproute2 conntrack:conntrack sysctl:procps \
   linux.uml:user-mode-linux modprobe:kmod ipvsadm:ipvsadm nft:nftables; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done

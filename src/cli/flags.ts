@@ -33,7 +33,9 @@ Flags:
                              over --config (default: $POD_NAMESPACE/clusterset-proxy; "" disables)
   --once                     one full sync, then exit (non-zero on failure)
   --dry-run                  print the full iptables-restore payload and change nothing
-  --cleanup                  remove every chain, rule and jump the agent owns, then exit
+  --cleanup                  remove every chain, rule and jump the agent owns (and, last,
+                             the MCS-FRONTENDS and MCS-FRONTENDS6 ipsets its iptables-mode
+                             jumps match), then exit
   --log-level LEVEL          ${LOG_LEVELS.join('|')} (overrides the config)
   --iptables-backend MODE    auto|nft|legacy (overrides the config)
   --proxy-mode MODE          auto|iptables|nftables|ipvs (overrides the config's mode;

@@ -1,5 +1,6 @@
 // The cheap check behind drift repair: read a few chains (`iptables -S CHAIN`,
-// never a whole-table iptables-save) and judge the agent's jumps in the
+// or `iptables -S` of a table when many of its chains are wanted; never a
+// whole iptables-save) and judge the agent's jumps in the
 // built-in chains with the same rule the full sync applies (observe): each
 // jump present once and ahead of every KUBE- jump.
 
@@ -24,9 +25,17 @@ const SAFE_NAME = /^[A-Za-z0-9_.-]+$/;
 const MARK = '#clusterset-proxy-chain-end';
 
 /**
- * `iptables-<mode> -t TABLE -S CHAIN` per chain, all in one `sh` process (a
- * process start costs more than reading a short chain); inside `netns` when
- * set (tests, benchmarks).
+ * Above this many chains of one table, the table is listed once: iptables
+ * fetches and parses the whole table for every `-S CHAIN` anyway (legacy's
+ * libiptc always; nft for its cache), so one listing beats dozens of reads.
+ */
+const CHAINS_PER_TABLE_READ = 8;
+
+/**
+ * `iptables-<mode> -t TABLE -S CHAIN` per chain, or `-t TABLE -S` once for a
+ * table of which more than CHAINS_PER_TABLE_READ chains are wanted, all in one
+ * `sh` process (a process start costs more than reading a short chain);
+ * inside `netns` when set (tests, benchmarks).
  */
 export function execChainReader(mode: BackendMode, opts: { netns?: string; lockWaitSeconds?: number; family?: IPFamily } = {}): ChainReader {
   const tool = `${opts.family === 'ipv6' ? 'ip6tables' : 'iptables'}-${mode}`;
@@ -36,7 +45,15 @@ export function execChainReader(mode: BackendMode, opts: { netns?: string; lockW
       const out = new Map<string, string[] | null>();
       if (chains.length === 0) return out;
       for (const c of chains) if (!SAFE_NAME.test(c.table) || !SAFE_NAME.test(c.name)) throw new Error(`unexpected chain name ${c.table}/${c.name}`);
-      const script = chains.map((c) => `${tool} -w ${wait} -t ${c.table} -S ${c.name} 2>&1; echo "${MARK} $?"`).join('\n');
+      const perTable = new Map<string, number>();
+      for (const c of chains) perTable.set(c.table, (perTable.get(c.table) ?? 0) + 1);
+      const whole = new Set([...perTable].filter(([, n]) => n > CHAINS_PER_TABLE_READ).map(([t]) => t));
+      // One command per chain, or per table read whole; `reads[i]` is the command's chain, null for a whole table.
+      const reads: { table: string; chain: string | null }[] = [
+        ...[...whole].map((table) => ({ table, chain: null })),
+        ...chains.filter((c) => !whole.has(c.table)).map((c) => ({ table: c.table, chain: c.name })),
+      ];
+      const script = reads.map((r) => `${tool} -w ${wait} -t ${r.table} -S${r.chain === null ? '' : ` ${r.chain}`} 2>&1; echo "${MARK} $?"`).join('\n');
       const [file, argv] = opts.netns === undefined ? ['sh', ['-c', script]] : ['ip', ['netns', 'exec', opts.netns, 'sh', '-c', script]];
       const stdout = await new Promise<string>((resolve, reject) => {
         execFile(file, argv, { timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }, (err, so) => (err ? reject(err) : resolve(so)));
@@ -52,19 +69,33 @@ export function execChainReader(mode: BackendMode, opts: { netns?: string; lockW
           statuses.push(Number(nl === -1 ? text : text.slice(0, nl)));
           body = nl === -1 ? '' : text.slice(nl + 1);
         }
-        if (i < chains.length) bodies.push(body);
+        if (i < reads.length) bodies.push(body);
       });
-      chains.forEach((c, i) => {
+      reads.forEach((r, i) => {
         const body = bodies[i] ?? '';
         const status = statuses[i];
-        if (status === 0) out.set(chainId(c.table, c.name), parseListing(body, c.name));
+        if (r.chain === null) {
+          if (status !== 0) throw new Error(`${tool} -t ${r.table} -S failed: ${body.trim() || `exit ${status ?? 'unknown'}`}`);
+          for (const c of chains) {
+            if (c.table !== r.table) continue;
+            out.set(chainId(c.table, c.name), listsChain(body, c.name) ? parseListing(body, c.name) : null);
+          }
+          return;
+        }
+        const id = chainId(r.table, r.chain);
+        if (status === 0) out.set(id, parseListing(body, r.chain));
         // iptables-nft 1.8.9 calls a chain missing from an existing table "incompatible".
-        else if (/No chain\/target\/match|does not exist|is incompatible/i.test(body)) out.set(chainId(c.table, c.name), null);
-        else throw new Error(`${tool} -t ${c.table} -S ${c.name} failed: ${body.trim() || `exit ${status ?? 'unknown'}`}`);
+        else if (/No chain\/target\/match|does not exist|is incompatible/i.test(body)) out.set(id, null);
+        else throw new Error(`${tool} -t ${r.table} -S ${r.chain} failed: ${body.trim() || `exit ${status ?? 'unknown'}`}`);
       });
       return out;
     },
   };
+}
+
+/** Whether a table's `iptables -S` listing declares `chain` (`-N` for a user chain, `-P` for a built-in). */
+export function listsChain(text: string, chain: string): boolean {
+  return text.split('\n').some((line) => line === `-N ${chain}` || line.startsWith(`-P ${chain} `));
 }
 
 /** The rules of `chain` in `iptables -S CHAIN` output. */

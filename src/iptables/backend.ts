@@ -16,6 +16,10 @@ export interface IptablesBackend {
   restore(payload: string): Promise<void>;
   /** The iptables-save text of one table. */
   save(table: Table): Promise<string>;
+  /** Applies an `ipset restore -exist` payload (the agent's own sets only); throws when ipset refuses it. */
+  restoreSets(payload: string): Promise<void>;
+  /** `ipset save NAME`, or null when no such set exists. */
+  saveSet(name: string): Promise<string | null>;
 }
 
 /**
@@ -45,5 +49,5 @@ export class RestoreError extends Error {
 
 /** A backend that takes every payload and holds nothing: for planning and rendering alone (dry run, offline explain). */
 export function planOnlyBackend(family: IPFamily): IptablesBackend {
-  return { mode: 'nft', family, restore: async () => {}, save: async () => '' };
+  return { mode: 'nft', family, restore: async () => {}, save: async () => '', restoreSets: async () => {}, saveSet: async () => null };
 }

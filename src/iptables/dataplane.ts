@@ -14,20 +14,28 @@ import { SKELETON_KEY, TABLES, type Fragment, type OwnedChain, type Plan, type S
 import { batchUnits, renderPayload, unitAtLine } from './render.js';
 import { parseSave } from './save-format.js';
 import { externalChain, frontendChain, probability } from './service-rules.js';
+import { frontendSetOf } from './layout.js';
+import {
+  diffGroupMembers, diffSet, mergeSetChanges, NO_SET_CHANGE, parseSetSave, renderSetAfter, renderSetBefore,
+  type Members, type SetChange,
+} from './frontend-set.js';
 
 /** The kernel's iptables state, attributed to the fragments of a desired plan. */
 export interface IptablesKernel extends KernelState<Fragment> {
   readonly observed: ObservedState;
+  /** The frontend set's members; null when the set does not exist. */
+  readonly members: Members | null;
 }
 
-/** Units of restore payload; `keys` names each unit's owner. */
+/** Units of restore payload; `keys` names each unit's owner. `set`: the frontend set's change around them. */
 export interface IptablesTransaction {
   readonly keys: readonly string[];
   readonly units: readonly UnitChange[];
+  readonly set: SetChange;
 }
 
-function tx(units: readonly UnitChange[]): IptablesTransaction {
-  return { keys: units.map((u) => u.key), units };
+function tx(units: readonly UnitChange[], set: SetChange = NO_SET_CHANGE): IptablesTransaction {
+  return { keys: units.map((u) => u.key), units, set };
 }
 
 const NO_SETTINGS: DataplaneSettings = { clusterCIDR: '', localCluster: '', masqueradeBit: 14, maxChainsPerRestore: Infinity };
@@ -63,35 +71,61 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
   }
 
   private assemble(desired: ReadonlyMap<string, Fragment>): Plan {
-    return assemblePlan(desired, this.settings);
+    return assemblePlan(desired, { masqueradeBit: this.settings.masqueradeBit, family: this.family });
   }
 
   async observe(desired: ReadonlyMap<string, Fragment>): Promise<IptablesKernel> {
+    const members = await this.readMembers();
     const observed = observe(await this.readKernel(), this.assemble(desired));
-    return { observed, group: (key) => observed.plan.fragments.get(key) };
+    return { observed, members, group: (key) => observed.plan.fragments.get(key) };
   }
 
   diff(last: IptablesKernel | null, desired: ReadonlyMap<string, Fragment>): IptablesTransaction {
     const target = this.assemble(desired);
-    return tx(last ? diffPlans(last.observed.plan, target, last.observed.strayJumps).units : diffPlans(EMPTY_PLAN, target).units);
+    if (!last) return tx(diffPlans(EMPTY_PLAN, target).units, diffSet(null, target));
+    return tx(diffPlans(last.observed.plan, target, last.observed.strayJumps).units, diffSet(last.members, target));
   }
 
   diffGroup(key: string, last: Fragment | undefined, next: Fragment | undefined): IptablesTransaction {
     const change = diffFragment(key, last, next);
-    return tx(change ? [change] : []);
+    return tx(change ? [change] : [], diffGroupMembers(last, next));
   }
 
   merge(parts: readonly IptablesTransaction[]): IptablesTransaction {
-    return tx(parts.flatMap((p) => p.units));
+    return tx(parts.flatMap((p) => p.units), mergeSetChanges(parts.map((p) => p.set)));
   }
 
   /**
    * Renders and restores the units batch by batch, stopping at the first
    * batch that fails to render or that the backend refuses; the batches
-   * before it stay applied.
+   * before it stay applied. The frontend set gains its members before the
+   * first restore and loses them only after the last one succeeded, so it
+   * always holds every frontend the kernel's rules dispatch.
    */
   async apply(t: IptablesTransaction): Promise<ApplyOutcome> {
     const units = t.units;
+    const before = renderSetBefore(t.set, this.family);
+    if (before !== '') {
+      try {
+        await this.backend.restoreSets(before);
+      } catch (error) {
+        return { stats: { restores: 0, payloadBytes: 0, chainsWritten: 0, units: units.length }, refused: { kind: 'error', error } };
+      }
+    }
+    const outcome = await this.applyUnits(units);
+    if (outcome.refused) return outcome;
+    const after = renderSetAfter(t.set, this.family);
+    if (after !== '') {
+      try {
+        await this.backend.restoreSets(after);
+      } catch (error) {
+        return { stats: outcome.stats, refused: { kind: 'error', error } };
+      }
+    }
+    return outcome;
+  }
+
+  private async applyUnits(units: readonly UnitChange[]): Promise<ApplyOutcome> {
     // legacy replaces the whole table on every restore, so splitting would only multiply that cost.
     const limit = this.backend.mode === 'nft' ? this.settings.maxChainsPerRestore : Infinity;
     let payloadBytes = 0;
@@ -132,11 +166,16 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
     // One restore: teardown relies on every fragment's removal in the same transaction.
     const payload = renderPayload(units);
     if (payload !== '') await this.backend.restore(payload);
+    // The set goes last: the kernel refuses to destroy a set a rule still matches.
+    const after = renderSetAfter(diffSet(await this.readMembers(), EMPTY_PLAN), this.family);
+    if (after !== '') await this.backend.restoreSets(after);
     return { restores: payload === '' ? 0 : 1, payloadBytes: payload.length, chainsWritten: sumChains(units), units: units.length };
   }
 
+  /** The restore payload, with the ipset commands around it as comments (iptables-restore skips them). */
   render(t: IptablesTransaction): string {
-    return renderPayload(t.units);
+    const comments = (text: string) => text.split('\n').filter((l) => l !== '').map((l) => `# ipset: ${l}\n`).join('');
+    return comments(renderSetBefore(t.set, this.family)) + renderPayload(t.units) + comments(renderSetAfter(t.set, this.family));
   }
 
   /** The chains the frontends' names give, with the dispatch rules jumping to them, as the kernel holds them unowned. */
@@ -197,6 +236,11 @@ export class IptablesDataplane implements Dataplane<Fragment, IptablesKernel, Ip
   explainGroup(selection: GroupSelection, services: readonly ServiceName[], kernel: unknown): GroupText {
     const own = services.filter((s) => familyOfAddress(s.clusterIP) === this.family);
     return iptablesGroupText(familySelection(selection, this.family), own, kernel instanceof Map ? (kernel as Map<Table, string>) : null, this.ruleContext);
+  }
+
+  private async readMembers(): Promise<Members | null> {
+    const saved = await this.backend.saveSet(frontendSetOf(this.family));
+    return saved === null ? null : parseSetSave(saved, this.family);
   }
 
   private async readKernel(): Promise<Map<Table, TableDump>> {

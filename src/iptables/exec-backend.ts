@@ -174,6 +174,19 @@ export class ExecIptablesBackend implements IptablesBackend {
     if (result.failed) throw new Error(`${tool} -t ${table} failed: ${describeFailure(result)}`);
     return result.stdout;
   }
+
+  async restoreSets(payload: string): Promise<void> {
+    const result = await run(this.options.netns, 'ipset', ['restore', '-exist'], payload);
+    if (result.failed) throw new Error(`ipset restore failed: ${describeFailure(result)}`);
+    this.options.log.debug({ tool: 'ipset', bytes: payload.length }, 'ipset restore applied');
+  }
+
+  async saveSet(name: string): Promise<string | null> {
+    const result = await run(this.options.netns, 'ipset', ['save', name]);
+    if (!result.failed) return result.stdout;
+    if (/does not exist/.test(result.stderr)) return null;
+    throw new Error(`ipset save ${name} failed: ${describeFailure(result)}`);
+  }
 }
 
 export async function createIptablesBackend(options: ExecBackendOptions): Promise<ExecIptablesBackend> {

@@ -3,7 +3,7 @@
 
 import type { GroupSelection } from '../selection/selection.js';
 import type { GroupText, ServiceName } from '../sync/dataplane.js';
-import { SERVICES_CHAIN } from './layout.js';
+import { SET_CHAINS } from './layout.js';
 import { TABLES, type Fragment, type Table } from './plan-types.js';
 import { planFragment } from './planner.js';
 import type { RuleContext } from './service-rules.js';
@@ -40,17 +40,26 @@ function kernelRules(dumps: ReadonlyMap<Table, string>, fragment: Fragment, serv
   for (const table of TABLES) {
     const saved = parseSave(dumps.get(table) ?? '').get(table)?.chains ?? new Map();
     const present = fragment.chains.filter((c) => c.table === table && saved.has(c.name));
-    const dispatch = (saved.get(SERVICES_CHAIN)?.rules ?? []).filter((spec: string) => comments.some((c) => spec.includes(c)) || [...chainNames].some((n) => spec.endsWith(`-j ${n}`)));
+    const ours = (spec: string) => comments.some((c) => spec.includes(c)) || [...chainNames].some((n) => spec.endsWith(`-j ${n}`));
+    const dispatch = SET_CHAINS.filter((c) => c.table === table)
+      .flatMap((c) => (saved.get(c.name)?.rules ?? []).filter(ours).map((spec: string) => `-A ${c.name} ${spec}`));
     if (present.length === 0 && dispatch.length === 0) continue;
     lines.push(`*${table}`);
     for (const c of present) lines.push(`:${c.name} - [0:0]`);
-    for (const spec of dispatch) lines.push(`-A ${SERVICES_CHAIN} ${spec}`);
+    lines.push(...dispatch);
     for (const c of present) for (const spec of saved.get(c.name)!.rules) lines.push(`-A ${c.name} ${spec}`);
   }
   return lines;
 }
 
-/** Dispatch rules are a set (their order in MCS-SERVICES is irrelevant); chains are compared in order. */
+const DISPATCH_LINE = new Set(SET_CHAINS.map((c) => `-A ${c.name} `));
+
+function isDispatchLine(line: string): boolean {
+  const second = line.indexOf(' ', 3);
+  return second !== -1 && DISPATCH_LINE.has(line.slice(0, second + 1));
+}
+
+/** Dispatch rules are a set (their order in a dispatch chain is irrelevant); chains are compared in order. */
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
-  return [...a].sort().join('\n') === [...b].sort().join('\n') && a.filter((l) => !l.startsWith(`-A ${SERVICES_CHAIN} `)).join('\n') === b.filter((l) => !l.startsWith(`-A ${SERVICES_CHAIN} `)).join('\n');
+  return [...a].sort().join('\n') === [...b].sort().join('\n') && a.filter((l) => !isDispatchLine(l)).join('\n') === b.filter((l) => !isDispatchLine(l)).join('\n');
 }

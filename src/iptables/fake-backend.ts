@@ -12,6 +12,10 @@
 //   command passed the cache, each blamed on its line.
 // Both commit table by table: a failure leaves its table as it was, while the
 // tables COMMITted earlier in the payload stay applied.
+// ipset is modelled as far as the agent uses it: hash sets whose members carry
+// a comment; a rule matching a set that does not exist, or a set of the other
+// family (ip6tables and an inet set), is refused, and a set that a rule still
+// matches cannot be destroyed.
 
 import type { IPFamily } from '../selection/selection.js';
 import { RestoreError, type BackendMode, type IptablesBackend } from './backend.js';
@@ -55,8 +59,10 @@ export class FakeIptables implements IptablesBackend {
   /** Every payload passed to restore, in order, with its outcome. */
   readonly history: RestoreRecord[] = [];
   private readonly tables = new Map<KnownTable, TableState>();
+  /** ipsets: name -> create line, members (entry -> comment). */
+  private readonly sets = new Map<string, { create: string; members: Map<string, string> }>();
 
-  /** `family` only tells the data plane over it which rules to plan; the fake's semantics are the same for both. */
+  /** iptables or ip6tables: which rules the data plane over it plans, and which sets its rules may match. */
   constructor(readonly mode: BackendMode = 'nft', readonly family: IPFamily = 'ipv4') {
     for (const table of Object.keys(BUILTIN_CHAINS) as KnownTable[]) {
       this.tables.set(table, stateOf(table, new Map()));
@@ -81,6 +87,52 @@ export class FakeIptables implements IptablesBackend {
     this.history.push({ payload, error: null });
   }
 
+  /** `ipset restore -exist`: create (kept when present), add, del, destroy; all or nothing. */
+  async restoreSets(payload: string): Promise<void> {
+    const next = new Map([...this.sets].map(([name, set]) => [name, { create: set.create, members: new Map(set.members) }]));
+    payload.split('\n').forEach((line, i) => {
+      if (line.trim() === '') return;
+      const [verb, name, entry] = line.split(' ');
+      const set = next.get(name ?? '');
+      const fail = (reason: string) => new Error(`ipset v7.17: Error in line ${i + 1}: ${reason}`);
+      if (verb === 'create') {
+        if (!set) next.set(name!, { create: line, members: new Map() });
+        else if (set.create !== line) throw fail('Set cannot be created: set with the same name already exists');
+        return;
+      }
+      if (!set) throw fail('The set with the given name does not exist');
+      if (verb === 'add') set.members.set(entry!, /comment "([^"]*)"/.exec(line)?.[1] ?? '');
+      else if (verb === 'del') set.members.delete(entry!);
+      else if (verb === 'destroy') {
+        if (this.setInUse(name!)) throw fail('Set cannot be destroyed: it is in use by a kernel component');
+        next.delete(name!);
+      } else throw fail(`unknown command ${verb}`);
+    });
+    this.sets.clear();
+    for (const [name, set] of next) this.sets.set(name, set);
+  }
+
+  async saveSet(name: string): Promise<string | null> {
+    const set = this.sets.get(name);
+    if (!set) return null;
+    const adds = [...set.members].map(([entry, comment]) => `add ${name} ${entry} comment "${comment}"`);
+    return `${[set.create, ...adds].join('\n')}\n`;
+  }
+
+  /** The family of a set's members, from its create line; null when there is no such set. */
+  private setFamily(name: string): IPFamily | null {
+    const set = this.sets.get(name);
+    if (!set) return null;
+    return / family inet6( |$)/.test(set.create) ? 'ipv6' : 'ipv4';
+  }
+
+  private setInUse(name: string): boolean {
+    for (const { chains } of this.tables.values()) {
+      for (const chain of chains.values()) if (chain.rules.some((spec) => matchedSets(spec).includes(name))) return true;
+    }
+    return false;
+  }
+
   /** iptables-save's layout: built-ins in fixed order, then user chains in byte order. */
   async save(table: KnownTable): Promise<string> {
     const { chains } = this.tables.get(table)!;
@@ -97,7 +149,7 @@ export class FakeIptables implements IptablesBackend {
       // A section cut short by a syntax error: nft never evaluates it, legacy
       // has applied its lines to a copy (and may fail on one) before the error.
       if (!committed && this.mode === 'nft') continue;
-      const next = new SectionRun(this.mode, section, this.tables.get(section.table)!).run();
+      const next = new SectionRun(this.mode, this.family, section, this.tables.get(section.table)!, (name) => this.setFamily(name)).run();
       if (committed) this.tables.set(section.table, next);
     }
     if (error) throw refusal(this.mode, error.line, error.message);
@@ -120,8 +172,10 @@ class SectionRun {
 
   constructor(
     private readonly mode: BackendMode,
+    private readonly family: IPFamily,
     private readonly section: RestoreSection,
     committed: TableState,
+    private readonly setFamily: (name: string) => IPFamily | null,
   ) {
     this.chains = new Map(committed.chains);
     this.refs = new Map(committed.refs);
@@ -222,8 +276,13 @@ class SectionRun {
     chain.rules = [];
   }
 
-  /** Parse-time check of -j/-g: both tools resolve the target before touching the chain. */
+  /** Parse-time check of -j/-g (both tools resolve the target before touching the chain) and of the sets matched. */
   private checkTarget(line: number, spec: string): void {
+    for (const set of matchedSets(spec)) {
+      const family = this.setFamily(set);
+      if (family === null) throw this.refuse(line, `Set ${set} doesn't exist.`);
+      if (family !== this.family) throw this.refuse(line, `The protocol family of set ${set} is ${family === 'ipv6' ? 'IPv6' : 'IPv4'}, which is not applicable.`);
+    }
     const target = jumpTarget(spec);
     if (target === null || EXTENSION_TARGETS.has(target)) return;
     if (!this.chains.has(target)) {
@@ -279,6 +338,11 @@ function countReference(refs: Map<string, number>, spec: string, delta: 1 | -1):
   const count = (refs.get(target) ?? 0) + delta;
   if (count > 0) refs.set(target, count);
   else refs.delete(target);
+}
+
+/** The ipsets a rule matches (`-m set --match-set NAME`). */
+function matchedSets(spec: string): string[] {
+  return [...spec.matchAll(/--match-set (\S+)/g)].map((m) => m[1]!);
 }
 
 /** strcmp order, as both tools sort user chains. */

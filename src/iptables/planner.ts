@@ -1,5 +1,5 @@
 import type { GroupSelection } from '../selection/selection.js';
-import { JUMPS, SET_CHAINS, skeletonFragment } from './layout.js';
+import { LAYOUTS, SET_CHAINS, skeletonFragment } from './layout.js';
 import { servicePortRules, type RuleContext } from './service-rules.js';
 import type { Fragment, OwnedChain, Plan, SetRule } from './plan-types.js';
 
@@ -28,9 +28,10 @@ export function planFragment(selection: GroupSelection, ctx: RuleContext): Fragm
   };
 }
 
-/** Assembles a whole plan from per-group fragments. */
-export function assemblePlan(fragments: ReadonlyMap<string, Fragment>, ctx: Pick<PlanContext, 'masqueradeBit'>): Plan {
-  return { setChains: SET_CHAINS, skeleton: skeletonFragment(ctx.masqueradeBit), fragments, jumps: JUMPS };
+/** Assembles a whole plan from per-group fragments, with the skeleton and jumps of the rules' family. */
+export function assemblePlan(fragments: ReadonlyMap<string, Fragment>, ctx: Pick<PlanContext, 'masqueradeBit' | 'family'>): Plan {
+  const family = ctx.family ?? 'ipv4';
+  return { setChains: SET_CHAINS, skeleton: skeletonFragment(ctx.masqueradeBit, family), fragments, jumps: LAYOUTS[family].jumps };
 }
 
 /** The plan that owns nothing: diffing against it removes everything (--cleanup). */

@@ -1,5 +1,5 @@
 import type { FrontendSelection, IPFamily } from '../selection/selection.js';
-import { MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
+import { bucketChain, bucketOf, MARK_MASQ_CHAIN, SERVICES_CHAIN } from './layout.js';
 import { affinityListName, externalChainName, portComment, serviceChainName } from './names.js';
 import type { WeightedEndpoint } from '../policy/select.js';
 import type { OwnedChain, SetRule } from './plan-types.js';
@@ -80,7 +80,7 @@ export function servicePortRules(fe: FrontendSelection, ctx: RuleContext): Servi
   const clusterset = fe.kind === 'clusterset-ip';
   const dispatchTo = clusterset ? externalChain(fe) : chainName;
   const setRules: SetRule[] = [
-    { table: 'nat', chain: SERVICES_CHAIN, spec: rule(match, comment(`${base} ${clusterset ? 'clusterset IP' : 'cluster IP'}`), dport, '-j', dispatchTo) },
+    { table: 'nat', chain: bucketChain(bucketOf(fe.ip)), spec: rule(match, comment(`${base} ${clusterset ? 'clusterset IP' : 'cluster IP'}`), dport, '-j', dispatchTo) },
   ];
   if (fe.endpoints.length === 0) {
     // The service chain ACCEPTs (ending nat, so no later DNAT of kube-proxy's

@@ -22,16 +22,22 @@ export const ENDPOINT_SLICES: ResourceSpec = {
 };
 
 const KARMADA_CONTROLLERS = `${KARMADA_IMPORT_CONTROLLER},${KARMADA_DISPATCH_CONTROLLER}`;
+/**
+ * Slices of headless Services carry this label (as kube-proxy, the agent
+ * serves no headless Service): the API server sends neither them nor their
+ * churn to any node.
+ */
+const NOT_HEADLESS = '!service.kubernetes.io/headless';
 
 /** Slices written by Karmada (imported and dispatched: the remote endpoints), in every namespace. */
-export const KARMADA_SLICES: ResourceSpec = { ...ENDPOINT_SLICES, labelSelector: `${LABEL_MANAGED_BY} in (${KARMADA_CONTROLLERS})` };
+export const KARMADA_SLICES: ResourceSpec = { ...ENDPOINT_SLICES, labelSelector: `${LABEL_MANAGED_BY} in (${KARMADA_CONTROLLERS}),${NOT_HEADLESS}` };
 
 /** Every other slice of one namespace: the local endpoints of the groups that live there. */
 export function localSlices(namespace: string): ResourceSpec {
   return {
     ...ENDPOINT_SLICES,
     path: `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
-    labelSelector: `${LABEL_MANAGED_BY} notin (${KARMADA_CONTROLLERS})`,
+    labelSelector: `${LABEL_MANAGED_BY} notin (${KARMADA_CONTROLLERS}),${NOT_HEADLESS}`,
   };
 }
 

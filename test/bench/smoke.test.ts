@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PROFILES, runBenchmark, type Profile } from '../../bench/harness.js';
 import { describeMachine, formatResult } from '../../bench/report.js';
+import { BUCKETS } from '../../src/iptables/layout.js';
 
 // The harness at a tiny size, so it cannot rot: every figure is produced on
 // both backends and lands in the table. Nothing here is timed against a target;
@@ -25,7 +26,7 @@ test('the benchmark harness produces every figure on both backends', { timeout: 
   assert.deepEqual(result.backends.map((b) => b.mode), ['nft', 'legacy']);
   for (const { mode, ours, kubeProxy, agent } of result.backends) {
     assert.ok(ours.coldStart.ms > 0 && ours.coldStart.bytes > 0 && ours.coldStart.restores >= 1, `${mode}: cold start`);
-    assert.equal(ours.coldStart.chains, 20 + 4, `${mode}: one chain per service plus the skeleton`);
+    assert.equal(ours.coldStart.chains, 20 + 4 + BUCKETS, `${mode}: one chain per service plus the skeleton and its dispatch buckets`);
     assert.equal(ours.oneChange.count, 3, `${mode}: one-change samples`);
     assert.equal(ours.floor.count, 3, `${mode}: each change replayed bare`);
     assert.equal(ours.runnerDelay.count, 3, `${mode}: the runner's wait of each change`);

@@ -47,7 +47,7 @@ for (const backend of ['nft', 'legacy'] as const) {
       const prerouting = nat.split('\n').filter((l) => l.startsWith('-A PREROUTING'));
       assert.match(prerouting[0]!, /-j MCS-SERVICES$/);
       assert.match(prerouting[1]!, /-j KUBE-SERVICES$/);
-      assert.match(nat, new RegExp(`-A MCS-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`));
+      assert.match(nat, new RegExp(`-A MCS-DISPATCH-50 -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`));
       const r = await lab.requests(URL, 10);
       assert.deepEqual(r.bodies, { 'chile01/serve-a': 10 }, JSON.stringify(r));
     });
@@ -157,13 +157,14 @@ for (const backend of ['nft', 'legacy'] as const) {
       const r = await lab.runAgent(['--config', configPath, '--cleanup']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(normalise(await lab.saveAll()), pristine);
+      assert.deepEqual(await lab.ipsets(), [], 'the frontend sets are destroyed');
     });
 
     it('--dry-run prints the whole payload and changes nothing; a bad config fails naming key and value', async () => {
       const before = normalise(await lab.saveAll());
       const dry = await lab.runAgent(['--config', configPath, '--dry-run']);
       assert.equal(dry.code, 0, dry.stderr);
-      assert.match(dry.stdout, /^\*nat\n:MCS-SERVICES - \[0:0\]/);
+      assert.match(dry.stdout, /^# ipset: create MCS-FRONTENDS hash:ip,port .*\n(# ipset: add .*\n)+\*nat\n:MCS-DISPATCH-00 - \[0:0\]/);
       assert.match(dry.stdout, new RegExp(`-A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> chile01 10.2.0.10:8080"`));
       assert.equal(normalise(await lab.saveAll()), before);
       const bad = await lab.writeConfig({ minSyncInterval: 'soon' });
@@ -175,7 +176,7 @@ for (const backend of ['nft', 'legacy'] as const) {
     it('--once programs everything in one full sync and exits 0', async () => {
       const r = await lab.runAgent(['--config', configPath, '--once']);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(await lab.save('nat'), new RegExp(`-A MCS-SERVICES -d 10.96.0.50/32 .* -j ${CHAIN}`));
+      assert.match(await lab.save('nat'), new RegExp(`-A MCS-DISPATCH-50 -d 10.96.0.50/32 .* -j ${CHAIN}`));
       assert.deepEqual((await lab.requests(URL, 3)).bodies, { 'chile01/serve-a': 3 });
       assert.equal((await lab.runAgent(['--config', configPath, '--cleanup'])).code, 0);
     });

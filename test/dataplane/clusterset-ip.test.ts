@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { httpRequestStream, netnsExec, type HttpSummary } from '../support/netns.js';
 import { endpoint, importedSlice, service, slice, withClustersetIPs } from '../support/fixtures.js';
 import { Lab } from '../support/lab.js';
+import { bucketChain, bucketOf } from '../../src/iptables/layout.js';
 
 assert.equal(process.getuid?.(), 0, 'data-plane tests need root: run them as root (CI does)');
 
@@ -74,12 +75,12 @@ interface Mode {
 const MODES: readonly Mode[] = [
   {
     title: 'iptables mode (iptables-nft)', backend: 'nft', args: [],
-    kernel: (lab) => lab.save('nat'), endpointText: (ip) => `${ip}:8080`, frontendText: `-A MCS-SERVICES -d ${CLUSTERSET_IP}/32`,
+    kernel: (lab) => lab.save('nat'), endpointText: (ip) => `${ip}:8080`, frontendText: `-A ${bucketChain(bucketOf(CLUSTERSET_IP))} -d ${CLUSTERSET_IP}/32`,
     kubeProxy: (lab) => lab.restore(KUBE_PROXY_LB),
   },
   {
     title: 'iptables mode (iptables-legacy)', backend: 'legacy', args: [],
-    kernel: (lab) => lab.save('nat'), endpointText: (ip) => `${ip}:8080`, frontendText: `-A MCS-SERVICES -d ${CLUSTERSET_IP}/32`,
+    kernel: (lab) => lab.save('nat'), endpointText: (ip) => `${ip}:8080`, frontendText: `-A ${bucketChain(bucketOf(CLUSTERSET_IP))} -d ${CLUSTERSET_IP}/32`,
     kubeProxy: (lab) => lab.restore(KUBE_PROXY_LB),
   },
   {

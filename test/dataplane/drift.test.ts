@@ -92,7 +92,7 @@ for (const backend of ['nft', 'legacy'] as const) {
     it('a deleted MCS-SVC- chain (dispatch rule, rules and chain) is restored', async () => {
       const before = await metrics(lab);
       const nat = await lab.save('nat');
-      const dispatch = chainRules(nat, 'MCS-SERVICES').find((l) => l.endsWith(`-j ${CHAIN}`));
+      const dispatch = chainRules(nat, 'MCS-DISPATCH-50').find((l) => l.endsWith(`-j ${CHAIN}`));
       assert.ok(dispatch, nat);
       const started = performance.now();
       await lab.restore(`*nat\n${dispatch.replace(/^-A /, '-D ')}\n-F ${CHAIN}\n-X ${CHAIN}\nCOMMIT\n`);

@@ -2,7 +2,8 @@
 // connects to a Service's IPv6 ClusterIP and a dual-stack pod of the chosen
 // cluster answers (nat OUTPUT path through ip6tables); IPv6 fails over to the
 // other cluster on its own while IPv4 stays local; foreign ip6tables rules are
-// left byte for byte, and --cleanup restores ip6tables exactly.
+// left byte for byte, and --cleanup restores ip6tables exactly and destroys
+// both families' frontend sets (MCS-FRONTENDS, MCS-FRONTENDS6).
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -114,14 +115,16 @@ for (const backend of ['nft', 'legacy'] as const) {
     it('foreign ip6tables rules are left byte for byte, and --cleanup restores ip6tables exactly', async () => {
       const programmed = await lab.saveAll('ipv6');
       for (const line of FOREIGN6.split('\n').filter((l) => l.startsWith('-A'))) assert.ok(programmed.includes(line), line);
-      // Ahead of kube-proxy's jump, as in iptables.
-      assert.match(programmed, /-A OUTPUT -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES\n-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES/);
+      // Ahead of kube-proxy's jump, as in iptables, matching the IPv6 frontend set.
+      assert.match(programmed, /-A OUTPUT -m set --match-set MCS-FRONTENDS6 dst,dst -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES\n-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES/);
+      assert.deepEqual(await lab.ipsets(), ['MCS-FRONTENDS', 'MCS-FRONTENDS6']);
       await agent.stop();
       const config = await lab.writeConfig({ clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }] });
       const r = await lab.runAgent(['--config', config, '--cleanup']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(zeroCounters(await lab.saveAll('ipv6')), pristine6);
       assert.ok(!(await lab.saveAll('ipv4')).includes('MCS-'), 'iptables is cleaned up too');
+      assert.deepEqual(await lab.ipsets(), [], 'both families\' frontend sets are destroyed');
     });
   });
 }

@@ -116,7 +116,7 @@ describe('locality and failover: local first, remote when local fails, under the
 
   it('policy off leaves kube-proxy\'s rules as the only ones for the ClusterIP', async () => {
     lab.apply(serve({ 'clusterset-proxy.io/traffic-policy': 'off' }));
-    const nat = await lab.waitForRules((t) => !t.includes('-A MCS-SERVICES -d 10.96.0.40/32'), 'the group to leave');
+    const nat = await lab.waitForRules((t) => !t.includes('-A MCS-DISPATCH-40 -d 10.96.0.40/32'), 'the group to leave');
     assert.ok(!nat.includes('10.96.0.50/32'), 'derived-serve is left alone too');
     assert.deepEqual(nat.split('\n').filter((l) => l.includes('10.96.0.40')), [
       '-A KUBE-SERVICES -d 10.96.0.40/32 -p tcp -m comment --comment "default/serve:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-SERVE',
@@ -126,7 +126,7 @@ describe('locality and failover: local first, remote when local fails, under the
 
   it('a malformed annotation is reported by name and value, the default policy applies, nothing else is affected', async () => {
     lab.apply(serve({ 'clusterset-proxy.io/traffic-policy': 'fastest' }));
-    await lab.waitForRules((t) => t.includes('-A MCS-SERVICES -d 10.96.0.40/32'), 'the group back under the default policy');
+    await lab.waitForRules((t) => t.includes('-A MCS-DISPATCH-40 -d 10.96.0.40/32'), 'the group back under the default policy');
     assert.deepEqual((await lab.requests(SERVE, 10)).bodies, { brazil: 10 });
     assert.match(await agent.logs(), /Service default\/serve annotation clusterset-proxy.io\/traffic-policy: \\"fastest\\" must be one of/);
     assert.deepEqual(await udpExchange(lab.nodeNs, '10.96.0.30', 53, 2, 200), ['brazil-udp', 'brazil-udp']);

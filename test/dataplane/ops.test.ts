@@ -223,7 +223,7 @@ describe('operating the agent: ConfigMap, metrics, health, Events, explain', () 
       'no traffic: local-first keeps traffic in the local cluster while it has usable endpoints',
       '10.2.0.11:8080        ready               -',
       'Rules in the kernel: the kernel holds exactly the planned rules',
-      `-A MCS-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`,
+      `-A MCS-DISPATCH-50 -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`,
       `-A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> brazil 10.1.0.10:8080" -j DNAT --to-destination 10.1.0.10:8080`,
     ]) assert.ok(text.includes(expected), `${expected}\nnot in:\n${text}`);
 

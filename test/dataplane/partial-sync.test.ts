@@ -36,6 +36,8 @@ for (const backend of ['nft', 'legacy'] as const) {
       const recording: IptablesBackend = {
         mode: real.mode,
         save: (t) => real.save(t),
+        restoreSets: (p) => real.restoreSets(p),
+        saveSet: (name) => real.saveSet(name),
         restore: async (p) => {
           payloads.push(p);
           await real.restore(p);

@@ -40,6 +40,12 @@ export class PoisonRefusing implements IptablesBackend {
   save(table: 'nat' | 'filter') {
     return this.inner.save(table);
   }
+  restoreSets(payload: string) {
+    return this.inner.restoreSets(payload);
+  }
+  saveSet(name: string) {
+    return this.inner.saveSet(name);
+  }
   async restore(payload: string): Promise<void> {
     const index = payload.split('\n').findIndex((l) => l.includes(`${POISON}:`));
     if (index !== -1) {

@@ -6,6 +6,8 @@
 // date). Any change to rule text, rule order, chain names or what a
 // quarantined group keeps fails here.
 //
+// The frontend set's members are compared the same way (frontends.ipset).
+//
 // GOLDEN_WRITE=1 rewrites the stored files from the fake instead of comparing.
 
 import assert from 'node:assert/strict';
@@ -15,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { IptablesBackend } from '../../src/iptables/backend.js';
 import { ExecIptablesBackend } from '../../src/iptables/exec-backend.js';
 import { FakeIptables } from '../../src/iptables/fake-backend.js';
+import { FRONTEND_SET } from '../../src/iptables/layout.js';
 import { silentLogger } from '../../src/log.js';
 import { explain, readKernelForExplain, renderExplain } from '../../src/ops/explain.js';
 import { KUBE_PROXY_NAT, USER_FILTER } from '../support/foreign-rules.js';
@@ -42,6 +45,11 @@ async function checkAgainstGolden(backend: IptablesBackend, source = false): Pro
     }
     assert.equal(actual, readFileSync(goldenPath(table), 'utf8'), `${backend.mode}: iptables-save -t ${table} differs from test/golden/${table}.save`);
   }
+  // The frontend set's members, sorted (ipset lists a hash in its own order; the create line carries a random seed).
+  const members = `${((await backend.saveSet(FRONTEND_SET)) ?? '').split('\n').filter((l) => l.startsWith('add ')).sort().join('\n')}\n`;
+  const setPath = goldenPath('frontends').replace(/\.save$/, '.ipset');
+  if (write && source) writeFileSync(setPath, members);
+  else assert.equal(members, readFileSync(setPath, 'utf8'), `${backend.mode}: ipset save ${FRONTEND_SET} differs from test/golden/frontends.ipset`);
 }
 
 test('the fixture synced into the fake matches the golden iptables-save text byte for byte', async () => {

@@ -20,6 +20,7 @@ import { kubeConfigFor, kubeconfigYaml, TestApiServer, waitFor } from '../suppor
 import { AGENT_BIN } from '../support/lab.js';
 import { freePort } from '../support/free-port.js';
 import { Topology } from '../support/netns.js';
+import { planOnlyBackend } from '../../src/iptables/backend.js';
 
 // One-shot runs (--once, --dry-run, offline explain) wait for the API server a
 // bounded time and fail with one message naming the server and the cause; an
@@ -51,7 +52,7 @@ async function apiServer(t: TestContext): Promise<TestApiServer> {
 }
 
 function engine(): SyncEngine {
-  return new SyncEngine({ config: DEFAULT_CONFIG, dataplane: new IptablesDataplane({ mode: 'nft', restore: async () => {}, save: async () => '' }), log: silentLogger() });
+  return new SyncEngine({ config: DEFAULT_CONFIG, dataplane: new IptablesDataplane(planOnlyBackend('ipv4')), log: silentLogger() });
 }
 
 async function snapshotError(server: string, timeoutMs: number): Promise<ApiUnavailableError> {

@@ -173,6 +173,9 @@ test('startClusterWatches: every Service, Karmada\'s slices everywhere, other sl
   server.create(endpointSlice('own', 'db-1', 'db', ORDINARY));
   server.create(service('other', 'cache'));
   server.create(endpointSlice('other', 'cache-1', 'cache', ORDINARY));
+  // A headless Service's slice is never sent, even in a watched namespace: the agent does not serve headless Services.
+  const headless = endpointSlice('shop', 'db-abc', 'db', ORDINARY);
+  server.create({ ...headless, metadata: { ...headless.metadata, labels: { ...headless.metadata!.labels, 'service.kubernetes.io/headless': '' } } });
   const services = new Recorder<V1Service>();
   const slices = new Recorder<V1EndpointSlice>();
   const watches = startClusterWatches(kubeConfigFor(server.url), { services, endpointSlices: slices }, silentLogger(), SCOPED);
@@ -183,10 +186,10 @@ test('startClusterWatches: every Service, Karmada\'s slices everywhere, other sl
   await waitFor(() => server.openWatches === 5, 'the Service, Karmada and three namespace watches');
   assert.deepEqual(watchPaths(server), [
     '/api/v1/services?',
-    '/apis/discovery.k8s.io/v1/endpointslices?endpointslice.kubernetes.io/managed-by in (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
-    '/apis/discovery.k8s.io/v1/namespaces/mcs/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
-    '/apis/discovery.k8s.io/v1/namespaces/own/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
-    '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io)',
+    '/apis/discovery.k8s.io/v1/endpointslices?endpointslice.kubernetes.io/managed-by in (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io),!service.kubernetes.io/headless',
+    '/apis/discovery.k8s.io/v1/namespaces/mcs/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io),!service.kubernetes.io/headless',
+    '/apis/discovery.k8s.io/v1/namespaces/own/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io),!service.kubernetes.io/headless',
+    '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?endpointslice.kubernetes.io/managed-by notin (endpointslice-controller.karmada.io,endpointslice-dispatch-controller.karmada.io),!service.kubernetes.io/headless',
   ]);
 
   // A namespace gaining its first group is watched from then on; updates elsewhere never arrive.

@@ -227,6 +227,12 @@ export class Lab {
     return parts.join('').split('\n').filter((l) => !l.startsWith('#')).join('\n');
   }
 
+  /** The names of the node's ipsets (one list for both families: ipsets are per namespace). */
+  async ipsets(): Promise<string[]> {
+    const { stdout } = await netnsExec(this.nodeNs, 'ipset', ['list', '-n']);
+    return stdout.split('\n').filter((l) => l !== '').sort();
+  }
+
   async restore(payload: string, family: IPFamily = 'ipv4'): Promise<void> {
     await netnsExec(this.nodeNs, `${tools(family)}-${this.backend}-restore`, ['-w', LOCK_WAIT_SECONDS, '--noflush'], { input: payload });
   }

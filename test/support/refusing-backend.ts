@@ -9,6 +9,8 @@ export function refusingEndpoint(backend: IptablesBackend, ip: string): Iptables
   return {
     mode: backend.mode,
     save: (table) => backend.save(table),
+    restoreSets: (payload) => backend.restoreSets(payload),
+    saveSet: (name) => backend.saveSet(name),
     restore: (payload) => backend.restore(payload.split('\n').map((l) => (l.includes(needle) ? `${l} ${INVALID_OPTION}` : l)).join('\n')),
   };
 }

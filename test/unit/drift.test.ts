@@ -10,7 +10,7 @@ import { isJump, jumpMoves, specsOf, type InProcessJumps, type RuleHead } from '
 import { renderPayload } from '../../src/iptables/render.js';
 import { silentLogger } from '../../src/log.js';
 import { pino } from 'pino';
-import { CHAIN_PREFIX, JUMPS, SET_CHAINS } from '../../src/iptables/layout.js';
+import { CHAIN_PREFIX, JUMPS, POLLED_DISPATCH_CHAINS } from '../../src/iptables/layout.js';
 import type { ChainRef } from '../../src/iptables/plan-types.js';
 
 // Datagrams read from the nf_tables group of a fresh namespace (kernel 6.x, iptables 1.8.9):
@@ -198,7 +198,7 @@ function watchOn(kernel: ReturnType<typeof fakeKernel>) {
   const counts = new Map<string, number>();
   const bump = (k: string) => counts.set(k, (counts.get(k) ?? 0) + 1);
   const watch = new DriftWatch({
-    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log: silentLogger(), requestRepair: () => requests.push(1),
     metrics: { generation: (o) => bump(`gen:${o}`), check: (t) => bump(`check:${t}`), detected: (c) => bump(`detected:${c}`), repaired: (c) => bump(`repaired:${c}`) },
     source: (h) => {
@@ -281,7 +281,7 @@ test('watch: a writer that keeps putting its rule ahead of ours is named once a 
   let handlers: NfMonitorHandlers | null = null;
   let t = 0;
   const watch = new DriftWatch({
-    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'nft', reader: kernel.reader, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log, requestRepair: () => {}, now: () => t,
     source: (h) => {
       handlers = h;
@@ -414,7 +414,7 @@ test('watch: in-process, a KUBE- jump ahead of ours is moved behind with no proc
   let handlers: NfMonitorHandlers | null = null;
   const requests: number[] = [];
   const watch = new DriftWatch({
-    mode: 'nft', reader: kernel.reader, inProcess, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'nft', reader: kernel.reader, inProcess, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log: silentLogger(), requestRepair: () => requests.push(1),
     source: (h) => {
       handlers = h;
@@ -450,7 +450,7 @@ test('watch: legacy in-process poll finds a KUBE- jump ahead of ours and a chang
   const requests: number[] = [];
   const counts = new Map<string, number>();
   const watch = new DriftWatch({
-    mode: 'legacy', reader: kernel.reader, legacy, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: SET_CHAINS,
+    mode: 'legacy', reader: kernel.reader, legacy, backend: kernel.backend, jumps: JUMPS, prefix: CHAIN_PREFIX, dispatchChains: POLLED_DISPATCH_CHAINS,
     log: silentLogger(), requestRepair: () => requests.push(1), pollIntervalMs: 20,
     metrics: { generation: () => {}, check: (t) => counts.set(t, (counts.get(t) ?? 0) + 1), detected: () => {}, repaired: () => {} },
   });

@@ -40,8 +40,10 @@ test('a cold start programs the skeleton and every service, jumping ahead of kub
   assert.equal(result.restores, 1);
   const text = await nat(fake);
   const chain = serviceChainName('default', 'derived-svc1', 'http', 'TCP');
-  assert.match(text, new RegExp(`-A MCS-SERVICES -d 10.96.0.1/32 -p tcp .* -j ${chain}`));
-  assert.match(text, /-A PREROUTING -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES/);
+  // 10.96.0.1 is in bucket 1 (its low six bits).
+  assert.match(text, new RegExp(`-A MCS-DISPATCH-01 -d 10.96.0.1/32 -p tcp .* -j ${chain}`));
+  assert.match(text, /-A PREROUTING -m set --match-set MCS-FRONTENDS dst,dst -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES/);
+  assert.deepEqual([...(await fake.saveSet('MCS-FRONTENDS'))!.matchAll(/^add .*$/gm)].map((m) => m[0]), ['add MCS-FRONTENDS 10.96.0.1,tcp:80 comment "default/derived-svc1:http"']);
   assert.match(text, /-A MCS-SVC-\w+ -p tcp -m comment --comment "default\/derived-svc1:http -> chile01 10.2.0.11:8080" -j DNAT --to-destination 10.2.0.11:8080/);
 });
 
@@ -113,7 +115,7 @@ test('the full sync repairs a flushed chain, a deleted jump and removes a stale 
     `:${chain} - [0:0]`,
     ':MCS-SVC-LEFTOVER - [0:0]',
     '-A MCS-SVC-LEFTOVER -j ACCEPT',
-    '-D PREROUTING -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES',
+    '-D PREROUTING -m set --match-set MCS-FRONTENDS dst,dst -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES',
     'COMMIT', '',
   ].join('\n'));
   await engine.syncFull();
@@ -127,7 +129,7 @@ test('a refused partial payload is handed to a full sync at once, which reads th
   await engine.syncFull();
   const good = await nat(fake);
   // Someone deletes our dispatch chain's rule behind our back: the partial sync's -D fails.
-  const dispatch = good.split('\n').find((l) => l.startsWith('-A MCS-SERVICES'))!;
+  const dispatch = good.split('\n').find((l) => l.startsWith('-A MCS-DISPATCH-'))!;
   await fake.restore(`*nat\n-D ${dispatch.slice(3)}\nCOMMIT\n`);
   engine.deleteService(service('default', 'derived-svc1', '10.96.0.1', []));
   const refusedBefore = fake.history.filter((r) => r.error).length;
@@ -178,7 +180,8 @@ test('malformed objects are skipped by name and every other service keeps workin
 });
 
 test('on nft a cold start is split into restores of bounded chain count; on legacy it is one restore', async () => {
-  for (const [mode, expected] of [['nft', 4], ['legacy', 1]] as const) {
+  // nft: the skeleton (68 chains with the 64 buckets) alone, then 100 service chains in fours of at most 30.
+  for (const [mode, expected] of [['nft', 5], ['legacy', 1]] as const) {
     const fake = new FakeIptables(mode);
     const engine = engineOn(fake, { maxChainsPerRestore: 30 });
     for (let i = 1; i <= 100; i++) addDerived(engine, i, ['10.2.0.1']);

@@ -35,6 +35,11 @@ function setup(flushed: StaleUdpFlow[] = []) {
   return { v4, v6, engine, dataplane };
 }
 
+/** The members of a fake's set, as `ipset save` lists them. */
+async function setMembers(fake: FakeIptables, name: string): Promise<string[]> {
+  return ((await fake.saveSet(name)) ?? '').split('\n').filter((l) => l.startsWith('add ')).sort();
+}
+
 const dual = (name: string, ip4: string, ip6: string, ports = [{ name: 'http', port: 80 }]) =>
   service('default', name, ip4, ports, { clusterIPs: [ip4, ip6], ipFamilies: ['IPv4', 'IPv6'] });
 const v6slice = (sliceName: string, derived: string, ips: string[], ports?: { name: string; port: number; protocol?: string }[]) =>
@@ -49,15 +54,19 @@ test('dual stack: each family\'s tables get its ClusterIP and endpoints; masquer
   await engine.syncFull();
   const nat4 = await v4.save('nat');
   const nat6 = await v6.save('nat');
-  assert.match(nat4, /-A MCS-SERVICES -d 10\.96\.0\.5\/32 -p tcp .*--dport 80 -j MCS-SVC-/);
+  assert.match(nat4, /-A MCS-DISPATCH-05 -d 10\.96\.0\.5\/32 -p tcp .*--dport 80 -j MCS-SVC-/);
   assert.match(nat4, /! -s 10\.244\.0\.0\/16 .* -j MCS-MARK-MASQ/);
   assert.match(nat4, /-j DNAT --to-destination 10\.2\.0\.10:8080/);
   assert.ok(!nat4.includes('fd00'), 'no IPv6 address in iptables');
-  assert.match(nat6, /-A MCS-SERVICES -d fd00:96::5\/128 -p tcp .*--dport 80 -j MCS-SVC-/);
+  assert.match(nat6, /-A MCS-DISPATCH-05 -d fd00:96::5\/128 -p tcp .*--dport 80 -j MCS-SVC-/);
   assert.match(nat6, /! -s fd00:10:244::\/56 .* -j MCS-MARK-MASQ/);
   assert.match(nat6, /-A MCS-SVC-\w+ -p tcp -m comment --comment "default\/derived-web:http -> chile01 fd00:2::10:8080" -j DNAT --to-destination \[fd00:2::10\]:8080/);
-  assert.match(nat6, /-A PREROUTING -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES/);
+  assert.match(nat6, /-A PREROUTING -m set --match-set MCS-FRONTENDS6 dst,dst -m comment --comment "clusterset-proxy service portals" -j MCS-SERVICES/);
+  assert.match(nat6, /-A MCS-SERVICES -d ::5\/::3f -m comment --comment "ClusterIPs ending 5 mod 64" -j MCS-DISPATCH-05/);
   assert.ok(!/10\.\d+\.\d+\.\d+/.test(nat6), 'no IPv4 address in ip6tables');
+  // Each family's set holds its own frontends (the fakes hold a set per tool; the kernel one per namespace, hence two names).
+  assert.deepEqual(await setMembers(v4, 'MCS-FRONTENDS'), ['add MCS-FRONTENDS 10.96.0.5,tcp:80 comment "default/derived-web:http"']);
+  assert.deepEqual(await setMembers(v6, 'MCS-FRONTENDS6'), ['add MCS-FRONTENDS6 fd00:96::5,tcp:80 comment "default/derived-web:http"']);
 });
 
 test('dual stack: a family without endpoints rejects with its own ICMP while the other family serves', async () => {
@@ -72,6 +81,7 @@ test('dual stack: a family without endpoints rejects with its own ICMP while the
   engine.upsertSlice(v6slice('v6', 'derived-web', ['fd00:2::10']));
   await engine.syncPartial();
   assert.equal(v4.history.length, before4, 'iptables is not touched');
+  assert.deepEqual(await setMembers(v6, 'MCS-FRONTENDS6'), ['add MCS-FRONTENDS6 fd00:96::5,tcp:80 comment "default/derived-web:http"'], 'a reject\'s frontend is a member too');
   assert.ok(!(await v6.save('filter')).includes('derived-web'), 'the reject is gone');
   assert.match(await v6.save('nat'), /--to-destination \[fd00:2::10\]:8080/);
 });
@@ -85,9 +95,13 @@ test('an IPv6-only Service is programmed in ip6tables alone; cleanup restores bo
   await engine.syncFull();
   assert.ok(!(await v4.save('nat')).includes('derived-api'));
   assert.match(await v6.save('nat'), /-d fd00:96::7\/128 .*-j MCS-SVC-/);
+  assert.deepEqual(await setMembers(v4, 'MCS-FRONTENDS'), [], 'the IPv4 set exists, for its jumps, and is empty');
+  assert.deepEqual(await setMembers(v6, 'MCS-FRONTENDS6'), ['add MCS-FRONTENDS6 fd00:96::7,tcp:9000 comment "default/derived-api:grpc"']);
   await engine.cleanup();
   assert.deepEqual({ nat: await v4.save('nat'), filter: await v4.save('filter') }, pristine4);
   assert.deepEqual({ nat: await v6.save('nat'), filter: await v6.save('filter') }, pristine6);
+  assert.equal(await v4.saveSet('MCS-FRONTENDS'), null, 'cleanup destroys each family\'s set');
+  assert.equal(await v6.saveSet('MCS-FRONTENDS6'), null);
 });
 
 test('dual stack: stale UDP flows of each family are flushed; explain shows a Service once per ClusterIP with its family\'s rules', async () => {
@@ -117,8 +131,8 @@ test('a dry run renders iptables first, then ip6tables after a comment line', ()
   const { engine } = setup();
   engine.upsertService(dual('derived-web', '10.96.0.5', 'fd00:96::5'));
   const text = engine.fullPayload();
-  assert.match(text, /^\*nat\n/);
-  const at = text.indexOf('# ip6tables-nft (ipv6)\n*nat\n');
+  assert.match(text, /^# ipset: create MCS-FRONTENDS hash:ip,port family inet .*\n# ipset: add MCS-FRONTENDS 10\.96\.0\.5,tcp:80 .*\n\*nat\n/);
+  const at = text.indexOf('# ip6tables-nft (ipv6)\n# ipset: create MCS-FRONTENDS6 hash:ip,port family inet6 ');
   assert.ok(at > 0, text);
   assert.ok(text.slice(0, at).includes('-d 10.96.0.5/32') && !text.slice(0, at).includes('fd00'));
   assert.ok(text.slice(at).includes('-d fd00:96::5/128') && !text.slice(at).includes('10.96.0.5'));
@@ -137,8 +151,8 @@ test('dual stack: a ClusterSet IP of each family is served in its family\'s tabl
   await engine.syncFull();
   const nat4 = await v4.save('nat');
   const nat6 = await v6.save('nat');
-  assert.match(nat4, /-A MCS-SERVICES -d 242\.1\.0\.5\/32 -p tcp -m comment --comment "default\/derived-web:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-/);
-  assert.match(nat6, /-A MCS-SERVICES -d fd00:242::5\/128 -p tcp -m comment --comment "default\/derived-web:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-/);
+  assert.match(nat4, /-A MCS-DISPATCH-05 -d 242\.1\.0\.5\/32 -p tcp -m comment --comment "default\/derived-web:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-/);
+  assert.match(nat6, /-A MCS-DISPATCH-05 -d fd00:242::5\/128 -p tcp -m comment --comment "default\/derived-web:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-/);
   assert.match(nat6, /-A MCS-EXT-\w+ -m comment --comment "default\/derived-web:http masquerade traffic to the clusterset IP" -j MCS-MARK-MASQ/);
   assert.ok(!nat4.includes('fd00'), 'no IPv6 address in iptables');
   assert.ok(!/\b(10|242)\.\d+\.\d+\.\d+/.test(nat6), 'no IPv4 address in ip6tables');

@@ -141,7 +141,7 @@ test('README carries the generated metrics table, unchanged', async () => {
 test('the Dockerfile builds from the repository layout: Debian slim with the kernel tools, entrypoint bin/clusterset-proxy', async () => {
   const docker = await read('daemonset/Dockerfile');
   assert.match(docker, /^FROM node:20-bookworm-slim/m);
-  assert.match(docker, /apt-get install -y --no-install-recommends iptables iproute2 conntrack/);
+  assert.match(docker, /apt-get install -y --no-install-recommends iptables ipset iproute2 conntrack/);
   assert.match(docker, /ENTRYPOINT \["\/opt\/clusterset-proxy\/bin\/clusterset-proxy"\]/);
   for (const copied of [...docker.matchAll(/^COPY (?!--from)(\S+(?: \S+)*) \S+$/gm)].flatMap((m) => m[1]!.split(' '))) {
     await access(new URL(copied, root));

@@ -57,7 +57,7 @@ test('explain: the group, its ClusterIP and port, each cluster with endpoints, h
     'Rules in the kernel: the kernel holds exactly the planned rules',
     '  *nat',
     `  :${CHAIN} - [0:0]`,
-    `  -A MCS-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`,
+    `  -A MCS-DISPATCH-50 -d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j ${CHAIN}`,
     `  -A ${CHAIN} ! -s 10.244.0.0/16 -m comment --comment "default/derived-serve:http masquerade traffic from outside the cluster" -j MCS-MARK-MASQ`,
     `  -A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> chile01 10.2.0.10:8080" -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.2.0.10:8080`,
     `  -A ${CHAIN} -p tcp -m comment --comment "default/derived-serve:http -> chile01 10.2.0.11:8080" -j DNAT --to-destination 10.2.0.11:8080`,
@@ -77,7 +77,7 @@ test('explain names the ClusterSet IP, the MCS-EXT- chain serving it with the Cl
   const text = renderExplain(report);
   assert.match(text, /\nService default\/derived-serve: ClusterIP 10\.96\.0\.50, clusterset IP 242\.1\.0\.50\n/);
   assert.ok(text.includes(`  port http 80/TCP -> ${CHAIN}\n    at clusterset IP 242.1.0.50:80 -> ${ext} (the same selection)\n`), text);
-  assert.ok(text.includes(`  -A MCS-SERVICES -d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j ${ext}\n`), text);
+  assert.ok(text.includes(`  -A MCS-DISPATCH-50 -d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j ${ext}\n`), text);
   assert.ok(text.includes(`  -A ${ext} -j ${CHAIN}\n`), text);
 });
 

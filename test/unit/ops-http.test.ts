@@ -51,7 +51,7 @@ async function syncedEngine(gate: GatedSaves): Promise<SyncEngine> {
 
 test('many concurrent explain requests share one kernel read; those beyond the bound are told to retry', async () => {
   const gate = new GatedSaves();
-  const endpointUnderTest = new ExplainEndpoint(await syncedEngine(gate), () => new IptablesDataplane({ mode: 'nft', save: gate.save, restore: (p) => gate.fake.restore(p) }).readForExplain(), () => 'not probed');
+  const endpointUnderTest = new ExplainEndpoint(await syncedEngine(gate), () => new IptablesDataplane({ mode: 'nft', save: gate.save, restore: (p) => gate.fake.restore(p), restoreSets: (p) => gate.fake.restoreSets(p), saveSet: (n) => gate.fake.saveSet(n) }).readForExplain(), () => 'not probed');
   const answers = Array.from({ length: 200 }, () => endpointUnderTest.answer('default/serve'));
   // Let every request reach the gate before opening it.
   await new Promise((resolve) => setImmediate(resolve));

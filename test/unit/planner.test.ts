@@ -8,6 +8,7 @@ import { usableEndpoints } from '../../src/policy/select.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { ALL_HEALTHY } from '../../src/policy/select.js';
 import { probability } from '../../src/iptables/service-rules.js';
+import { fragmentMembers } from '../../src/iptables/frontend-set.js';
 
 type PlanContext = RulesContext & SelectionContext;
 
@@ -69,7 +70,7 @@ test('a service port renders to a dispatch rule and a chain that reads like docu
   const frag = planGroup(group([ep('10.1.0.10', 'brazil'), ep('10.2.0.10', 'chile')]), activeActive).fragment;
   assert.equal(frag.key, 'default/serve');
   assert.deepEqual(frag.setRules, [{
-    table: 'nat', chain: 'MCS-SERVICES',
+    table: 'nat', chain: 'MCS-DISPATCH-50',
     spec: '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO',
   }]);
   assert.deepEqual(frag.chains, [{
@@ -101,6 +102,11 @@ test('a ClusterSet IP dispatches through MCS-EXT-, which marks every connection 
     '-d 10.96.0.50/32 -p tcp -m comment --comment "default/derived-serve:http cluster IP" -m tcp --dport 80 -j MCS-SVC-KD2NDEFDA4NDLMHO',
     '-d 242.1.0.50/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
     '-d 242.1.0.51/32 -p tcp -m comment --comment "default/derived-serve:http clusterset IP" -m tcp --dport 80 -j MCS-EXT-KD2NDEFDA4NDLMHO',
+  ]);
+  // Each address is dispatched from its own bucket and is a member of MCS-FRONTENDS, so the guarded jumps reach it.
+  assert.deepEqual(frag.setRules.filter((r) => r.table === 'nat').map((r) => r.chain), ['MCS-DISPATCH-50', 'MCS-DISPATCH-50', 'MCS-DISPATCH-51']);
+  assert.deepEqual([...fragmentMembers(frag)], [
+    ['10.96.0.50,tcp:80', 'default/derived-serve:http'], ['242.1.0.50,tcp:80', 'default/derived-serve:http'], ['242.1.0.51,tcp:80', 'default/derived-serve:http'],
   ]);
   assert.deepEqual(frag.chains, [plain.chains[0], {
     table: 'nat', name: 'MCS-EXT-KD2NDEFDA4NDLMHO',

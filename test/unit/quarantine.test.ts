@@ -32,6 +32,12 @@ class RefusingBackend implements IptablesBackend {
   save(table: 'nat' | 'filter') {
     return this.fake.save(table);
   }
+  restoreSets(payload: string) {
+    return this.fake.restoreSets(payload);
+  }
+  saveSet(name: string) {
+    return this.fake.saveSet(name);
+  }
   async restore(payload: string): Promise<void> {
     this.restores++;
     const index = payload.split('\n').findIndex((l) => l.includes(this.marker));

@@ -98,7 +98,7 @@ test('a group whose rules the renderer refuses is quarantined alone: the others 
   const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil"\n-A INPUT -j DROP', clusters: [{ name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
   const changes: QuarantineChange[] = [];
   const payloads: string[] = [];
-  const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
+  const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restoreSets: (p: string) => fake.restoreSets(p), saveSet: (n: string) => fake.saveSet(n), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
   const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger(), onQuarantine: (c) => changes.push(c) });
   // Group default/mixed: a ServiceImport with a local Service whose endpoints are this cluster's.
   engine.upsertService(service('default', 'derived-mixed', '10.96.0.1', [{ name: 'http', port: 80 }]));

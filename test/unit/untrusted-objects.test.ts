@@ -177,7 +177,7 @@ test('the exact injection through the engine: the hostile slice is left out by n
   fake.load(KUBE_PROXY_NAT + USER_FILTER);
   const before = { filter: await fake.save('filter') };
   const payloads: string[] = [];
-  const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
+  const backend = { get mode() { return fake.mode; }, save: (t: 'nat' | 'filter') => fake.save(t), restoreSets: (p: string) => fake.restoreSets(p), saveSet: (n: string) => fake.saveSet(n), restore: (p: string) => { payloads.push(p); return fake.restore(p); } };
   const config: Config = { ...DEFAULT_CONFIG, clusterName: 'brazil', clusters: [{ name: 'brazil' }, { name: 'chile01' }], clusterCIDR: '10.244.0.0/16' };
   const engine = new SyncEngine({ config, dataplane: new IptablesDataplane(backend), log: silentLogger() });
   engine.upsertService(service('default', 'web', '10.96.0.1', [{ name: 'http', port: 80 }]));

@@ -20,64 +20,9 @@ import { silentLogger } from '../src/log.js';
 import { NftablesDataplane } from '../src/nftables/nftables-dataplane.js';
 import { NativeNftables } from '../src/nftables/native.js';
 import { SyncEngine } from '../src/sync/engine.js';
-import { SyncRunner } from '../src/sync/runner.js';
 import { cleanupStale, Topology } from '../test/support/netns.js';
-import { spread } from './stats.js';
-import { changeTarget, Workload } from './workload.js';
-
-const MIN_SYNC_INTERVAL = 100;
-type Feeder = 'timer-paced' | 'yielding';
-
-interface BurstFigures {
-  readonly feeder: Feeder;
-  readonly syncs: number;
-  readonly syncP50: number;
-  readonly syncMax: number;
-  readonly spanMs: number;
-  readonly lastLagMs: number;
-  readonly maxLagMs: number;
-  readonly cpuMs: number;
-}
-
-const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function burst(engine: SyncEngine, workload: Workload, count: number, feeder: Feeder, offset: number): Promise<BurstFigures> {
-  const syncs: { start: number; end: number }[] = [];
-  const runner = new SyncRunner({
-    minInterval: MIN_SYNC_INTERVAL, period: 3_600_000, initialBackoff: 100, maxBackoff: 1000,
-    run: async (full) => {
-      const start = performance.now();
-      await (full ? engine.syncFull() : engine.syncPartial());
-      syncs.push({ start, end: performance.now() });
-    },
-    onError: (err) => {
-      throw err;
-    },
-  });
-  const cpu = process.cpuUsage();
-  const arrivals: number[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < count; i++) {
-    const due = t0 + (i * 1000) / count;
-    while (performance.now() < due) await sleep(Math.max(0, due - performance.now()));
-    if (feeder === 'yielding') await tick();
-    engine.upsertSlice(workload.change(changeTarget(offset + i, workload.size.n)).slice);
-    arrivals.push(performance.now());
-    runner.request();
-  }
-  const appliedAt = (arrival: number) => syncs.find((s) => s.start >= arrival)?.end;
-  const last = arrivals[arrivals.length - 1]!;
-  for (let waited = 0; appliedAt(last) === undefined && waited < 600_000; waited += 10) await sleep(10);
-  await runner.stop();
-  const used = process.cpuUsage(cpu);
-  const lags = arrivals.map((a) => (appliedAt(a) ?? NaN) - a);
-  const durations = spread(syncs.map((s) => s.end - s.start));
-  return {
-    feeder, syncs: syncs.length, syncP50: durations.p50, syncMax: durations.max, spanMs: last - arrivals[0]!,
-    lastLagMs: lags[lags.length - 1]!, maxLagMs: Math.max(...lags), cpuMs: (used.user + used.system) / 1000,
-  };
-}
+import { measureBurst, MIN_SYNC_INTERVAL, type BurstFigures, type Feeder } from './burst.js';
+import { Workload } from './workload.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ args: process.argv.slice(2), options: { n: { type: 'string', default: '10000' }, burst: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '2' } }, strict: true });
@@ -99,7 +44,7 @@ async function main(): Promise<void> {
     await engine.syncFull();
     for (let r = 0; r < Number(values.rounds); r++) {
       const order: Feeder[] = r % 2 === 0 ? ['timer-paced', 'yielding'] : ['yielding', 'timer-paced'];
-      for (const feeder of order) results.push(await burst(engine, workload, count, feeder, results.length * count));
+      for (const feeder of order) results.push(await measureBurst(engine, workload, count, feeder, results.length * count));
     }
     client.close();
   } finally {
@@ -112,7 +57,7 @@ async function main(): Promise<void> {
     '',
     '| feeder | syncs | sync p50 / max | span of arrivals | last change applied after | worst change applied after | CPU of the process |',
     '|---|---|---|---|---|---|---|',
-    ...results.map((f) => `| ${f.feeder} | ${f.syncs} | ${ms(f.syncP50)} / ${ms(f.syncMax)} | ${ms(f.spanMs)} | ${ms(f.lastLagMs)} | ${ms(f.maxLagMs)} | ${ms(f.cpuMs)} |`),
+    ...results.map((f) => `| ${f.feeder} | ${f.syncs} | ${ms(f.syncMs.p50)} / ${ms(f.syncMs.max)} | ${ms(f.spanMs)} | ${ms(f.lastLagMs)} | ${ms(f.maxLagMs)} | ${ms(f.cpuMs)} |`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -30,7 +30,7 @@ import { createIptablesBackend } from '../src/iptables/exec-backend.js';
 import { silentLogger } from '../src/log.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { NftablesDataplane } from '../src/nftables/nftables-dataplane.js';
-import { SyncRunner } from '../src/sync/runner.js';
+import { measureBurst, MIN_SYNC_INTERVAL } from './burst.js';
 import { NativeNftables } from '../src/nftables/native.js';
 import { cleanupStale, Topology } from '../test/support/netns.js';
 import { buildLab, measureRates, SERVER, type PacketLab } from './per-packet.js';
@@ -146,7 +146,6 @@ interface AgentFigures {
   readonly maxLagMs: number;
 }
 
-const MIN_SYNC_INTERVAL = 100;
 
 const cpuMs = (since: NodeJS.CpuUsage) => {
   const u = process.cpuUsage(since);
@@ -173,39 +172,12 @@ async function measureAgent(n: number, burst: number): Promise<AgentFigures> {
     const fullMs = performance.now() - t;
     const fullCpuMs = cpuMs(cpu);
 
-    // Each sync applies what arrived before it started.
-    const syncs: { start: number; end: number }[] = [];
-    const runner = new SyncRunner({
-      minInterval: MIN_SYNC_INTERVAL, period: 3_600_000, initialBackoff: 100, maxBackoff: 1000,
-      run: async (full) => {
-        const start = performance.now();
-        await (full ? engine.syncFull() : engine.syncPartial());
-        syncs.push({ start, end: performance.now() });
-      },
-      onError: (err) => {
-        throw err;
-      },
-    });
-    const arrivals: number[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < burst; i++) {
-      const due = t0 + (i * 1000) / burst;
-      while (performance.now() < due) await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
-      engine.upsertSlice(workload.change(changeTarget(i, n)).slice);
-      arrivals.push(performance.now());
-      runner.request();
-      // A watch stream yields between events: so does this feeder, or a loaded machine lets no sync start until the burst ends.
-      await new Promise((r) => setImmediate(r));
-    }
-    const last = arrivals[arrivals.length - 1]!;
-    const appliedAt = (arrival: number) => syncs.find((s) => s.start >= arrival)?.end;
-    for (let waited = 0; appliedAt(last) === undefined && waited < 120_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
-    await runner.stop();
-    const lags = arrivals.map((a) => (appliedAt(a) ?? NaN) - a);
+    // Fed as a watch stream feeds it: yielding between arrivals.
+    const burstFigures = await measureBurst(engine, workload, burst, 'yielding');
     client.close();
     return {
-      n, coldMs, coldCpuMs, fullMs, fullCpuMs, burst, burstSpanMs: last - arrivals[0]!, syncs: syncs.length, syncMs: spread(syncs.map((x) => x.end - x.start)),
-      lastLagMs: lags[lags.length - 1]!, maxLagMs: Math.max(...lags),
+      n, coldMs, coldCpuMs, fullMs, fullCpuMs, burst, burstSpanMs: burstFigures.spanMs, syncs: burstFigures.syncs, syncMs: burstFigures.syncMs,
+      lastLagMs: burstFigures.lastLagMs, maxLagMs: burstFigures.maxLagMs,
     };
   } finally {
     await topology.teardown();
